@@ -1,0 +1,486 @@
+//! Typed configuration (seed §3): `mt_paas_config.yaml`, an optional `{env}` overlay, and
+//! embedded defaults for every key that is absent.
+//!
+//! ```
+//! use mt_paas::config::{ConfigLoader, IsolationMode};
+//!
+//! let dir = std::env::temp_dir().join(format!("mt-paas-doc-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir).unwrap();
+//! let path = dir.join("mt_paas_config.yaml");
+//! std::fs::write(&path, "service:\n  id: demo\n  name: Demo\nauth:\n  jwt:\n    secret: ${JWT_SECRET:-dev}\n").unwrap();
+//!
+//! let config = ConfigLoader::new(&path).vars(|_| None).load().unwrap();
+//! assert_eq!(config.service.id, "demo");
+//! // absent keys take the embedded defaults: SQLite files under ./data
+//! assert_eq!(config.isolation.mode, IsolationMode::DatabasePerTenant);
+//! assert!(config.database.central.url.expose().starts_with("sqlite:"));
+//! ```
+//!
+//! How a file becomes a [`Config`]: the base file and the overlay are parsed as YAML values and
+//! deep-merged over the embedded defaults ([`DEFAULTS_YAML`]); then `${VAR}` and
+//! `${VAR:-default}` are substituted in string scalars (after parsing, so an environment value
+//! can never inject YAML structure); then the tree is read into typed structs that deny unknown
+//! keys; then cross-key rules are checked. Every problem found on the way is reported at once,
+//! each naming the file, the key path and the cause ([`ConfigError`]).
+
+mod loader;
+mod secret;
+
+use std::{collections::BTreeMap, fmt, net::SocketAddr, path::PathBuf};
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+pub use self::{
+    loader::{ConfigError, ConfigLoader, ConfigProblem, ConfigSources, ENV_VAR},
+    secret::{DatabaseKind, DatabaseUrl, REDACTED, Secret},
+};
+pub use crate::core::models::IsolationMode;
+
+/// The embedded defaults: every key that a configuration file leaves out takes its value here.
+pub const DEFAULTS_YAML: &str = include_str!("defaults.yaml");
+
+/// The whole configuration (seed §3.1).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Config {
+    /// The service's identity.
+    pub service: ServiceConfig,
+    /// The link to the marketplace.
+    pub marketplace: MarketplaceConfig,
+    /// How tenants are kept apart.
+    pub isolation: IsolationConfig,
+    /// Central, tenant and vector databases.
+    pub database: DatabaseConfig,
+    /// How a request names its tenant.
+    pub tenant_identification: TenantIdentificationConfig,
+    /// JWT and marketplace SSO.
+    pub auth: AuthConfig,
+    /// Plan features.
+    pub features: FeaturesConfig,
+    /// Audit, encryption and rate limits.
+    pub security: SecurityConfig,
+    /// Log level, activity log and usage reports.
+    pub logging: LoggingConfig,
+    /// Tenant provisioning.
+    pub provisioning: ProvisioningConfig,
+    /// The vendor's own settings, free-form; read with [`Config::custom`].
+    pub custom: yaml_serde::Mapping,
+    /// Which files this configuration came from.
+    #[serde(skip)]
+    pub sources: ConfigSources,
+}
+
+impl Config {
+    /// Reads `custom.{key}` as the vendor's own typed struct.
+    ///
+    /// ```
+    /// # use mt_paas::config::ConfigLoader;
+    /// #[derive(Debug, serde::Deserialize)]
+    /// struct LlmConfig { default_model: String }
+    ///
+    /// # let dir = std::env::temp_dir().join(format!("mt-paas-doc-custom-{}", std::process::id()));
+    /// # std::fs::create_dir_all(&dir).unwrap();
+    /// # let path = dir.join("c.yaml");
+    /// # std::fs::write(&path, "custom:\n  llm:\n    default_model: gpt-4\n").unwrap();
+    /// let config = ConfigLoader::new(&path).vars(|_| None).load().unwrap();
+    /// let llm: LlmConfig = config.custom("llm").unwrap();
+    /// assert_eq!(llm.default_model, "gpt-4");
+    /// assert!(config.custom::<LlmConfig>("rag").unwrap_err().to_string().contains("custom.rag"));
+    /// ```
+    pub fn custom<T: DeserializeOwned>(&self, key: &str) -> Result<T, ConfigError> {
+        loader::read_custom(self, key)
+    }
+}
+
+/// `service`: who this service is.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ServiceConfig {
+    /// The service's id at the marketplace, e.g. `keli_tutor`.
+    pub id: String,
+    /// The name shown to people.
+    pub name: String,
+    /// The service's version.
+    pub version: String,
+    /// A one-line description.
+    pub description: String,
+    /// The address [`serve`](crate::ServiceMarketFramework::serve) binds.
+    pub listen: SocketAddr,
+}
+
+/// `marketplace`: the link to the market.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct MarketplaceConfig {
+    /// The market's API base, e.g. `http://127.0.0.1:8505/api/v1`.
+    pub api_url: String,
+    /// The service's API key at the market.
+    #[serde(with = "secret::optional")]
+    pub api_key: Option<Secret>,
+    /// The secret that signs the market's commands (Standard Webhooks, `whsec_...`).
+    #[serde(with = "secret::optional")]
+    pub webhook_secret: Option<Secret>,
+    /// Seconds between heartbeats.
+    pub heartbeat_interval: u64,
+    /// Whether subscriptions are checked with the market.
+    pub subscription_check: bool,
+    /// Hours a tenant keeps access after its subscription expires.
+    pub grace_period_hours: u64,
+}
+
+/// `isolation`: how tenants are kept apart.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct IsolationConfig {
+    /// The default mode; a tenant's registry entry may override it.
+    pub mode: IsolationMode,
+    /// DOCKER_PER_TENANT settings.
+    pub docker: DockerConfig,
+}
+
+/// `isolation.docker`: compose projects per tenant.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct DockerConfig {
+    /// The first port of the first tenant's block.
+    pub port_range_start: u16,
+    /// Ports per tenant.
+    pub port_range_size: u16,
+    /// The compose template rendered for each tenant.
+    pub compose_template: PathBuf,
+}
+
+/// `database`: where data lives.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct DatabaseConfig {
+    /// The central DB: tenant registry, entitlements, kill-switch state, outbox.
+    pub central: CentralDatabaseConfig,
+    /// Tenant databases.
+    pub tenant: TenantDatabaseConfig,
+    /// The vector store for RAG, when the service uses one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vector: Option<VectorConfig>,
+}
+
+/// `database.central`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct CentralDatabaseConfig {
+    /// `sqlite://...` or `postgresql://...`.
+    pub url: DatabaseUrl,
+    /// Maximum connections of the central pool.
+    pub pool_size: u32,
+}
+
+/// `database.tenant`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct TenantDatabaseConfig {
+    /// A URL with `{tenant_id}` (DATABASE_PER_TENANT), or the one shared database
+    /// (SCHEMA_PER_TENANT).
+    pub url_template: DatabaseUrl,
+    /// Maximum connections one tenant may hold.
+    pub pool_size_per_tenant: u32,
+}
+
+/// `database.vector`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct VectorConfig {
+    /// Which vector store.
+    #[serde(rename = "type")]
+    pub kind: VectorStoreKind,
+    /// Its URL.
+    pub url: String,
+    /// Prefix of every tenant collection: `{collection_prefix}{tenant_id}_{name}`.
+    #[serde(default = "default_collection_prefix")]
+    pub collection_prefix: String,
+}
+
+fn default_collection_prefix() -> String {
+    "tenant_".to_owned()
+}
+
+/// `database.vector.type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum VectorStoreKind {
+    /// Qdrant over HTTP.
+    Qdrant,
+    /// Chroma over HTTP.
+    Chroma,
+    /// Milvus.
+    Milvus,
+    /// pgvector in the tenant's Postgres database.
+    Pgvector,
+}
+
+/// `tenant_identification`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct TenantIdentificationConfig {
+    /// Tried in order; the first method that yields a value decides.
+    pub methods: Vec<IdentificationMethod>,
+}
+
+/// One way a request can name its tenant.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[non_exhaustive]
+pub enum IdentificationMethod {
+    /// A request header, `X-Tenant-ID` by default.
+    Header {
+        /// The header's name.
+        #[serde(default = "default_header_name")]
+        name: String,
+    },
+    /// A regex on the Host name (without port); group 1, or the whole match, is the id.
+    Subdomain {
+        /// The pattern, `^([^.]+)` by default.
+        #[serde(default = "default_extract_pattern")]
+        extract_pattern: ExtractPattern,
+    },
+    /// A claim of the bearer JWT, whose signature is verified first.
+    JwtClaim {
+        /// The claim's name, `tenant_id` by default.
+        #[serde(default = "default_claim_name")]
+        claim_name: String,
+    },
+    /// A query parameter, `tenant_id` by default.
+    QueryParam {
+        /// The parameter's name.
+        #[serde(default = "default_claim_name")]
+        name: String,
+    },
+}
+
+fn default_header_name() -> String {
+    "X-Tenant-ID".to_owned()
+}
+
+fn default_claim_name() -> String {
+    "tenant_id".to_owned()
+}
+
+fn default_extract_pattern() -> ExtractPattern {
+    ExtractPattern(regex::Regex::new("^([^.]+)").expect("the default pattern is a valid regex"))
+}
+
+/// A compiled `extract_pattern`; an invalid regex is a configuration error.
+#[derive(Clone)]
+pub struct ExtractPattern(pub regex::Regex);
+
+impl fmt::Debug for ExtractPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.0.as_str(), f)
+    }
+}
+
+impl<'de> Deserialize<'de> for ExtractPattern {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let pattern = String::deserialize(deserializer)?;
+        regex::RegexBuilder::new(&pattern)
+            .size_limit(1 << 20)
+            .build()
+            .map(ExtractPattern)
+            .map_err(|e| {
+                let cause = e.to_string().lines().last().unwrap_or_default().to_owned();
+                serde::de::Error::custom(format_args!(
+                    "invalid extract_pattern regex {pattern:?}: {cause}"
+                ))
+            })
+    }
+}
+
+impl Serialize for ExtractPattern {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.0.as_str())
+    }
+}
+
+/// `auth`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct AuthConfig {
+    /// The service's JWTs.
+    pub jwt: JwtConfig,
+    /// Sign-in through the market.
+    pub marketplace_sso: MarketplaceSsoConfig,
+}
+
+/// `auth.jwt`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct JwtConfig {
+    /// The HS256 secret.
+    #[serde(with = "secret::optional")]
+    pub secret: Option<Secret>,
+    /// The signing algorithm.
+    pub algorithm: JwtAlgorithm,
+    /// Lifetime of the tokens the service issues.
+    pub expiry_hours: u64,
+    /// Clock skew tolerated on `exp` and `nbf`, in seconds.
+    pub leeway_seconds: u64,
+}
+
+/// `auth.jwt.algorithm`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[non_exhaustive]
+pub enum JwtAlgorithm {
+    /// HMAC-SHA256 with `auth.jwt.secret`.
+    HS256,
+    /// RSA-SHA256 with the market's published keys.
+    RS256,
+}
+
+/// `auth.marketplace_sso`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct MarketplaceSsoConfig {
+    /// Whether sign-in through the market is offered.
+    pub enabled: bool,
+    /// The path of the callback route.
+    pub callback_url: String,
+}
+
+/// `features`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct FeaturesConfig {
+    /// Whether the market's subscription decides the features.
+    pub controlled_by_subscription: bool,
+    /// Features when no subscription says otherwise.
+    pub defaults: BTreeMap<String, bool>,
+}
+
+/// `security`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct SecurityConfig {
+    /// Whether cross-tenant attempts raise audit alerts.
+    pub cross_tenant_audit: bool,
+    /// Field encryption.
+    pub encryption: EncryptionConfig,
+    /// Requests per minute per tenant.
+    pub rate_limit: RateLimitConfig,
+}
+
+/// `security.encryption`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct EncryptionConfig {
+    /// Whether field encryption is on.
+    pub enabled: bool,
+    /// The AES-256 key.
+    #[serde(with = "secret::optional")]
+    pub key: Option<Secret>,
+}
+
+/// `security.rate_limit`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RateLimitConfig {
+    /// Whether requests are limited.
+    pub enabled: bool,
+    /// Requests per minute when the plan names no limit.
+    pub default_rpm: u32,
+}
+
+/// `logging`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct LoggingConfig {
+    /// The log level.
+    pub level: LogLevel,
+    /// xAPI statements to an LRS.
+    pub activity_log: ActivityLogConfig,
+    /// Usage reports to the market.
+    pub usage_report: UsageReportConfig,
+}
+
+/// `logging.level`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+#[non_exhaustive]
+pub enum LogLevel {
+    /// Everything.
+    #[serde(alias = "trace")]
+    Trace,
+    /// Debugging detail.
+    #[serde(alias = "debug")]
+    Debug,
+    /// Normal operation.
+    #[serde(alias = "info")]
+    Info,
+    /// Something is off.
+    #[serde(alias = "warn", alias = "WARNING", alias = "warning")]
+    Warn,
+    /// Something failed.
+    #[serde(alias = "error")]
+    Error,
+}
+
+impl LogLevel {
+    /// The `tracing` filter directive for this level.
+    pub fn as_directive(self) -> &'static str {
+        match self {
+            Self::Trace => "trace",
+            Self::Debug => "debug",
+            Self::Info => "info",
+            Self::Warn => "warn",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// `logging.activity_log`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ActivityLogConfig {
+    /// Whether statements are sent.
+    pub enabled: bool,
+    /// The LRS's xAPI base URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+}
+
+/// `logging.usage_report`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct UsageReportConfig {
+    /// Whether usage is reported.
+    pub enabled: bool,
+    /// Minutes between reports.
+    pub interval_minutes: u64,
+}
+
+/// `provisioning`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ProvisioningConfig {
+    /// Where destroyed tenants' archives are written.
+    pub archive_dir: PathBuf,
+}

@@ -1,0 +1,118 @@
+//! [`Tenant`]: the resolved tenant of a request, as handlers see it.
+
+use std::{collections::BTreeMap, fmt, sync::Arc};
+
+use super::models::{IsolationMode, TenantId, TenantRecord};
+use crate::http::{ApiError, ProblemCode};
+
+/// The features a tenant may use: `feature → enabled`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Features(Arc<BTreeMap<String, bool>>);
+
+impl Features {
+    /// Features from a map.
+    pub fn new(map: BTreeMap<String, bool>) -> Self {
+        Self(Arc::new(map))
+    }
+
+    /// Whether `name` is enabled; an unknown feature is not.
+    pub fn has(&self, name: &str) -> bool {
+        self.0.get(name).copied().unwrap_or(false)
+    }
+
+    /// Every feature and whether it is enabled.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, bool)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), *v))
+    }
+}
+
+impl fmt::Debug for Features {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.0.iter()).finish()
+    }
+}
+
+/// The tenant a request belongs to. Cheap to clone.
+///
+/// Handlers take it as an extractor; anywhere inside the request,
+/// [`current_tenant`](crate::current_tenant) returns it too.
+///
+/// ```
+/// use mt_paas::{Tenant, http::ApiError};
+///
+/// async fn premium_feature(tenant: Tenant) -> Result<String, ApiError> {
+///     tenant.require_feature("quiz")?; // 403 problem, localized
+///     Ok(format!("quiz for {}", tenant.id()))
+/// }
+/// ```
+#[derive(Clone)]
+pub struct Tenant(Arc<Inner>);
+
+struct Inner {
+    record: TenantRecord,
+    isolation: IsolationMode,
+    features: Features,
+}
+
+impl Tenant {
+    /// A tenant from its registry record, the isolation mode in force and its features.
+    pub fn new(record: TenantRecord, default_isolation: IsolationMode, features: Features) -> Self {
+        let isolation = record.isolation_or(default_isolation);
+        Self(Arc::new(Inner {
+            record,
+            isolation,
+            features,
+        }))
+    }
+
+    /// The tenant's id.
+    pub fn id(&self) -> &TenantId {
+        &self.0.record.id
+    }
+
+    /// The tenant's display name.
+    pub fn name(&self) -> &str {
+        &self.0.record.display_name
+    }
+
+    /// The registry record.
+    pub fn record(&self) -> &TenantRecord {
+        &self.0.record
+    }
+
+    /// The isolation mode in force for this tenant.
+    pub fn isolation(&self) -> IsolationMode {
+        self.0.isolation
+    }
+
+    /// The tenant's features.
+    pub fn features(&self) -> &Features {
+        &self.0.features
+    }
+
+    /// Whether the tenant's plan includes `feature`.
+    pub fn has_feature(&self, feature: &str) -> bool {
+        self.0.features.has(feature)
+    }
+
+    /// `Ok` when the plan includes `feature`; otherwise the 403 `feature_not_available`
+    /// problem (seed §4.3: "이 기능은 Premium 요금제에서 사용 가능합니다").
+    pub fn require_feature(&self, feature: &str) -> Result<(), ApiError> {
+        if self.has_feature(feature) {
+            Ok(())
+        } else {
+            Err(ApiError::new(ProblemCode::FeatureNotAvailable).member("feature", feature))
+        }
+    }
+}
+
+impl fmt::Debug for Tenant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tenant")
+            .field("id", self.id())
+            .field("name", &self.name())
+            .field("isolation", &self.isolation())
+            .field("features", self.features())
+            .finish()
+    }
+}

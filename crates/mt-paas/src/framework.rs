@@ -1,0 +1,238 @@
+//! [`ServiceMarketFramework`]: the one object a vendor creates (seed §4.1).
+
+use std::{future::Future, net::SocketAddr, path::Path, sync::Arc};
+
+use axum::{
+    Json, Router,
+    extract::State,
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::{
+    config::{Config, ConfigError, ConfigLoader},
+    core::{
+        central::{CentralDb, CentralDbError},
+        manager::{ManagerError, TenantManager},
+        tenant::Features,
+    },
+    http::{ApiError, ProblemCode, ProblemLayer, panic_response},
+    middleware::tenant::TenantLayer,
+};
+
+/// Why the framework could not start or serve.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration is invalid; every problem is listed.
+    #[error("invalid configuration:\n{0}")]
+    Config(#[from] ConfigError),
+    /// The central database could not be opened or migrated.
+    #[error(transparent)]
+    CentralDb(#[from] CentralDbError),
+    /// The tenant registry failed.
+    #[error(transparent)]
+    Registry(#[from] ManagerError),
+    /// `service.listen` could not be bound.
+    #[error("service.listen: cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The server stopped with an I/O error.
+    #[error("the server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// The framework: configuration, central DB, tenant registry, and the layers that make an
+/// axum router multi-tenant.
+///
+/// ```no_run
+/// use axum::{Router, routing::get};
+/// use mt_paas::{ServiceMarketFramework, Tenant};
+///
+/// #[tokio::main]
+/// async fn main() -> Result<(), mt_paas::Error> {
+///     let framework = ServiceMarketFramework::from_config_path("mt_paas_config.yaml").await?;
+///     let app = framework.create_app(
+///         Router::new().route("/courses", get(|t: Tenant| async move { t.id().to_string() })),
+///     );
+///     framework.serve(app).await
+/// }
+/// ```
+#[derive(Clone)]
+pub struct ServiceMarketFramework {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    central: CentralDb,
+    tenants: TenantManager,
+    tenant_layer: TenantLayer,
+}
+
+impl std::fmt::Debug for ServiceMarketFramework {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceMarketFramework")
+            .field("service", &self.inner.config.service.id)
+            .field("central", &self.inner.central.kind())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServiceMarketFramework {
+    /// Loads the configuration at `path` (with the overlay chosen by `MT_PAAS_ENV`), starts
+    /// logging at `logging.level` (unless the application already installed a subscriber;
+    /// `RUST_LOG` overrides), opens and migrates the central DB.
+    pub async fn from_config_path(path: impl AsRef<Path>) -> Result<Self, Error> {
+        let config = ConfigLoader::new(path.as_ref()).load()?;
+        crate::logging::init(&config);
+        Self::from_config(config).await
+    }
+
+    /// Starts from a loaded configuration (no logging set-up).
+    pub async fn from_config(config: Config) -> Result<Self, Error> {
+        let central = CentralDb::connect(&config.database.central).await?;
+        let tenants = TenantManager::new(
+            central.clone(),
+            config.isolation.mode,
+            Features::new(config.features.defaults.clone()),
+        );
+        let tenant_layer = TenantLayer::new(&config, tenants.clone())?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                central,
+                tenants,
+                tenant_layer,
+            }),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The vendor's `custom.{key}` section as a typed struct (seed §3.1 `custom`).
+    pub fn custom<T: DeserializeOwned>(&self, key: &str) -> Result<T, ConfigError> {
+        self.inner.config.custom(key)
+    }
+
+    /// The tenant registry.
+    pub fn tenants(&self) -> &TenantManager {
+        &self.inner.tenants
+    }
+
+    /// The central database.
+    pub fn central_db(&self) -> &CentralDb {
+        &self.inner.central
+    }
+
+    /// Whether the current request's tenant has `feature` (false outside a tenant route).
+    pub fn has_feature(&self, feature: &str) -> bool {
+        crate::current_tenant().is_some_and(|t| t.has_feature(feature))
+    }
+
+    /// The tenant layer, for composing routers by hand.
+    pub fn tenant_layer(&self) -> TenantLayer {
+        self.inner.tenant_layer.clone()
+    }
+
+    /// Makes `router` multi-tenant: each of its routes gets the tenant pipeline, and the
+    /// public routes `/healthz` and `/readyz` (no tenant) are added. Every error answers as
+    /// problem+json in the caller's language; a panicking handler answers 500.
+    ///
+    /// Requests that match none of `router`'s routes get a 404 without tenant checks.
+    pub fn create_app(&self, router: Router) -> Router {
+        let public = Router::new()
+            .route("/healthz", get(healthz))
+            .route("/readyz", get(readyz))
+            .with_state(self.clone());
+        public
+            .merge(router.route_layer(self.tenant_layer()))
+            .layer(CatchPanicLayer::custom(panic_response))
+            .layer(ProblemLayer)
+    }
+
+    /// Serves `app` on `service.listen` until SIGINT or SIGTERM, then drains in-flight
+    /// requests and closes the central DB.
+    pub async fn serve(&self, app: Router) -> Result<(), Error> {
+        let addr = self.inner.config.service.listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| Error::Bind { addr, source })?;
+        self.serve_with_shutdown(listener, app, shutdown_signal()).await
+    }
+
+    /// Serves `app` on `listener` until `shutdown` completes.
+    pub async fn serve_with_shutdown(
+        &self,
+        listener: TcpListener,
+        app: Router,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!(service = %self.inner.config.service.id, %addr, "serving");
+        }
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(Error::Serve)?;
+        tracing::info!("stopped; closing the central DB");
+        self.inner.central.close().await;
+        Ok(())
+    }
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn readyz(State(framework): State<ServiceMarketFramework>) -> Response {
+    match framework.inner.central.ping().await {
+        Ok(()) => Json(json!({ "status": "ready", "central_db": "ok" })).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check: central DB unreachable");
+            ApiError::new(ProblemCode::CentralDbUnavailable).into_response()
+        }
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received; shutting down"),
+        () = terminate => tracing::info!("SIGTERM received; shutting down"),
+    }
+}

@@ -1,0 +1,509 @@
+//! [`ApiError`]: every error mt-paas answers with is `application/problem+json` (RFC 9457)
+//! with a stable `code` and a message in Korean or English.
+
+use std::{borrow::Cow, fmt};
+
+use axum::response::{IntoResponse, Response};
+use http::{HeaderName, HeaderValue, StatusCode, header};
+use serde_json::{Map, Value};
+
+use super::Locale;
+
+/// The media type of every error body.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// The stable codes of mt-paas's errors. Clients branch on these, never on the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ProblemCode {
+    /// A tenant id is malformed (400).
+    InvalidTenantId,
+    /// One source names several different tenants (400).
+    AmbiguousTenant,
+    /// A tenant route was called without a tenant (400).
+    TenantRequired,
+    /// No such tenant is registered (404).
+    TenantNotFound,
+    /// The tenant is still being provisioned (503).
+    TenantNotReady,
+    /// The tenant is suspended in the registry (403).
+    TenantSuspended,
+    /// The tenant was destroyed (410).
+    TenantArchived,
+    /// A bearer token failed verification (401).
+    InvalidToken,
+    /// The tenant's plan lacks a feature (403).
+    FeatureNotAvailable,
+    /// The central database cannot be reached (503).
+    CentralDbUnavailable,
+    /// No route matches (404).
+    NotFound,
+    /// The route exists, the method does not (405).
+    MethodNotAllowed,
+    /// A malformed request (400).
+    BadRequest,
+    /// The body is too large (413).
+    PayloadTooLarge,
+    /// The body's media type is not accepted (415).
+    UnsupportedMediaType,
+    /// The body is well-formed but unusable (422).
+    UnprocessableEntity,
+    /// Any other 4xx.
+    HttpError,
+    /// Something failed on our side (500); details are logged, never shown.
+    Internal,
+}
+
+struct Text {
+    status: StatusCode,
+    ko_title: &'static str,
+    en_title: &'static str,
+    ko_detail: &'static str,
+    en_detail: &'static str,
+}
+
+impl ProblemCode {
+    /// The code as it appears in the body's `code` member.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidTenantId => "invalid_tenant_id",
+            Self::AmbiguousTenant => "ambiguous_tenant",
+            Self::TenantRequired => "tenant_required",
+            Self::TenantNotFound => "tenant_not_found",
+            Self::TenantNotReady => "tenant_not_ready",
+            Self::TenantSuspended => "tenant_suspended",
+            Self::TenantArchived => "tenant_archived",
+            Self::InvalidToken => "invalid_token",
+            Self::FeatureNotAvailable => "feature_not_available",
+            Self::CentralDbUnavailable => "central_db_unavailable",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::BadRequest => "bad_request",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::UnprocessableEntity => "unprocessable_entity",
+            Self::HttpError => "http_error",
+            Self::Internal => "internal_error",
+        }
+    }
+
+    /// The HTTP status this code is answered with.
+    pub fn status(self) -> StatusCode {
+        self.text().status
+    }
+
+    /// The code for an error response that carries no problem of its own (axum's
+    /// rejections, the router's 404 and 405).
+    pub fn for_status(status: StatusCode) -> Self {
+        match status {
+            StatusCode::BAD_REQUEST => Self::BadRequest,
+            StatusCode::NOT_FOUND => Self::NotFound,
+            StatusCode::METHOD_NOT_ALLOWED => Self::MethodNotAllowed,
+            StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType,
+            StatusCode::UNPROCESSABLE_ENTITY => Self::UnprocessableEntity,
+            s if s.is_server_error() => Self::Internal,
+            _ => Self::HttpError,
+        }
+    }
+
+    fn text(self) -> Text {
+        let t = |status, ko_title, en_title, ko_detail, en_detail| Text {
+            status,
+            ko_title,
+            en_title,
+            ko_detail,
+            en_detail,
+        };
+        match self {
+            Self::InvalidTenantId => t(
+                StatusCode::BAD_REQUEST,
+                "잘못된 테넌트 ID",
+                "Invalid tenant id",
+                "{source}의 테넌트 ID가 올바르지 않습니다. 영문 소문자, 숫자, '_', '-'로 된 1~63자여야 합니다.",
+                "The tenant id in {source} is invalid: it must be 1-63 characters of lower-case letters, digits, '_' and '-'.",
+            ),
+            Self::AmbiguousTenant => t(
+                StatusCode::BAD_REQUEST,
+                "테넌트가 모호합니다",
+                "Ambiguous tenant",
+                "{source}에 서로 다른 테넌트 ID가 여러 개 있습니다.",
+                "{source} names more than one tenant.",
+            ),
+            Self::TenantRequired => t(
+                StatusCode::BAD_REQUEST,
+                "테넌트를 식별할 수 없습니다",
+                "No tenant identified",
+                "이 경로에는 테넌트가 필요합니다. {methods} 중 하나로 테넌트를 지정하세요.",
+                "This route needs a tenant: name it with {methods}.",
+            ),
+            Self::TenantNotFound => t(
+                StatusCode::NOT_FOUND,
+                "테넌트를 찾을 수 없습니다",
+                "Tenant not found",
+                "'{tenant_id}' 테넌트가 등록되어 있지 않습니다.",
+                "No tenant '{tenant_id}' is registered.",
+            ),
+            Self::TenantNotReady => t(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "테넌트 준비 중",
+                "Tenant not ready",
+                "'{tenant_id}' 테넌트를 준비하고 있습니다. 잠시 후 다시 시도하세요.",
+                "Tenant '{tenant_id}' is being provisioned; try again shortly.",
+            ),
+            Self::TenantSuspended => t(
+                StatusCode::FORBIDDEN,
+                "이용이 정지된 테넌트",
+                "Tenant suspended",
+                "'{tenant_id}' 테넌트의 이용이 정지되었습니다.",
+                "Tenant '{tenant_id}' is suspended.",
+            ),
+            Self::TenantArchived => t(
+                StatusCode::GONE,
+                "삭제된 테넌트",
+                "Tenant removed",
+                "'{tenant_id}' 테넌트는 삭제되었습니다.",
+                "Tenant '{tenant_id}' has been removed.",
+            ),
+            Self::InvalidToken => t(
+                StatusCode::UNAUTHORIZED,
+                "유효하지 않은 토큰",
+                "Invalid token",
+                "인증 토큰이 유효하지 않습니다: {reason}",
+                "The bearer token is invalid: {reason}",
+            ),
+            Self::FeatureNotAvailable => t(
+                StatusCode::FORBIDDEN,
+                "이용할 수 없는 기능",
+                "Feature not available",
+                "이 기능은 Premium 요금제에서 사용 가능합니다",
+                "This feature is available on the Premium plan.",
+            ),
+            Self::CentralDbUnavailable => t(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "일시적인 오류",
+                "Temporarily unavailable",
+                "테넌트 정보를 일시적으로 확인할 수 없습니다. 잠시 후 다시 시도하세요.",
+                "The tenant registry is temporarily unavailable; try again shortly.",
+            ),
+            Self::NotFound => t(
+                StatusCode::NOT_FOUND,
+                "찾을 수 없음",
+                "Not found",
+                "요청한 경로를 찾을 수 없습니다.",
+                "No route matches this path.",
+            ),
+            Self::MethodNotAllowed => t(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "허용되지 않는 메서드",
+                "Method not allowed",
+                "이 경로에서 허용되지 않는 메서드입니다.",
+                "This method is not allowed on this path.",
+            ),
+            Self::BadRequest => t(
+                StatusCode::BAD_REQUEST,
+                "잘못된 요청",
+                "Bad request",
+                "요청이 올바르지 않습니다.",
+                "The request is invalid.",
+            ),
+            Self::PayloadTooLarge => t(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "요청 본문이 너무 큽니다",
+                "Payload too large",
+                "요청 본문이 허용된 크기를 넘었습니다.",
+                "The request body exceeds the allowed size.",
+            ),
+            Self::UnsupportedMediaType => t(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "지원하지 않는 형식",
+                "Unsupported media type",
+                "지원하지 않는 Content-Type입니다.",
+                "The request's Content-Type is not supported.",
+            ),
+            Self::UnprocessableEntity => t(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "처리할 수 없는 요청",
+                "Unprocessable request",
+                "요청 본문을 처리할 수 없습니다.",
+                "The request body could not be processed.",
+            ),
+            Self::HttpError => t(
+                StatusCode::BAD_REQUEST,
+                "요청을 처리할 수 없습니다",
+                "Request not processed",
+                "요청을 처리할 수 없습니다.",
+                "The request could not be processed.",
+            ),
+            Self::Internal => t(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "서버 오류",
+                "Internal server error",
+                "서버 내부 오류가 발생했습니다. 잠시 후 다시 시도하세요.",
+                "Something went wrong on our side; try again later.",
+            ),
+        }
+    }
+}
+
+impl fmt::Display for ProblemCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A value filled into a message template.
+#[derive(Debug, Clone)]
+pub enum Param {
+    /// The same in every language (an id, a header name).
+    Text(Cow<'static, str>),
+    /// Worded per language.
+    Localized {
+        /// Korean.
+        ko: Cow<'static, str>,
+        /// English.
+        en: Cow<'static, str>,
+    },
+}
+
+impl Param {
+    fn get(&self, locale: Locale) -> &str {
+        match self {
+            Self::Text(s) => s,
+            Self::Localized { ko, en } => match locale {
+                Locale::Ko => ko,
+                Locale::En => en,
+            },
+        }
+    }
+}
+
+/// An error answered as `application/problem+json`.
+///
+/// ```
+/// use mt_paas::http::{ApiError, ProblemCode};
+/// use axum::response::IntoResponse;
+///
+/// let response = ApiError::new(ProblemCode::TenantNotFound).param("tenant_id", "snu").into_response();
+/// assert_eq!(response.status(), 404);
+/// assert_eq!(response.headers()["content-type"], "application/problem+json");
+/// ```
+///
+/// The body is rendered in Korean; [`ProblemLayer`](super::ProblemLayer) re-renders it in
+/// English for `Accept-Language: en`, which is why the error also rides in the response's
+/// extensions.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    code: ProblemCode,
+    status: StatusCode,
+    params: Vec<(&'static str, Param)>,
+    detail: Option<Cow<'static, str>>,
+    members: Map<String, Value>,
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl ApiError {
+    /// An error with the code's status and messages.
+    pub fn new(code: ProblemCode) -> Self {
+        Self {
+            code,
+            status: code.status(),
+            params: Vec::new(),
+            detail: None,
+            members: Map::new(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// Fills `{name}` in the message templates.
+    pub fn param(mut self, name: &'static str, value: impl Into<Cow<'static, str>>) -> Self {
+        self.params.push((name, Param::Text(value.into())));
+        self
+    }
+
+    /// Fills `{name}` with a value worded per language.
+    pub fn localized_param(
+        mut self,
+        name: &'static str,
+        ko: impl Into<Cow<'static, str>>,
+        en: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        self.params.push((
+            name,
+            Param::Localized {
+                ko: ko.into(),
+                en: en.into(),
+            },
+        ));
+        self
+    }
+
+    /// Replaces the localized detail with a text given as is (a market's message).
+    pub fn detail(mut self, detail: impl Into<Cow<'static, str>>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// Adds an extension member to the body, e.g. `"feature": "quiz"`.
+    pub fn member(mut self, name: &str, value: impl Into<Value>) -> Self {
+        self.members.insert(name.to_owned(), value.into());
+        self
+    }
+
+    /// Adds a response header, e.g. `Retry-After`.
+    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// Overrides the status (used for error responses converted from another layer).
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// The stable code.
+    pub fn code(&self) -> ProblemCode {
+        self.code
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The body in `locale`.
+    pub fn body(&self, locale: Locale) -> Value {
+        let text = self.code.text();
+        let (title, template) = match locale {
+            Locale::Ko => (text.ko_title, text.ko_detail),
+            Locale::En => (text.en_title, text.en_detail),
+        };
+        let detail = match &self.detail {
+            Some(detail) => detail.to_string(),
+            None => self.fill(template, locale),
+        };
+        let mut body = Map::new();
+        body.insert(
+            "type".into(),
+            format!("https://mt-paas.dev/problems/{}", self.code.as_str()).into(),
+        );
+        body.insert("title".into(), title.into());
+        body.insert("status".into(), self.status.as_u16().into());
+        body.insert("code".into(), self.code.as_str().into());
+        body.insert("detail".into(), detail.into());
+        for (k, v) in &self.members {
+            body.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        Value::Object(body)
+    }
+
+    fn fill(&self, template: &str, locale: Locale) -> String {
+        let mut out = template.to_owned();
+        for (name, value) in &self.params {
+            out = out.replace(&format!("{{{name}}}"), value.get(locale));
+        }
+        out
+    }
+
+    /// The full response in `locale`.
+    pub fn to_response(&self, locale: Locale) -> Response {
+        let body = serde_json::to_vec(&self.body(locale)).unwrap_or_default();
+        let mut response = (self.status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        headers.insert(
+            header::CONTENT_LANGUAGE,
+            HeaderValue::from_static(locale.tag()),
+        );
+        for (name, value) in &self.headers {
+            headers.insert(name.clone(), value.clone());
+        }
+        response.extensions_mut().insert(self.clone());
+        response
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.code, self.status)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.to_response(Locale::Ko)
+    }
+}
+
+impl From<ProblemCode> for ApiError {
+    fn from(code: ProblemCode) -> Self {
+        Self::new(code)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_is_localized_and_filled() {
+        let e = ApiError::new(ProblemCode::TenantNotFound).param("tenant_id", "snu");
+        let ko = e.body(Locale::Ko);
+        let en = e.body(Locale::En);
+        assert_eq!(ko["code"], "tenant_not_found");
+        assert_eq!(ko["status"], 404);
+        assert_eq!(ko["detail"], "'snu' 테넌트가 등록되어 있지 않습니다.");
+        assert_eq!(en["detail"], "No tenant 'snu' is registered.");
+    }
+
+    #[test]
+    fn every_template_param_is_named_in_both_languages() {
+        let codes = [
+            ProblemCode::InvalidTenantId,
+            ProblemCode::AmbiguousTenant,
+            ProblemCode::TenantRequired,
+            ProblemCode::TenantNotFound,
+            ProblemCode::TenantNotReady,
+            ProblemCode::TenantSuspended,
+            ProblemCode::TenantArchived,
+            ProblemCode::InvalidToken,
+            ProblemCode::FeatureNotAvailable,
+            ProblemCode::CentralDbUnavailable,
+            ProblemCode::NotFound,
+            ProblemCode::MethodNotAllowed,
+            ProblemCode::BadRequest,
+            ProblemCode::PayloadTooLarge,
+            ProblemCode::UnsupportedMediaType,
+            ProblemCode::UnprocessableEntity,
+            ProblemCode::HttpError,
+            ProblemCode::Internal,
+        ];
+        let names = |s: &str| -> Vec<String> {
+            let mut v: Vec<String> = s
+                .split('{')
+                .skip(1)
+                .filter_map(|p| p.split_once('}').map(|(n, _)| n.to_owned()))
+                .collect();
+            v.sort();
+            v
+        };
+        for code in codes {
+            let t = code.text();
+            assert_eq!(names(t.ko_detail), names(t.en_detail), "{code}");
+        }
+    }
+
+    #[test]
+    fn verbatim_detail_and_members() {
+        let e = ApiError::new(ProblemCode::FeatureNotAvailable)
+            .member("feature", "quiz")
+            .detail("구독이 만료되었습니다. 갱신해주세요.");
+        let en = e.body(Locale::En);
+        assert_eq!(en["detail"], "구독이 만료되었습니다. 갱신해주세요.");
+        assert_eq!(en["feature"], "quiz");
+        assert_eq!(en["title"], "Feature not available");
+    }
+}

@@ -1,0 +1,4 @@
+//! The request pipeline's layers (DESIGN §4).
+
+pub mod auth;
+pub mod tenant;

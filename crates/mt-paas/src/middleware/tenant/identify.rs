@@ -1,0 +1,299 @@
+//! Which tenant a request names: the configured methods, tried in order.
+
+use std::net::Ipv4Addr;
+
+use http::{HeaderMap, HeaderName, HeaderValue, Uri, header};
+use regex::Regex;
+
+use crate::{
+    config::{Config, ConfigError, ConfigProblem, IdentificationMethod},
+    core::models::TenantId,
+    http::{ApiError, ProblemCode},
+    middleware::auth::JwtKeys,
+};
+
+/// Where an id came from, worded for the caller.
+#[derive(Debug, Clone)]
+struct Source {
+    ko: String,
+    en: String,
+}
+
+#[derive(Debug)]
+enum Method {
+    Header(HeaderName),
+    Subdomain(Regex),
+    JwtClaim { claim: String, keys: JwtKeys },
+    QueryParam(String),
+}
+
+impl Method {
+    fn source(&self) -> Source {
+        match self {
+            Self::Header(name) => Source {
+                ko: format!("{name} 헤더"),
+                en: format!("the {name} header"),
+            },
+            Self::Subdomain(_) => Source {
+                ko: "호스트 이름(서브도메인)".to_owned(),
+                en: "the host name (subdomain)".to_owned(),
+            },
+            Self::JwtClaim { claim, .. } => Source {
+                ko: format!("토큰의 {claim} 클레임"),
+                en: format!("the token's {claim} claim"),
+            },
+            Self::QueryParam(name) => Source {
+                ko: format!("{name} 쿼리 파라미터"),
+                en: format!("the {name} query parameter"),
+            },
+        }
+    }
+}
+
+/// The configured identification methods.
+#[derive(Debug)]
+pub(crate) struct Identifier {
+    methods: Vec<(Method, Source)>,
+    described: Source,
+}
+
+impl Identifier {
+    pub(crate) fn from_config(config: &Config) -> Result<Self, ConfigError> {
+        let mut methods = Vec::new();
+        let mut problems = Vec::new();
+        for (i, method) in config.tenant_identification.methods.iter().enumerate() {
+            let method = match method {
+                IdentificationMethod::Header { name } => match HeaderName::from_bytes(name.as_bytes()) {
+                    Ok(name) => Method::Header(name),
+                    Err(_) => {
+                        problems.push(problem(config, i, format!("{name:?} is not a valid HTTP header name")));
+                        continue;
+                    }
+                },
+                IdentificationMethod::Subdomain { extract_pattern } => {
+                    Method::Subdomain(extract_pattern.0.clone())
+                }
+                IdentificationMethod::JwtClaim { claim_name } => match JwtKeys::from_config(&config.auth.jwt) {
+                    Some(keys) => Method::JwtClaim {
+                        claim: claim_name.clone(),
+                        keys,
+                    },
+                    None => {
+                        problems.push(problem(config, i, "jwt_claim needs auth.jwt.secret".to_owned()));
+                        continue;
+                    }
+                },
+                IdentificationMethod::QueryParam { name } => Method::QueryParam(name.clone()),
+            };
+            let source = method.source();
+            methods.push((method, source));
+        }
+        if !problems.is_empty() {
+            return Err(ConfigError { problems });
+        }
+        let join = |parts: Vec<&str>, last: &str| match parts.split_last() {
+            Some((tail, head)) if !head.is_empty() => format!("{}{last}{tail}", head.join(", ")),
+            _ => parts.concat(),
+        };
+        let described = Source {
+            ko: join(methods.iter().map(|(_, s)| s.ko.as_str()).collect(), ", "),
+            en: join(methods.iter().map(|(_, s)| s.en.as_str()).collect(), " or "),
+        };
+        Ok(Self { methods, described })
+    }
+
+    /// The tenant id the request names, by the first method that yields one.
+    pub(crate) fn identify(&self, headers: &HeaderMap, uri: &Uri) -> Result<Option<TenantId>, ApiError> {
+        for (method, source) in &self.methods {
+            let found = match method {
+                Method::Header(name) => from_header(headers.get_all(name).iter(), source)?,
+                Method::Subdomain(pattern) => from_host(headers, uri, pattern, source)?,
+                Method::JwtClaim { claim, keys } => from_token(headers, claim, keys, source)?,
+                Method::QueryParam(name) => from_query(uri, name, source)?,
+            };
+            if let Some(value) = found {
+                return TenantId::parse_lenient(&value)
+                    .map(Some)
+                    .map_err(|_| invalid(source));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The problem for a tenant route called without a tenant.
+    pub(crate) fn required(&self) -> ApiError {
+        ApiError::new(ProblemCode::TenantRequired).localized_param(
+            "methods",
+            self.described.ko.clone(),
+            self.described.en.clone(),
+        )
+    }
+}
+
+fn problem(config: &Config, index: usize, message: String) -> ConfigProblem {
+    ConfigProblem {
+        file: config.sources.base.display().to_string(),
+        key: format!("tenant_identification.methods[{index}]"),
+        message,
+    }
+}
+
+fn invalid(source: &Source) -> ApiError {
+    ApiError::new(ProblemCode::InvalidTenantId).localized_param("source", source.ko.clone(), source.en.clone())
+}
+
+fn ambiguous(source: &Source) -> ApiError {
+    ApiError::new(ProblemCode::AmbiguousTenant).localized_param("source", source.ko.clone(), source.en.clone())
+}
+
+/// The one value of a header; several different values are ambiguous; a present but empty or
+/// non-ASCII value is invalid.
+fn from_header<'a>(
+    mut values: impl Iterator<Item = &'a HeaderValue>,
+    source: &Source,
+) -> Result<Option<String>, ApiError> {
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    let text = |v: &HeaderValue| -> Result<String, ApiError> {
+        let s = v.to_str().map_err(|_| invalid(source))?.trim();
+        if s.is_empty() {
+            return Err(invalid(source));
+        }
+        Ok(s.to_owned())
+    };
+    let value = text(first)?;
+    for other in values {
+        if !text(other)?.eq_ignore_ascii_case(&value) {
+            return Err(ambiguous(source));
+        }
+    }
+    Ok(Some(value))
+}
+
+/// The id in the host name: none for an IP literal or a single-label host (`localhost`).
+fn from_host(
+    headers: &HeaderMap,
+    uri: &Uri,
+    pattern: &Regex,
+    source: &Source,
+) -> Result<Option<String>, ApiError> {
+    let host = match headers.get(header::HOST) {
+        Some(value) => value.to_str().map_err(|_| invalid(source))?,
+        None => match uri.host() {
+            Some(host) => host,
+            None => return Ok(None),
+        },
+    };
+    let Some(name) = host_name(host) else {
+        return Ok(None);
+    };
+    let name = name.to_ascii_lowercase();
+    let Some(captures) = pattern.captures(&name) else {
+        return Ok(None);
+    };
+    let found = captures.get(1).or_else(|| captures.get(0)).map(|m| m.as_str());
+    Ok(found.filter(|s| !s.is_empty()).map(str::to_owned))
+}
+
+/// The host name without port or trailing dot; `None` for IP literals and single labels.
+fn host_name(host: &str) -> Option<&str> {
+    let host = host.trim();
+    if host.starts_with('[') {
+        return None; // an IPv6 literal
+    }
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        Some(_) => return None,
+        None => host,
+    };
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.is_empty() || !name.contains('.') || name.parse::<Ipv4Addr>().is_ok() {
+        return None;
+    }
+    Some(name)
+}
+
+/// The claim of a verified bearer token; a token that fails verification is a 401.
+fn from_token(
+    headers: &HeaderMap,
+    claim: &str,
+    keys: &JwtKeys,
+    source: &Source,
+) -> Result<Option<String>, ApiError> {
+    let Some(token) = bearer_token(headers) else {
+        return Ok(None);
+    };
+    let claims = keys.verify(token).map_err(|e| {
+        let (ko, en) = e.localized();
+        ApiError::new(ProblemCode::InvalidToken)
+            .localized_param("reason", ko, en)
+            .header(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer error=\"invalid_token\""),
+            )
+    })?;
+    match claims.get(claim) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(invalid(source)),
+    }
+}
+
+/// The token of `Authorization: Bearer <token>`, if that is the scheme.
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+fn from_query(uri: &Uri, name: &str, source: &Source) -> Result<Option<String>, ApiError> {
+    let Some(query) = uri.query() else {
+        return Ok(None);
+    };
+    let mut found: Option<String> = None;
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        if key != name {
+            continue;
+        }
+        let value = value.trim();
+        if value.is_empty() {
+            return Err(invalid(source));
+        }
+        match &found {
+            Some(existing) if !existing.eq_ignore_ascii_case(value) => return Err(ambiguous(source)),
+            Some(_) => {}
+            None => found = Some(value.to_owned()),
+        }
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_names() {
+        assert_eq!(host_name("hallym.localhost"), Some("hallym.localhost"));
+        assert_eq!(host_name("hallym.localhost:8000"), Some("hallym.localhost"));
+        assert_eq!(host_name("hallym.keli.k-university.ai."), Some("hallym.keli.k-university.ai"));
+        assert_eq!(host_name("localhost"), None);
+        assert_eq!(host_name("localhost:8000"), None);
+        assert_eq!(host_name("127.0.0.1:8000"), None);
+        assert_eq!(host_name("10.0.0.1"), None);
+        assert_eq!(host_name("[::1]:8000"), None);
+        assert_eq!(host_name("[::1]"), None);
+        assert_eq!(host_name(""), None);
+        assert_eq!(host_name("a.b:port"), None);
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("bearer  abc "));
+        assert_eq!(bearer_token(&h), Some("abc"));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        assert_eq!(bearer_token(&h), None);
+    }
+}

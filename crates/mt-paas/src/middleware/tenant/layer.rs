@@ -1,0 +1,144 @@
+//! [`TenantLayer`] and its service.
+
+use std::{
+    convert::Infallible,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, Request, header};
+use tower::{Layer, Service};
+
+use super::identify::Identifier;
+use crate::{
+    config::{Config, ConfigError},
+    core::{
+        manager::TenantManager,
+        models::{TenantId, TenantStatus},
+        tenant::Tenant,
+    },
+    http::{ApiError, ProblemCode},
+};
+
+/// Identifies the tenant of every request, checks it against the registry, and makes it
+/// available to handlers ([`Tenant`] extractor, [`current_tenant`](crate::current_tenant)).
+///
+/// A malformed id is a 400 before any lookup, an unknown tenant a 404, a request without a
+/// tenant a 400; all are problem+json. There is never a default tenant.
+#[derive(Clone)]
+pub struct TenantLayer {
+    state: Arc<State>,
+}
+
+struct State {
+    identifier: Identifier,
+    manager: TenantManager,
+}
+
+impl std::fmt::Debug for TenantLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantLayer")
+            .field("identifier", &self.state.identifier)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TenantLayer {
+    /// A layer identifying tenants by `config.tenant_identification` and resolving them in
+    /// `manager`'s registry.
+    pub fn new(config: &Config, manager: TenantManager) -> Result<Self, ConfigError> {
+        Ok(Self {
+            state: Arc::new(State {
+                identifier: Identifier::from_config(config)?,
+                manager,
+            }),
+        })
+    }
+}
+
+impl State {
+    fn identify<B>(&self, request: &Request<B>) -> Result<TenantId, ApiError> {
+        self.identifier
+            .identify(request.headers(), request.uri())?
+            .ok_or_else(|| self.identifier.required())
+    }
+
+    async fn tenant(&self, id: TenantId) -> Result<Tenant, ApiError> {
+        let tenant = self.manager.resolve(&id).await.map_err(|e| {
+            tracing::error!(tenant = %id, error = %e, "tenant lookup failed");
+            ApiError::new(ProblemCode::CentralDbUnavailable)
+                .header(header::RETRY_AFTER, HeaderValue::from_static("5"))
+        })?;
+        let Some(tenant) = tenant else {
+            return Err(ApiError::new(ProblemCode::TenantNotFound).param("tenant_id", id.to_string()));
+        };
+        let refuse = |code| Err(ApiError::new(code).param("tenant_id", id.to_string()));
+        match tenant.record().status {
+            TenantStatus::Active => Ok(tenant),
+            TenantStatus::Provisioning => Err(ApiError::new(ProblemCode::TenantNotReady)
+                .param("tenant_id", id.to_string())
+                .header(header::RETRY_AFTER, HeaderValue::from_static("5"))),
+            TenantStatus::Suspended => refuse(ProblemCode::TenantSuspended),
+            TenantStatus::Archived => refuse(ProblemCode::TenantArchived),
+        }
+    }
+}
+
+impl<S> Layer<S> for TenantLayer {
+    type Service = TenantService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        TenantService {
+            inner,
+            state: self.state.clone(),
+        }
+    }
+}
+
+/// The service of [`TenantLayer`].
+#[derive(Clone)]
+pub struct TenantService<S> {
+    inner: S,
+    state: Arc<State>,
+}
+
+impl<S> std::fmt::Debug for TenantService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantService").finish_non_exhaustive()
+    }
+}
+
+impl<S, B> Service<Request<B>> for TenantService<S>
+where
+    S: Service<Request<B>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        // Identification is synchronous: the request is not held across an await.
+        let id = self.state.identify(&request);
+        let state = self.state.clone();
+        // The clone is not ready; the ready one (self.inner) serves this call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            let tenant = match async { state.tenant(id?).await }.await {
+                Ok(tenant) => tenant,
+                Err(error) => return Ok(error.into_response()),
+            };
+            request.extensions_mut().insert(tenant.clone());
+            crate::context::in_tenant(tenant, inner.call(request)).await
+        })
+    }
+}
