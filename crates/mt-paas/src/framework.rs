@@ -156,8 +156,14 @@ impl ServiceMarketFramework {
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
             .with_state(self.clone());
+        // route_layer panics on a router without routes; such a router has nothing to guard.
+        let tenant_routes = if router.has_routes() {
+            router.route_layer(self.tenant_layer())
+        } else {
+            router
+        };
         public
-            .merge(router.route_layer(self.tenant_layer()))
+            .merge(tenant_routes)
             .layer(CatchPanicLayer::custom(panic_response))
             .layer(ProblemLayer)
     }
@@ -169,7 +175,8 @@ impl ServiceMarketFramework {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| Error::Bind { addr, source })?;
-        self.serve_with_shutdown(listener, app, shutdown_signal()).await
+        self.serve_with_shutdown(listener, app, shutdown_signal())
+            .await
     }
 
     /// Serves `app` on `listener` until `shutdown` completes.

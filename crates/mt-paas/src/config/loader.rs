@@ -17,9 +17,6 @@ use crate::core::models::IsolationMode;
 /// The environment variable that selects the overlay (`mt_paas_config.{env}.yaml`).
 pub const ENV_VAR: &str = "MT_PAAS_ENV";
 
-/// Where the label of a problem in the embedded defaults points.
-const DEFAULTS_FILE: &str = "(embedded defaults)";
-
 type VarSource = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 /// Loads a [`Config`]: the base file, the overlay chosen by `MT_PAAS_ENV` (or
@@ -73,7 +70,7 @@ impl fmt::Display for ConfigError {
 /// One problem: `file: key.path: cause`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigProblem {
-    /// The file the offending key is in (or `(embedded defaults)`).
+    /// The file the offending key is in, or the base file for a key to be added.
     pub file: String,
     /// The key path, e.g. `isolation.mode` or `tenant_identification.methods[1]`; empty
     /// when the problem concerns the whole file.
@@ -195,7 +192,13 @@ impl ConfigLoader {
         }
 
         let mut repaired = HashSet::new();
-        let substituted = substitute_tree(&mut tree, &*self.vars, &sources, &mut problems, &mut repaired);
+        let substituted = substitute_tree(
+            &mut tree,
+            &*self.vars,
+            &sources,
+            &mut problems,
+            &mut repaired,
+        );
 
         let config = deserialize_collecting::<Config>(
             tree,
@@ -373,7 +376,8 @@ impl Sources {
                 return self.base_label.clone();
             }
         }
-        DEFAULTS_FILE.to_owned()
+        // A key no file holds (a rule asks for it): it belongs in the base file.
+        self.base_label.clone()
     }
 
     fn problem(&self, path: &[Seg], message: impl Into<String>) -> ConfigProblem {
@@ -474,7 +478,10 @@ fn substitute(
             continue;
         };
         let Some(end) = expr.find('}') else {
-            errors.push("unterminated `${`: write `${NAME}` or `${NAME:-default}` (or `$${` for a literal)".to_owned());
+            errors.push(
+                "unterminated `${`: write `${NAME}` or `${NAME:-default}` (or `$${` for a literal)"
+                    .to_owned(),
+            );
             break;
         };
         let body = &expr[..end];
@@ -551,8 +558,11 @@ fn deserialize_collecting<T: DeserializeOwned>(
                 problems.push(sources.problem(&path, message));
                 return None;
             };
+            // serde_path_to_error already ends the path with the unknown key.
             let mut key_path = path.clone();
-            key_path.push(Seg::Key(unknown.clone()));
+            if key_path.last() != Some(&Seg::Key(unknown.clone())) {
+                key_path.push(Seg::Key(unknown.clone()));
+            }
             let hint = did_you_mean(unknown, &names[1..]);
             problems.push(sources.problem(&key_path, format!("unknown key{hint}")));
             remove_node(&mut tree, &key_path);
@@ -575,7 +585,7 @@ fn deserialize_collecting<T: DeserializeOwned>(
             let allowed = names.get(1..).unwrap_or_default().join(", ");
             format!("invalid value `{value}`{hint} (allowed: {allowed})")
         } else {
-            message
+            humanize(&message)
         };
         if !repaired.contains(&path_string(&path)) {
             problems.push(sources.problem(&path, text));
@@ -591,7 +601,12 @@ fn deserialize_collecting<T: DeserializeOwned>(
 
 /// Environment values are strings; YAML authors write `version: 1.0`. Where the target type
 /// disagrees only in that way, the scalar is converted and reading resumes.
-fn try_coerce(tree: &mut Value, path: &[Seg], message: &str, substituted: &HashSet<String>) -> bool {
+fn try_coerce(
+    tree: &mut Value,
+    path: &[Seg],
+    message: &str,
+    substituted: &HashSet<String>,
+) -> bool {
     let Some(slot) = node_mut(tree, path) else {
         return false;
     };
@@ -629,6 +644,28 @@ fn try_coerce(tree: &mut Value, path: &[Seg], message: &str, substituted: &HashS
     false
 }
 
+/// serde names Rust types; say what to write instead.
+fn humanize(message: &str) -> String {
+    let replacements = [
+        ("expected u64", "expected a whole number"),
+        ("expected u32", "expected a whole number up to 4294967295"),
+        ("expected u16", "expected a whole number up to 65535"),
+        ("expected i64", "expected an integer"),
+        (
+            "expected socket address",
+            "expected an address such as \"127.0.0.1:8000\"",
+        ),
+        ("expected a boolean", "expected true or false"),
+    ];
+    let mut out = message.to_owned();
+    for (from, to) in replacements {
+        if out.ends_with(from) {
+            out.replace_range(out.len() - from.len().., to);
+        }
+    }
+    out
+}
+
 /// The names between backticks in a serde message: ``unknown field `x`, expected `y` ``.
 fn backticked(message: &str) -> Vec<String> {
     message
@@ -643,7 +680,12 @@ fn did_you_mean(name: &str, candidates: &[String]) -> String {
     let lower = name.to_ascii_lowercase();
     candidates
         .iter()
-        .map(|c| (strsim::normalized_damerau_levenshtein(&lower, &c.to_ascii_lowercase()), c))
+        .map(|c| {
+            (
+                strsim::normalized_damerau_levenshtein(&lower, &c.to_ascii_lowercase()),
+                c,
+            )
+        })
         .filter(|(score, _)| *score >= 0.6)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| format!("; did you mean `{c}`?"))
@@ -676,7 +718,8 @@ fn check_rules(
     problems: &mut Vec<ConfigProblem>,
 ) {
     let ok = |paths: &[&str]| paths.iter().all(|p| !repaired.contains(*p));
-    let mut report = |path: &str, message: String| problems.push(sources.problem(&key(path), message));
+    let mut report =
+        |path: &str, message: String| problems.push(sources.problem(&key(path), message));
 
     if ok(&["service.id"]) {
         let id = &config.service.id;
@@ -706,7 +749,10 @@ fn check_rules(
         );
     }
     if ok(&["marketplace.heartbeat_interval"]) && config.marketplace.heartbeat_interval == 0 {
-        report("marketplace.heartbeat_interval", "must be at least 1 second".to_owned());
+        report(
+            "marketplace.heartbeat_interval",
+            "must be at least 1 second".to_owned(),
+        );
     }
 
     let central = &config.database.central.url;
@@ -717,12 +763,18 @@ fn check_rules(
         );
     }
     if ok(&["database.central.pool_size"]) && config.database.central.pool_size == 0 {
-        report("database.central.pool_size", "must be at least 1".to_owned());
+        report(
+            "database.central.pool_size",
+            "must be at least 1".to_owned(),
+        );
     }
     if ok(&["database.tenant.pool_size_per_tenant"])
         && config.database.tenant.pool_size_per_tenant == 0
     {
-        report("database.tenant.pool_size_per_tenant", "must be at least 1".to_owned());
+        report(
+            "database.tenant.pool_size_per_tenant",
+            "must be at least 1".to_owned(),
+        );
     }
 
     let template = &config.database.tenant.url_template;
@@ -751,7 +803,10 @@ fn check_rules(
 
     let docker = &config.isolation.docker;
     if ok(&["isolation.docker.port_range_size"]) && docker.port_range_size == 0 {
-        report("isolation.docker.port_range_size", "must be at least 1".to_owned());
+        report(
+            "isolation.docker.port_range_size",
+            "must be at least 1".to_owned(),
+        );
     }
 
     let methods = &config.tenant_identification.methods;
@@ -779,7 +834,9 @@ fn check_rules(
                 {
                     report(
                         "auth.jwt.secret",
-                        format!("{path} (jwt_claim) verifies HS256 tokens, so a secret is required (e.g. secret: \"${{JWT_SECRET}}\")"),
+                        format!(
+                            "{path} (jwt_claim) verifies HS256 tokens, so a secret is required (e.g. secret: \"${{JWT_SECRET}}\")"
+                        ),
                     );
                 }
             }
@@ -803,7 +860,10 @@ fn check_rules(
         && config.security.rate_limit.enabled
         && config.security.rate_limit.default_rpm == 0
     {
-        report("security.rate_limit.default_rpm", "must be at least 1".to_owned());
+        report(
+            "security.rate_limit.default_rpm",
+            "must be at least 1".to_owned(),
+        );
     }
     let activity = &config.logging.activity_log;
     if activity.enabled && activity.endpoint.as_deref().is_none_or(str::is_empty) {
@@ -815,12 +875,18 @@ fn check_rules(
     if ok(&["logging.usage_report.interval_minutes"])
         && config.logging.usage_report.interval_minutes == 0
     {
-        report("logging.usage_report.interval_minutes", "must be at least 1".to_owned());
+        report(
+            "logging.usage_report.interval_minutes",
+            "must be at least 1".to_owned(),
+        );
     }
 }
 
 /// `custom.{key}` as `T`, with problems named by their full key path.
-pub(super) fn read_custom<T: DeserializeOwned>(config: &Config, key: &str) -> Result<T, ConfigError> {
+pub(super) fn read_custom<T: DeserializeOwned>(
+    config: &Config,
+    key: &str,
+) -> Result<T, ConfigError> {
     let file = config.sources.base.display().to_string();
     let Some(value) = config.custom.get(key) else {
         return Err(ConfigError {
@@ -867,16 +933,28 @@ mod tests {
         let tree = defaults_tree();
         let config: Config = yaml_serde::from_value(tree).unwrap();
         assert_eq!(config.service.listen.to_string(), "127.0.0.1:8000");
-        assert_eq!(config.database.central.url.expose(), "sqlite://./data/central.db");
+        assert_eq!(
+            config.database.central.url.expose(),
+            "sqlite://./data/central.db"
+        );
     }
 
     #[test]
     fn substitution_forms() {
         let v = vars(&[("A", "x"), ("EMPTY", "")]);
         assert_eq!(substitute("${A}", &v).unwrap().as_deref(), Some("x"));
-        assert_eq!(substitute("p-${A}-s", &v).unwrap().as_deref(), Some("p-x-s"));
-        assert_eq!(substitute("${B:-dflt}", &v).unwrap().as_deref(), Some("dflt"));
-        assert_eq!(substitute("${EMPTY:-dflt}", &v).unwrap().as_deref(), Some(""));
+        assert_eq!(
+            substitute("p-${A}-s", &v).unwrap().as_deref(),
+            Some("p-x-s")
+        );
+        assert_eq!(
+            substitute("${B:-dflt}", &v).unwrap().as_deref(),
+            Some("dflt")
+        );
+        assert_eq!(
+            substitute("${EMPTY:-dflt}", &v).unwrap().as_deref(),
+            Some("")
+        );
         assert_eq!(substitute("${B:-}", &v).unwrap().as_deref(), Some(""));
         assert_eq!(substitute("$${A}", &v).unwrap().as_deref(), Some("${A}"));
         assert_eq!(substitute("cost $5", &v).unwrap(), None);
@@ -897,7 +975,10 @@ mod tests {
     #[test]
     fn did_you_mean_finds_close_names() {
         let c = vec!["extract_pattern".to_owned(), "type".to_owned()];
-        assert_eq!(did_you_mean("extract_patern", &c), "; did you mean `extract_pattern`?");
+        assert_eq!(
+            did_you_mean("extract_patern", &c),
+            "; did you mean `extract_pattern`?"
+        );
         assert_eq!(did_you_mean("zzz", &c), "");
     }
 }

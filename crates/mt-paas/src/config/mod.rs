@@ -65,7 +65,7 @@ pub struct Config {
     /// Tenant provisioning.
     pub provisioning: ProvisioningConfig,
     /// The vendor's own settings, free-form; read with [`Config::custom`].
-    pub custom: yaml_serde::Mapping,
+    pub custom: Custom,
     /// Which files this configuration came from.
     #[serde(skip)]
     pub sources: ConfigSources,
@@ -90,6 +90,44 @@ impl Config {
     /// ```
     pub fn custom<T: DeserializeOwned>(&self, key: &str) -> Result<T, ConfigError> {
         loader::read_custom(self, key)
+    }
+
+    /// The effective configuration as YAML with every secret replaced by `[redacted]`:
+    /// the typed secrets, database passwords, and any `custom` key whose name suggests a
+    /// secret (`*key*`, `*secret*`, `*password*`, `*token*`, `*credential*`).
+    pub fn to_redacted_yaml(&self) -> String {
+        yaml_serde::to_string(self).unwrap_or_default()
+    }
+}
+
+/// `custom`: the vendor's free-form settings. `Debug` and `Serialize` redact the values of
+/// keys named like secrets; [`Config::custom`] reads a section as the vendor's typed struct.
+#[derive(Clone, Default, Deserialize)]
+#[serde(transparent)]
+pub struct Custom(yaml_serde::Mapping);
+
+impl Custom {
+    /// The raw value of `custom.{key}`.
+    pub fn get(&self, key: &str) -> Option<&yaml_serde::Value> {
+        self.0.get(key)
+    }
+
+    fn redacted(&self) -> yaml_serde::Value {
+        let mut value = yaml_serde::Value::Mapping(self.0.clone());
+        secret::redact_secret_looking_keys(&mut value);
+        value
+    }
+}
+
+impl fmt::Debug for Custom {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.redacted(), f)
+    }
+}
+
+impl Serialize for Custom {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.redacted().serialize(serializer)
     }
 }
 

@@ -170,6 +170,29 @@ impl<'de> Deserialize<'de> for DatabaseUrl {
     }
 }
 
+/// Replaces the values of keys named like secrets, at any depth.
+pub(super) fn redact_secret_looking_keys(value: &mut yaml_serde::Value) {
+    match value {
+        yaml_serde::Value::Mapping(map) => {
+            for (k, v) in map.iter_mut() {
+                let secret_like = k.as_str().is_some_and(|k| {
+                    let k = k.to_ascii_lowercase();
+                    ["key", "secret", "password", "token", "credential"]
+                        .iter()
+                        .any(|word| k.contains(word))
+                });
+                if secret_like && !v.is_mapping() && !v.is_sequence() {
+                    *v = yaml_serde::Value::String(REDACTED.to_owned());
+                } else {
+                    redact_secret_looking_keys(v);
+                }
+            }
+        }
+        yaml_serde::Value::Sequence(items) => items.iter_mut().for_each(redact_secret_looking_keys),
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,10 +218,7 @@ mod tests {
                 "postgres://db/central?user=a&password=[redacted]",
             ),
             ("sqlite://./data/central.db", "sqlite://./data/central.db"),
-            (
-                "postgres://u:p@ss@db/x",
-                "postgres://u:[redacted]@db/x",
-            ),
+            ("postgres://u:p@ss@db/x", "postgres://u:[redacted]@db/x"),
         ];
         for (url, want) in cases {
             let url = DatabaseUrl::new(url);
@@ -209,8 +229,14 @@ mod tests {
 
     #[test]
     fn database_kind_from_scheme() {
-        assert_eq!(DatabaseUrl::new("sqlite::memory:").kind(), Some(DatabaseKind::Sqlite));
-        assert_eq!(DatabaseUrl::new("POSTGRESQL://x/y").kind(), Some(DatabaseKind::Postgres));
+        assert_eq!(
+            DatabaseUrl::new("sqlite::memory:").kind(),
+            Some(DatabaseKind::Sqlite)
+        );
+        assert_eq!(
+            DatabaseUrl::new("POSTGRESQL://x/y").kind(),
+            Some(DatabaseKind::Postgres)
+        );
         assert_eq!(DatabaseUrl::new("mysql://x/y").kind(), None);
         assert_eq!(DatabaseUrl::new("nonsense").kind(), None);
     }

@@ -123,8 +123,8 @@ impl TryFrom<TenantRow> for TenantRecord {
             .as_deref()
             .map(|m| m.parse().map_err(|_| corrupt("isolation_mode", m)))
             .transpose()?;
-        let placement =
-            serde_json::from_str(&row.placement).map_err(|_| corrupt("placement", &row.placement))?;
+        let placement = serde_json::from_str(&row.placement)
+            .map_err(|_| corrupt("placement", &row.placement))?;
         Ok(Self {
             id,
             display_name: row.display_name,
@@ -170,14 +170,22 @@ impl Expiry<TenantId, Option<Tenant>> for LookupExpiry {
         value: &Option<Tenant>,
         _created_at: Instant,
     ) -> Option<Duration> {
-        Some(if value.is_some() { FOUND_TTL } else { MISSING_TTL })
+        Some(if value.is_some() {
+            FOUND_TTL
+        } else {
+            MISSING_TTL
+        })
     }
 }
 
 impl TenantManager {
     /// A registry on `db`. Tenants take `default_isolation` unless their record overrides
     /// it, and `default_features` until a subscription says otherwise.
-    pub fn new(db: CentralDb, default_isolation: IsolationMode, default_features: Features) -> Self {
+    pub fn new(
+        db: CentralDb,
+        default_isolation: IsolationMode,
+        default_features: Features,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 db,
@@ -263,7 +271,11 @@ impl TenantManager {
     }
 
     /// Changes a tenant's status.
-    pub async fn set_status(&self, id: &TenantId, status: TenantStatus) -> Result<(), ManagerError> {
+    pub async fn set_status(
+        &self,
+        id: &TenantId,
+        status: TenantStatus,
+    ) -> Result<(), ManagerError> {
         let done = on_pool!(&self.inner.db, pool => {
             sqlx::query("UPDATE tenants SET status = $1, updated_at = $2 WHERE id = $3")
                 .bind(status.as_str())
@@ -304,7 +316,9 @@ impl TenantManager {
             .cache
             .try_get_with_by_ref(id, async {
                 let record = self.get(id).await?;
-                Ok(record.map(|r| Tenant::new(r, inner.default_isolation, inner.default_features.clone())))
+                Ok(record.map(|r| {
+                    Tenant::new(r, inner.default_isolation, inner.default_features.clone())
+                }))
             })
             .await
     }
@@ -323,7 +337,9 @@ fn validate_name(name: &str) -> Result<(), ManagerError> {
         return Err(ManagerError::InvalidName("must be at most 200 characters"));
     }
     if name.chars().any(char::is_control) {
-        return Err(ManagerError::InvalidName("must not contain control characters"));
+        return Err(ManagerError::InvalidName(
+            "must not contain control characters",
+        ));
     }
     Ok(())
 }

@@ -111,7 +111,9 @@ where
                         let error = error.clone();
                         return Poll::Ready(Ok(rerender(response, &error, locale)));
                     }
-                    if !(status.is_client_error() || status.is_server_error()) || has_json_body(&response) {
+                    if !(status.is_client_error() || status.is_server_error())
+                        || has_json_body(&response)
+                    {
                         return Poll::Ready(Ok(response));
                     }
                     let locale = Locale::from_accept_language(accept.as_ref());

@@ -183,7 +183,8 @@ mod tests {
         assert_eq!(k.verify(&early), Err(TokenError::NotYetValid));
 
         // {"alg":"none","typ":"JWT"}.{"tenant_id":"x","exp":9999999999}.
-        let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJ0ZW5hbnRfaWQiOiJ4IiwiZXhwIjo5OTk5OTk5OTk5fQ.";
+        let none =
+            "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJ0ZW5hbnRfaWQiOiJ4IiwiZXhwIjo5OTk5OTk5OTk5fQ.";
         assert_eq!(k.verify(none), Err(TokenError::Algorithm));
 
         let hs512 = jsonwebtoken::encode(

@@ -21,16 +21,20 @@ struct Source {
 
 #[derive(Debug)]
 enum Method {
-    Header(HeaderName),
+    /// The parsed name, and the name as configured (HeaderName lower-cases it).
+    Header(HeaderName, String),
     Subdomain(Regex),
-    JwtClaim { claim: String, keys: JwtKeys },
+    JwtClaim {
+        claim: String,
+        keys: JwtKeys,
+    },
     QueryParam(String),
 }
 
 impl Method {
     fn source(&self) -> Source {
         match self {
-            Self::Header(name) => Source {
+            Self::Header(_, name) => Source {
                 ko: format!("{name} 헤더"),
                 en: format!("the {name} header"),
             },
@@ -63,26 +67,38 @@ impl Identifier {
         let mut problems = Vec::new();
         for (i, method) in config.tenant_identification.methods.iter().enumerate() {
             let method = match method {
-                IdentificationMethod::Header { name } => match HeaderName::from_bytes(name.as_bytes()) {
-                    Ok(name) => Method::Header(name),
-                    Err(_) => {
-                        problems.push(problem(config, i, format!("{name:?} is not a valid HTTP header name")));
-                        continue;
+                IdentificationMethod::Header { name } => {
+                    match HeaderName::from_bytes(name.as_bytes()) {
+                        Ok(parsed) => Method::Header(parsed, name.clone()),
+                        Err(_) => {
+                            problems.push(problem(
+                                config,
+                                i,
+                                format!("{name:?} is not a valid HTTP header name"),
+                            ));
+                            continue;
+                        }
                     }
-                },
+                }
                 IdentificationMethod::Subdomain { extract_pattern } => {
                     Method::Subdomain(extract_pattern.0.clone())
                 }
-                IdentificationMethod::JwtClaim { claim_name } => match JwtKeys::from_config(&config.auth.jwt) {
-                    Some(keys) => Method::JwtClaim {
-                        claim: claim_name.clone(),
-                        keys,
-                    },
-                    None => {
-                        problems.push(problem(config, i, "jwt_claim needs auth.jwt.secret".to_owned()));
-                        continue;
+                IdentificationMethod::JwtClaim { claim_name } => {
+                    match JwtKeys::from_config(&config.auth.jwt) {
+                        Some(keys) => Method::JwtClaim {
+                            claim: claim_name.clone(),
+                            keys,
+                        },
+                        None => {
+                            problems.push(problem(
+                                config,
+                                i,
+                                "jwt_claim needs auth.jwt.secret".to_owned(),
+                            ));
+                            continue;
+                        }
                     }
-                },
+                }
                 IdentificationMethod::QueryParam { name } => Method::QueryParam(name.clone()),
             };
             let source = method.source();
@@ -103,10 +119,14 @@ impl Identifier {
     }
 
     /// The tenant id the request names, by the first method that yields one.
-    pub(crate) fn identify(&self, headers: &HeaderMap, uri: &Uri) -> Result<Option<TenantId>, ApiError> {
+    pub(crate) fn identify(
+        &self,
+        headers: &HeaderMap,
+        uri: &Uri,
+    ) -> Result<Option<TenantId>, ApiError> {
         for (method, source) in &self.methods {
             let found = match method {
-                Method::Header(name) => from_header(headers.get_all(name).iter(), source)?,
+                Method::Header(name, _) => from_header(headers.get_all(name).iter(), source)?,
                 Method::Subdomain(pattern) => from_host(headers, uri, pattern, source)?,
                 Method::JwtClaim { claim, keys } => from_token(headers, claim, keys, source)?,
                 Method::QueryParam(name) => from_query(uri, name, source)?,
@@ -139,11 +159,19 @@ fn problem(config: &Config, index: usize, message: String) -> ConfigProblem {
 }
 
 fn invalid(source: &Source) -> ApiError {
-    ApiError::new(ProblemCode::InvalidTenantId).localized_param("source", source.ko.clone(), source.en.clone())
+    ApiError::new(ProblemCode::InvalidTenantId).localized_param(
+        "source",
+        source.ko.clone(),
+        source.en.clone(),
+    )
 }
 
 fn ambiguous(source: &Source) -> ApiError {
-    ApiError::new(ProblemCode::AmbiguousTenant).localized_param("source", source.ko.clone(), source.en.clone())
+    ApiError::new(ProblemCode::AmbiguousTenant).localized_param(
+        "source",
+        source.ko.clone(),
+        source.en.clone(),
+    )
 }
 
 /// The one value of a header; several different values are ambiguous; a present but empty or
@@ -192,7 +220,10 @@ fn from_host(
     let Some(captures) = pattern.captures(&name) else {
         return Ok(None);
     };
-    let found = captures.get(1).or_else(|| captures.get(0)).map(|m| m.as_str());
+    let found = captures
+        .get(1)
+        .or_else(|| captures.get(0))
+        .map(|m| m.as_str());
     Ok(found.filter(|s| !s.is_empty()).map(str::to_owned))
 }
 
@@ -240,11 +271,16 @@ fn from_token(
     }
 }
 
-/// The token of `Authorization: Bearer <token>`, if that is the scheme.
+/// The token of `Authorization: Bearer <token>`, if that is the scheme. A bearer header
+/// with an empty or non-ASCII token yields `""`, which fails verification as malformed.
 fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.trim().split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    let value = headers.get(header::AUTHORIZATION)?.as_bytes();
+    let value = value.trim_ascii();
+    let scheme_end = value.iter().position(|b| *b == b' ').unwrap_or(value.len());
+    if !value[..scheme_end].eq_ignore_ascii_case(b"bearer") {
+        return None;
+    }
+    Some(std::str::from_utf8(&value[scheme_end..]).map_or("", str::trim))
 }
 
 fn from_query(uri: &Uri, name: &str, source: &Source) -> Result<Option<String>, ApiError> {
@@ -261,7 +297,9 @@ fn from_query(uri: &Uri, name: &str, source: &Source) -> Result<Option<String>, 
             return Err(invalid(source));
         }
         match &found {
-            Some(existing) if !existing.eq_ignore_ascii_case(value) => return Err(ambiguous(source)),
+            Some(existing) if !existing.eq_ignore_ascii_case(value) => {
+                return Err(ambiguous(source));
+            }
             Some(_) => {}
             None => found = Some(value.to_owned()),
         }
@@ -277,7 +315,10 @@ mod tests {
     fn host_names() {
         assert_eq!(host_name("hallym.localhost"), Some("hallym.localhost"));
         assert_eq!(host_name("hallym.localhost:8000"), Some("hallym.localhost"));
-        assert_eq!(host_name("hallym.keli.k-university.ai."), Some("hallym.keli.k-university.ai"));
+        assert_eq!(
+            host_name("hallym.keli.k-university.ai."),
+            Some("hallym.keli.k-university.ai")
+        );
         assert_eq!(host_name("localhost"), None);
         assert_eq!(host_name("localhost:8000"), None);
         assert_eq!(host_name("127.0.0.1:8000"), None);
@@ -291,9 +332,24 @@ mod tests {
     #[test]
     fn bearer_scheme_is_case_insensitive() {
         let mut h = HeaderMap::new();
-        h.insert(header::AUTHORIZATION, HeaderValue::from_static("bearer  abc "));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("bearer  abc "),
+        );
         assert_eq!(bearer_token(&h), Some("abc"));
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        assert_eq!(bearer_token(&h), None);
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer"));
+        assert_eq!(bearer_token(&h), Some(""));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_bytes(b"Bearer \xff").unwrap(),
+        );
+        assert_eq!(bearer_token(&h), Some(""));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearerx abc"),
+        );
         assert_eq!(bearer_token(&h), None);
     }
 }

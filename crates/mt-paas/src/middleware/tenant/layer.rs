@@ -73,7 +73,9 @@ impl State {
                 .header(header::RETRY_AFTER, HeaderValue::from_static("5"))
         })?;
         let Some(tenant) = tenant else {
-            return Err(ApiError::new(ProblemCode::TenantNotFound).param("tenant_id", id.to_string()));
+            return Err(
+                ApiError::new(ProblemCode::TenantNotFound).param("tenant_id", id.to_string())
+            );
         };
         let refuse = |code| Err(ApiError::new(code).param("tenant_id", id.to_string()));
         match tenant.record().status {
