@@ -1,6 +1,6 @@
 //! mt-paas integration tests: one binary, against real SQLite files and the local Postgres.
 
-#![allow(unreachable_pub)]
+#![allow(unreachable_pub, clippy::unwrap_used, clippy::type_complexity)]
 
 mod config;
 mod helpers;

@@ -26,7 +26,7 @@ enum Method {
     Subdomain(Regex),
     JwtClaim {
         claim: String,
-        keys: JwtKeys,
+        keys: Box<JwtKeys>,
     },
     QueryParam(String),
 }
@@ -87,7 +87,7 @@ impl Identifier {
                     match JwtKeys::from_config(&config.auth.jwt) {
                         Some(keys) => Method::JwtClaim {
                             claim: claim_name.clone(),
-                            keys,
+                            keys: Box::new(keys),
                         },
                         None => {
                             problems.push(problem(

@@ -1,0 +1,268 @@
+//! basic_service over a real socket: the README's curl lines, and bad input of every kind
+//! answered with a 4xx problem, never a 500.
+
+#![allow(clippy::unwrap_used, clippy::type_complexity)]
+
+use std::{net::SocketAddr, path::Path};
+
+use mt_paas::{ServiceMarketFramework, config::ConfigLoader, middleware::auth::JwtKeys};
+use serde_json::{Value, json};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+    sync::oneshot,
+};
+
+const SECRET: &str = "dev-secret-change-me";
+
+struct Server {
+    addr: SocketAddr,
+    framework: ServiceMarketFramework,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let central = format!("sqlite://{}", dir.path().join("central.db").display());
+    let config =
+        ConfigLoader::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("mt_paas_config.yaml"))
+            .vars(move |name| (name == "BASIC_SERVICE_CENTRAL_DB").then(|| central.clone()))
+            .load()
+            .unwrap();
+    let framework = ServiceMarketFramework::from_config(config).await.unwrap();
+    assert_eq!(
+        basic_service::seed_demo_tenants(&framework).await.unwrap(),
+        3
+    );
+    assert_eq!(
+        basic_service::seed_demo_tenants(&framework).await.unwrap(),
+        0,
+        "seeding happens on an empty registry only"
+    );
+    let app = framework.create_app(basic_service::router());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let serving = framework.clone();
+    let task = tokio::spawn(async move {
+        serving
+            .serve_with_shutdown(listener, app, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+    });
+    Server {
+        addr,
+        framework,
+        stop: Some(stop),
+        task,
+        _dir: dir,
+    }
+}
+
+impl Server {
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.await.unwrap();
+    }
+}
+
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    head: String,
+    body: Value,
+}
+
+/// Sends raw bytes as an HTTP/1.1 request head (anything a client could put on the wire).
+async fn raw(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[&[u8]],
+    body: &[u8],
+) -> Reply {
+    let mut request = format!("{method} {target} HTTP/1.1\r\nconnection: close\r\n").into_bytes();
+    if !headers
+        .iter()
+        .any(|h| h.to_ascii_lowercase().starts_with(b"host:"))
+    {
+        request.extend_from_slice(format!("host: {addr}\r\n").as_bytes());
+    }
+    for header in headers {
+        request.extend_from_slice(header);
+        request.extend_from_slice(b"\r\n");
+    }
+    if !body.is_empty() {
+        request.extend_from_slice(format!("content-length: {}\r\n", body.len()).as_bytes());
+    }
+    request.extend_from_slice(b"\r\n");
+    request.extend_from_slice(body);
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(&request).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {head:?}"));
+    Reply {
+        status,
+        head: head.to_ascii_lowercase(),
+        body: serde_json::from_str(body).unwrap_or(Value::String(body.to_owned())),
+    }
+}
+
+async fn get(addr: SocketAddr, target: &str, headers: &[&[u8]]) -> Reply {
+    raw(addr, "GET", target, headers, b"").await
+}
+
+impl Reply {
+    #[track_caller]
+    fn problem(&self, status: u16, code: &str) {
+        assert_eq!(self.status, status, "{self:?}");
+        assert!(
+            self.head.contains("content-type: application/problem+json"),
+            "{self:?}"
+        );
+        assert_eq!(self.body["code"], code, "{self:?}");
+    }
+}
+
+fn token(tenant: &str) -> String {
+    let config = serde_json::from_value(json!({
+        "secret": SECRET, "algorithm": "HS256", "expiry_hours": 1, "leeway_seconds": 0
+    }))
+    .unwrap();
+    let claims = json!({"tenant_id": tenant, "sub": "u1"});
+    JwtKeys::from_config(&config)
+        .unwrap()
+        .issue(claims.as_object().unwrap().clone())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn every_readme_identification_names_hallym() {
+    let server = start().await;
+    let auth = format!("authorization: Bearer {}", token("hallym"));
+    let cases: Vec<(&str, Vec<&[u8]>)> = vec![
+        ("/courses", vec![b"x-tenant-id: hallym"]),
+        ("/courses", vec![b"host: hallym.localhost"]),
+        ("/courses?tenant_id=hallym", vec![]),
+        ("/courses", vec![auth.as_bytes()]),
+    ];
+    for (target, headers) in cases {
+        let reply = get(server.addr, target, &headers).await;
+        assert_eq!(reply.status, 200, "{target}: {reply:?}");
+        assert_eq!(reply.body["tenant_id"], "hallym");
+        assert_eq!(reply.body["tenant_name"], "한림대학교");
+    }
+    // The first configured method wins.
+    let reply = get(
+        server.addr,
+        "/courses?tenant_id=snu",
+        &[b"x-tenant-id: korea"],
+    )
+    .await;
+    assert_eq!(reply.body["tenant_id"], "korea");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_4xx_problem_never_a_500() {
+    let server = start().await;
+    let addr = server.addr;
+    let long = format!("x-tenant-id: {}", "a".repeat(300));
+    for header in [
+        &b"x-tenant-id: ../etc"[..],
+        b"x-tenant-id: a'; drop table t;--",
+        long.as_bytes(),
+        b"x-tenant-id:",
+        b"x-tenant-id: \xff\xfe\xfd",
+    ] {
+        get(addr, "/courses", &[header])
+            .await
+            .problem(400, "invalid_tenant_id");
+    }
+    let forged = format!("authorization: Bearer {}x", token("hallym"));
+    get(addr, "/courses", &[forged.as_bytes()])
+        .await
+        .problem(401, "invalid_token");
+    let none = b"authorization: Bearer eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJ0ZW5hbnRfaWQiOiJoYWxseW0iLCJleHAiOjk5OTk5OTk5OTl9.";
+    get(addr, "/courses", &[none])
+        .await
+        .problem(401, "invalid_token");
+    get(addr, "/courses", &[b"x-tenant-id: unknown"])
+        .await
+        .problem(404, "tenant_not_found");
+    get(addr, "/courses", &[])
+        .await
+        .problem(400, "tenant_required");
+    get(addr, "/nowhere", &[]).await.problem(404, "not_found");
+
+    let json: &[u8] = b"content-type: application/json";
+    let chat = |body: &'static [u8]| async move {
+        raw(addr, "POST", "/chat", &[b"x-tenant-id: korea", json], body).await
+    };
+    chat(b"{not json").await.problem(400, "bad_request");
+    chat(b"{\"mesage\": \"hi\"}")
+        .await
+        .problem(422, "unprocessable_entity");
+    chat(b"{\"message\": \"   \"}")
+        .await
+        .problem(422, "unprocessable_entity");
+    raw(
+        addr,
+        "POST",
+        "/chat",
+        &[b"x-tenant-id: korea"],
+        b"{\"message\":\"hi\"}",
+    )
+    .await
+    .problem(415, "unsupported_media_type");
+    let huge = vec![b'a'; 3 * 1024 * 1024];
+    let reply = raw(addr, "POST", "/chat", &[b"x-tenant-id: korea", json], &huge).await;
+    reply.problem(413, "payload_too_large");
+
+    let ok = chat("{\"message\": \"안녕하세요\"}".as_bytes()).await;
+    assert_eq!(ok.status, 200, "{ok:?}");
+    assert_eq!(ok.body["tenant_id"], "korea");
+    assert!(ok.body["response"].as_str().unwrap().contains("고려대학교"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn premium_feature_needs_quiz_and_speaks_both_languages() {
+    let server = start().await;
+    let ko = get(server.addr, "/premium-feature", &[b"x-tenant-id: snu"]).await;
+    ko.problem(403, "feature_not_available");
+    assert_eq!(
+        ko.body["detail"],
+        "이 기능은 Premium 요금제에서 사용 가능합니다"
+    );
+    let en = get(
+        server.addr,
+        "/premium-feature",
+        &[b"x-tenant-id: snu", b"accept-language: en"],
+    )
+    .await;
+    en.problem(403, "feature_not_available");
+    assert_eq!(
+        en.body["detail"],
+        "This feature is available on the Premium plan."
+    );
+    assert!(en.head.contains("content-language: en"));
+
+    let healthz = get(server.addr, "/healthz", &[]).await;
+    assert_eq!(healthz.status, 200);
+    let readyz = get(server.addr, "/readyz", &[]).await;
+    assert_eq!(readyz.body["central_db"], "ok");
+    assert_eq!(server.framework.tenants().count().await.unwrap(), 3);
+    server.stop().await;
+}
