@@ -1,14 +1,21 @@
 //! `mt-paas`: check a configuration and manage the tenants of a service.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{
+    path::PathBuf,
+    process::ExitCode,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
 use mt_paas::{
-    Features, IsolationMode, NewTenant, TenantId, TenantManager, TenantRecord,
+    DatabaseRouter, Features, IsolationMode, TenantId, TenantManager, TenantRecord, TenantStatus,
     config::{Config, ConfigLoader},
     core::central::CentralDb,
     middleware::auth::JwtKeys,
+    provisioning::{MigrationOutcome, ProvisionError, Provisioned, Provisioner},
 };
 
 #[derive(Debug, Parser)]
@@ -65,7 +72,8 @@ enum ConfigCommand {
 
 #[derive(Debug, Subcommand)]
 enum TenantCommand {
-    /// Register a tenant.
+    /// Provision a tenant: registry, database (or schema, or Docker stack), migrations, seed.
+    /// Run it again to resume one that was interrupted.
     Create {
         /// The tenant id: 1-63 of a-z, 0-9, '_', '-'.
         #[arg(value_parser = parse_tenant_id)]
@@ -76,6 +84,36 @@ enum TenantCommand {
         /// An isolation mode overriding isolation.mode: database, schema or docker.
         #[arg(long, value_parser = parse_mode)]
         mode: Option<IsolationMode>,
+    },
+    /// Destroy a tenant: archive its data into provisioning.archive_dir, then drop it.
+    Destroy {
+        /// The tenant id.
+        #[arg(value_parser = parse_tenant_id)]
+        id: TenantId,
+        /// Drop the data without archiving it first.
+        #[arg(long)]
+        no_archive: bool,
+    },
+    /// Bring a destroyed tenant back from an archive made by `destroy`.
+    Restore {
+        /// The tenant id.
+        #[arg(value_parser = parse_tenant_id)]
+        id: TenantId,
+        /// The archive (`.db` or `.dump`).
+        #[arg(long)]
+        from: PathBuf,
+    },
+    /// Bring tenants to the newest migration; those already there are skipped.
+    Migrate {
+        /// One tenant.
+        #[arg(value_parser = parse_tenant_id, required_unless_present = "all", conflicts_with = "all")]
+        id: Option<TenantId>,
+        /// Every active or suspended tenant.
+        #[arg(long)]
+        all: bool,
+        /// Tenants migrated at once.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+        concurrency: u16,
     },
     /// List the tenants.
     List {
@@ -174,7 +212,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Tenant(command) => tenant(&config, command).await,
+        Command::Tenant(command) => tenant(config, command).await,
         Command::Token(args) => {
             let keys = JwtKeys::from_config(&config.auth.jwt)
                 .context("auth.jwt.secret is not set; tokens cannot be signed")?;
@@ -187,7 +225,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn tenant(config: &Config, command: TenantCommand) -> anyhow::Result<ExitCode> {
+async fn tenant(config: Config, command: TenantCommand) -> anyhow::Result<ExitCode> {
+    let config = Arc::new(config);
     let db = CentralDb::connect(&config.database.central)
         .await
         .context("cannot open the central DB")?;
@@ -196,23 +235,91 @@ async fn tenant(config: &Config, command: TenantCommand) -> anyhow::Result<ExitC
         config.isolation.mode,
         Features::new(config.features.defaults.clone()),
     );
+    let default_mode = config.isolation.mode;
+    let provisioner = || async {
+        let databases = DatabaseRouter::new(config.clone());
+        Provisioner::new(config.clone(), manager.clone(), databases)
+            .await
+            .context("cannot read the tenant migrations")
+    };
     let code = match command {
         TenantCommand::Create { id, name, mode } => {
-            let mut new = NewTenant::new(id, name);
-            if let Some(mode) = mode {
-                new = new.isolation(mode);
+            let spinner = spinner();
+            let provisioner = provisioner().await?.observe({
+                let spinner = spinner.clone();
+                move |_, step| spinner.println(format!("  {step}"))
+            });
+            spinner.set_message(format!("provisioning {id}"));
+            let result = provisioner.create(id.clone(), &name, mode).await;
+            spinner.finish_and_clear();
+            match result? {
+                Provisioned::Ready(record) => {
+                    println!("created tenant {}", record.id);
+                    print_record(&record, default_mode);
+                    ExitCode::SUCCESS
+                }
+                Provisioned::AwaitingDocker { record, dir, .. } => {
+                    println!(
+                        "wrote the stack of tenant {} to {}",
+                        record.id,
+                        dir.display()
+                    );
+                    println!("no Docker engine answers, so it was not started. Start it with");
+                    println!(
+                        "  docker compose -f {}/docker-compose.yml up -d",
+                        dir.display()
+                    );
+                    println!("then run this command again to finish (migrations, seed).");
+                    ExitCode::SUCCESS
+                }
+                _ => ExitCode::FAILURE,
             }
-            let record = manager.create(new).await?;
-            println!("created tenant {}", record.id);
-            print_record(&record, config.isolation.mode);
+        }
+        TenantCommand::Destroy { id, no_archive } => {
+            let spinner = spinner();
+            let provisioner = provisioner().await?.observe({
+                let spinner = spinner.clone();
+                move |_, step| spinner.println(format!("  {step}"))
+            });
+            spinner.set_message(format!("destroying {id}"));
+            let result = provisioner.destroy(&id, !no_archive).await;
+            spinner.finish_and_clear();
+            match result? {
+                Some(archive) => println!("destroyed tenant {id}; archive: {}", archive.display()),
+                None => println!("destroyed tenant {id} (not archived)"),
+            }
             ExitCode::SUCCESS
         }
+        TenantCommand::Restore { id, from } => {
+            let spinner = spinner();
+            let provisioner = provisioner().await?.observe({
+                let spinner = spinner.clone();
+                move |_, step| spinner.println(format!("  {step}"))
+            });
+            spinner.set_message(format!("restoring {id}"));
+            let result = provisioner.restore(&id, &from).await;
+            spinner.finish_and_clear();
+            let record = result?;
+            println!("restored tenant {} from {}", record.id, from.display());
+            print_record(&record, default_mode);
+            ExitCode::SUCCESS
+        }
+        TenantCommand::Migrate { id: Some(id), .. } => {
+            let outcome = provisioner().await?.migrate(&id).await?;
+            println!("{id}: {}", outcome_text(&Ok(outcome)));
+            ExitCode::SUCCESS
+        }
+        TenantCommand::Migrate {
+            id: None,
+            concurrency,
+            ..
+        } => migrate_all(&provisioner().await?, &manager, concurrency).await?,
         TenantCommand::List { json } => {
             let tenants = manager.list().await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&tenants)?);
             } else {
-                print_table(&tenants, config.isolation.mode);
+                print_table(&tenants, default_mode);
             }
             ExitCode::SUCCESS
         }
@@ -222,7 +329,7 @@ async fn tenant(config: &Config, command: TenantCommand) -> anyhow::Result<ExitC
                 ExitCode::SUCCESS
             }
             Some(record) => {
-                print_record(&record, config.isolation.mode);
+                print_record(&record, default_mode);
                 ExitCode::SUCCESS
             }
             None => {
@@ -233,6 +340,80 @@ async fn tenant(config: &Config, command: TenantCommand) -> anyhow::Result<ExitC
     };
     db.close().await;
     Ok(code)
+}
+
+fn spinner() -> ProgressBar {
+    let spinner = ProgressBar::new_spinner();
+    spinner.enable_steady_tick(Duration::from_millis(100));
+    spinner
+}
+
+fn outcome_text(result: &Result<MigrationOutcome, ProvisionError>) -> String {
+    match result {
+        Ok(MigrationOutcome::UpToDate) => "up to date (skipped)".to_owned(),
+        Ok(_) => "migrated".to_owned(),
+        Err(e) => format!("FAILED: {e}"),
+    }
+}
+
+async fn migrate_all(
+    provisioner: &Provisioner,
+    manager: &TenantManager,
+    concurrency: u16,
+) -> anyhow::Result<ExitCode> {
+    let total = manager
+        .list()
+        .await?
+        .iter()
+        .filter(|t| matches!(t.status, TenantStatus::Active | TenantStatus::Suspended))
+        .count();
+    let bar = ProgressBar::new(u64::try_from(total).unwrap_or_default());
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} migrating [{bar:40}] {pos}/{len} tenants ({per_sec}, eta {eta}) {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    let started = Instant::now();
+    let results = provisioner
+        .migrate_all(usize::from(concurrency), |id, result| {
+            if result.is_err() {
+                bar.println(format!("  {id}: {}", outcome_text(result)));
+            }
+            bar.set_message(id.to_string());
+            bar.inc(1);
+        })
+        .await?;
+    bar.finish_and_clear();
+    let width = results
+        .iter()
+        .map(|(id, _)| id.as_str().len())
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    println!("{:<width$}  RESULT", "TENANT");
+    for (id, result) in &results {
+        println!("{:<width$}  {}", id.as_str(), outcome_text(result));
+    }
+    let failed = results.iter().filter(|(_, r)| r.is_err()).count();
+    let skipped = results
+        .iter()
+        .filter(|(_, r)| matches!(r, Ok(MigrationOutcome::UpToDate)))
+        .count();
+    println!(
+        "{} tenants: {} migrated, {} up to date, {} failed in {:.1}s",
+        results.len(),
+        results.len() - failed - skipped,
+        skipped,
+        failed,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(if failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn print_record(record: &TenantRecord, default_mode: IsolationMode) {
@@ -246,6 +427,9 @@ fn print_record(record: &TenantRecord, default_mode: IsolationMode) {
         "isolation.mode"
     };
     println!("isolation:  {mode} ({origin})");
+    if let Some(block) = record.port_block {
+        println!("port block: {block}");
+    }
     if !record.placement.is_empty() {
         println!(
             "placement:  {}",

@@ -17,11 +17,13 @@ use crate::{
     config::{Config, ConfigError, ConfigLoader},
     core::{
         central::{CentralDb, CentralDbError},
+        database::{DatabaseRouter, DbError},
         manager::{ManagerError, TenantManager},
         tenant::Features,
     },
     http::{ApiError, ProblemCode, ProblemLayer, panic_response},
     middleware::tenant::TenantLayer,
+    provisioning::{ProvisionError, Provisioner},
 };
 
 /// Why the framework could not start or serve.
@@ -37,6 +39,9 @@ pub enum Error {
     /// The tenant registry failed.
     #[error(transparent)]
     Registry(#[from] ManagerError),
+    /// Provisioning failed (reading the migrations, or migrating on start).
+    #[error(transparent)]
+    Provision(#[from] ProvisionError),
     /// `service.listen` could not be bound.
     #[error("service.listen: cannot listen on {addr}: {source}")]
     Bind {
@@ -72,9 +77,11 @@ pub struct ServiceMarketFramework {
 }
 
 struct Inner {
-    config: Config,
+    config: Arc<Config>,
     central: CentralDb,
     tenants: TenantManager,
+    databases: DatabaseRouter,
+    provisioner: Provisioner,
     tenant_layer: TenantLayer,
 }
 
@@ -97,7 +104,9 @@ impl ServiceMarketFramework {
         Self::from_config(config).await
     }
 
-    /// Starts from a loaded configuration (no logging set-up).
+    /// Starts from a loaded configuration (no logging set-up). With
+    /// `database.tenant.migrate_on_start`, every tenant is brought to the newest migration
+    /// first (a tenant that fails is logged and keeps serving at its current version).
     pub async fn from_config(config: Config) -> Result<Self, Error> {
         let central = CentralDb::connect(&config.database.central).await?;
         let tenants = TenantManager::new(
@@ -105,12 +114,34 @@ impl ServiceMarketFramework {
             config.isolation.mode,
             Features::new(config.features.defaults.clone()),
         );
-        let tenant_layer = TenantLayer::new(&config, tenants.clone())?;
+        let config = Arc::new(config);
+        let databases = DatabaseRouter::new(config.clone());
+        let tenant_layer =
+            TenantLayer::new(&config, tenants.clone())?.with_databases(databases.clone());
+        let provisioner =
+            Provisioner::new(config.clone(), tenants.clone(), databases.clone()).await?;
+        if config.database.tenant.migrate_on_start {
+            let results = provisioner.migrate_all(4, |_, _| {}).await?;
+            let failed: Vec<String> = results
+                .iter()
+                .filter_map(|(id, r)| r.as_ref().err().map(|e| format!("{id}: {e}")))
+                .collect();
+            for failure in &failed {
+                tracing::error!(failure = %failure, "tenant migration on start failed");
+            }
+            tracing::info!(
+                tenants = results.len(),
+                failed = failed.len(),
+                "tenant migrations checked"
+            );
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
                 central,
                 tenants,
+                databases,
+                provisioner,
                 tenant_layer,
             }),
         })
@@ -134,6 +165,23 @@ impl ServiceMarketFramework {
     /// The central database.
     pub fn central_db(&self) -> &CentralDb {
         &self.inner.central
+    }
+
+    /// The tenant databases.
+    pub fn databases(&self) -> &DatabaseRouter {
+        &self.inner.databases
+    }
+
+    /// Tenant provisioning: create, destroy, restore, migrate.
+    pub fn provisioner(&self) -> &Provisioner {
+        &self.inner.provisioner
+    }
+
+    /// A connection to the current request's tenant's database (seed §4.1 `get_tenant_db()`).
+    /// The [`TenantDb`](crate::TenantDb) extractor is the same thing for handlers.
+    pub async fn get_tenant_db(&self) -> Result<crate::TenantDb, DbError> {
+        let tenant = crate::current_tenant().ok_or(DbError::NoTenant)?;
+        self.inner.databases.acquire(&tenant).await
     }
 
     /// Whether the current request's tenant has `feature` (false outside a tenant route).

@@ -32,10 +32,12 @@ mod framework;
 pub mod http;
 pub mod logging;
 pub mod middleware;
+pub mod provisioning;
 
 pub use crate::{
     context::{current_tenant, in_tenant, spawn_in_tenant},
     core::{
+        database::{DatabaseRouter, TenantDb},
         manager::{NewTenant, TenantManager},
         models::{IsolationMode, TenantId, TenantRecord, TenantStatus},
         tenant::{Features, Tenant},

@@ -477,7 +477,21 @@ fn substitute(
             rest = &after[1..];
             continue;
         };
-        let Some(end) = expr.find('}') else {
+        // The matching brace: a default may hold braces of its own, like `{tenant_id}`.
+        let mut depth = 0usize;
+        let end = expr.char_indices().find_map(|(i, c)| match c {
+            '{' => {
+                depth += 1;
+                None
+            }
+            '}' if depth == 0 => Some(i),
+            '}' => {
+                depth -= 1;
+                None
+            }
+            _ => None,
+        });
+        let Some(end) = end else {
             errors.push(
                 "unterminated `${`: write `${NAME}` or `${NAME:-default}` (or `$${` for a literal)"
                     .to_owned(),
@@ -777,27 +791,95 @@ fn check_rules(
         );
     }
 
-    let template = &config.database.tenant.url_template;
-    if ok(&["database.tenant.url_template", "isolation.mode"]) {
+    let tenant_db = &config.database.tenant;
+    let template = &tenant_db.url_template;
+    if ok(&[
+        "database.tenant.url_template",
+        "isolation.mode",
+        "database.tenant.schema_url",
+    ]) {
         let has_placeholder = template.expose().contains("{tenant_id}");
         match (config.isolation.mode, template.kind()) {
             (_, None) => report(
                 "database.tenant.url_template",
                 format!("{template} is not a sqlite: or postgresql: URL"),
             ),
-            (IsolationMode::SchemaPerTenant, Some(DatabaseKind::Sqlite)) => report(
+            (IsolationMode::SchemaPerTenant, Some(DatabaseKind::Sqlite))
+                if tenant_db.schema_url.is_none() => report(
                 "database.tenant.url_template",
                 "isolation.mode SCHEMA_PER_TENANT needs a Postgres database; SQLite has no schemas (use DATABASE_PER_TENANT for SQLite)".to_owned(),
             ),
-            (IsolationMode::SchemaPerTenant, Some(_)) if has_placeholder => report(
+            (IsolationMode::SchemaPerTenant, Some(_))
+                if tenant_db.schema_url.is_none() && has_placeholder => report(
                 "database.tenant.url_template",
-                "isolation.mode SCHEMA_PER_TENANT keeps every tenant in one database: the URL must not contain {tenant_id}".to_owned(),
+                "isolation.mode SCHEMA_PER_TENANT keeps every tenant in one database: the URL must not contain {tenant_id} (or set database.tenant.schema_url to the shared database)".to_owned(),
             ),
             (IsolationMode::DatabasePerTenant, Some(_)) if !has_placeholder => report(
                 "database.tenant.url_template",
                 "isolation.mode DATABASE_PER_TENANT needs {tenant_id} in the URL (e.g. postgresql://host/tenant_{tenant_id})".to_owned(),
             ),
             _ => {}
+        }
+    }
+    if let Some(shared) = &tenant_db.schema_url
+        && ok(&["database.tenant.schema_url"])
+    {
+        if shared.kind() != Some(DatabaseKind::Postgres) {
+            report(
+                "database.tenant.schema_url",
+                format!("{shared} is not a postgresql: URL; schemas need Postgres"),
+            );
+        } else if shared.expose().contains("{tenant_id}") {
+            report(
+                "database.tenant.schema_url",
+                "the shared database's URL must not contain {tenant_id}".to_owned(),
+            );
+        }
+    }
+    for (key, value) in [
+        (
+            "database.tenant.max_connections",
+            u64::from(tenant_db.max_connections),
+        ),
+        (
+            "database.tenant.idle_timeout_seconds",
+            tenant_db.idle_timeout_seconds,
+        ),
+        (
+            "database.tenant.acquire_timeout_ms",
+            tenant_db.acquire_timeout_ms,
+        ),
+    ] {
+        if ok(&[key]) && value == 0 {
+            report(key, "must be at least 1".to_owned());
+        }
+    }
+    if ok(&[
+        "database.tenant.max_connections",
+        "database.tenant.pool_size_per_tenant",
+    ]) && tenant_db.pool_size_per_tenant > tenant_db.max_connections
+        && tenant_db.max_connections > 0
+    {
+        report(
+            "database.tenant.pool_size_per_tenant",
+            format!(
+                "{} is more than database.tenant.max_connections ({}), the budget of all tenants together",
+                tenant_db.pool_size_per_tenant, tenant_db.max_connections
+            ),
+        );
+    }
+    let docker_url = &config.isolation.docker.database_url;
+    if ok(&["isolation.docker.database_url"]) {
+        if docker_url.kind() != Some(DatabaseKind::Postgres) {
+            report(
+                "isolation.docker.database_url",
+                format!("{docker_url} is not a postgresql: URL"),
+            );
+        } else if !docker_url.expose().contains("{db_port}") {
+            report(
+                "isolation.docker.database_url",
+                "needs {db_port}, the database port of the tenant's block (e.g. postgresql://app:pw@127.0.0.1:{db_port}/app)".to_owned(),
+            );
         }
     }
 
@@ -958,6 +1040,12 @@ mod tests {
         assert_eq!(substitute("${B:-}", &v).unwrap().as_deref(), Some(""));
         assert_eq!(substitute("$${A}", &v).unwrap().as_deref(), Some("${A}"));
         assert_eq!(substitute("cost $5", &v).unwrap(), None);
+        assert_eq!(
+            substitute("${B:-sqlite://./t/{tenant_id}.db}", &v)
+                .unwrap()
+                .as_deref(),
+            Some("sqlite://./t/{tenant_id}.db")
+        );
         assert!(substitute("${B}", &v).unwrap_err()[0].contains("B is not set"));
         assert!(substitute("${A", &v).unwrap_err()[0].contains("unterminated"));
         assert!(substitute("${1A}", &v).unwrap_err()[0].contains("not a variable"));

@@ -72,6 +72,18 @@ pub struct Config {
 }
 
 impl Config {
+    /// A path of the service's own files (migrations, templates) as given in the config:
+    /// relative paths are taken from the directory of the config file.
+    pub fn source_path(&self, path: &std::path::Path) -> PathBuf {
+        if path.is_absolute() {
+            return path.to_path_buf();
+        }
+        match self.sources.base.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.join(path),
+            _ => path.to_path_buf(),
+        }
+    }
+
     /// Reads `custom.{key}` as the vendor's own typed struct.
     ///
     /// ```
@@ -189,8 +201,18 @@ pub struct DockerConfig {
     pub port_range_start: u16,
     /// Ports per tenant.
     pub port_range_size: u16,
-    /// The compose template rendered for each tenant.
+    /// The compose template rendered for each tenant (relative to the config file).
     pub compose_template: PathBuf,
+    /// The `.env` template rendered beside it (relative to the config file).
+    pub env_template: PathBuf,
+    /// Where each tenant's rendered files go: `{tenants_dir}/{tenant_id}/`.
+    pub tenants_dir: PathBuf,
+    /// The tenant database inside its stack; `{db_port}` is the block's database port,
+    /// `{tenant_id}` the tenant. Its user, password and database name also fill the `.env`.
+    pub database_url: DatabaseUrl,
+    /// The database's port within a block: `port_range_start + index × size + offset`
+    /// (seed §4.2: 10202).
+    pub db_port_offset: u16,
 }
 
 /// `database`: where data lives.
@@ -224,10 +246,29 @@ pub struct CentralDatabaseConfig {
 #[non_exhaustive]
 pub struct TenantDatabaseConfig {
     /// A URL with `{tenant_id}` (DATABASE_PER_TENANT), or the one shared database
-    /// (SCHEMA_PER_TENANT).
+    /// (SCHEMA_PER_TENANT) when `schema_url` is not set.
     pub url_template: DatabaseUrl,
+    /// The shared Postgres database of SCHEMA_PER_TENANT tenants, when `url_template`
+    /// names per-tenant databases (a mixed fleet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_url: Option<DatabaseUrl>,
     /// Maximum connections one tenant may hold.
     pub pool_size_per_tenant: u32,
+    /// Maximum connections open to tenant databases altogether, for any number of tenants.
+    pub max_connections: u32,
+    /// Seconds an unused connection stays open.
+    pub idle_timeout_seconds: u64,
+    /// Milliseconds a request waits for a connection before a 503.
+    pub acquire_timeout_ms: u64,
+    /// The vendor's migrations (relative to the config file): `sqlite/` and `postgres/`
+    /// subdirectories when the dialects differ, else the directory itself.
+    pub migrations: PathBuf,
+    /// SQL run once on a new tenant database after its migrations (relative to the config
+    /// file); `sqlite/`-`postgres/` variants as for migrations are not needed: one file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<PathBuf>,
+    /// Whether the service brings every tenant to the newest migration when it starts.
+    pub migrate_on_start: bool,
 }
 
 /// `database.vector`.

@@ -101,6 +101,35 @@ impl DatabaseUrl {
         }
     }
 
+    /// The password inside the URL, percent-decoded (`scheme://user:password@host/...`).
+    pub fn password(&self) -> Option<String> {
+        let (start, end) = self.password_span()?;
+        let raw = &self.0[start..end];
+        form_urlencoded::parse(format!("p={raw}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+    }
+
+    /// The URL without its password (for tools that take the password from the
+    /// environment, such as `pg_dump` with `PGPASSWORD`, so it never shows in `ps`).
+    pub fn without_password(&self) -> String {
+        match self.password_span() {
+            // Drop the ':' before the password too.
+            Some((start, end)) => format!("{}{}", &self.0[..start - 1], &self.0[end..]),
+            None => self.0.clone(),
+        }
+    }
+
+    /// Byte range of the password in the URL.
+    fn password_span(&self) -> Option<(usize, usize)> {
+        let scheme_end = self.0.find("://")? + 3;
+        let rest = &self.0[scheme_end..];
+        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let at = rest[..authority_end].rfind('@')?;
+        let colon = rest[..at].find(':')?;
+        Some((scheme_end + colon + 1, scheme_end + at))
+    }
+
     /// The URL with its password replaced by `[redacted]`.
     pub fn redacted(&self) -> String {
         let url = &self.0;
@@ -225,6 +254,19 @@ mod tests {
             assert_eq!(url.redacted(), want);
             assert!(!format!("{url:?}{url}").contains("s3cr3t"));
         }
+    }
+
+    #[test]
+    fn password_is_split_out() {
+        let url = DatabaseUrl::new("postgresql://app:s%40cret@127.0.0.1:10202/app?sslmode=disable");
+        assert_eq!(url.password().as_deref(), Some("s@cret"));
+        assert_eq!(
+            url.without_password(),
+            "postgresql://app@127.0.0.1:10202/app?sslmode=disable"
+        );
+        let plain = DatabaseUrl::new("postgres://app@h/db");
+        assert_eq!(plain.password(), None);
+        assert_eq!(plain.without_password(), "postgres://app@h/db");
     }
 
     #[test]

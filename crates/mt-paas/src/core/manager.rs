@@ -47,6 +47,9 @@ pub enum ManagerError {
         /// The value, shortened.
         value: String,
     },
+    /// Concurrent allocations kept taking the free port block.
+    #[error("no port block could be allocated after repeated contention")]
+    PortBlocksExhausted,
     /// The central DB failed.
     #[error("central DB: {0}")]
     Db(#[from] sqlx::Error),
@@ -66,6 +69,8 @@ pub struct NewTenant {
     pub isolation: Option<IsolationMode>,
     /// Where its data lives, when not derived from the configuration.
     pub placement: Placement,
+    /// Its port block (DOCKER_PER_TENANT).
+    pub port_block: Option<u32>,
 }
 
 impl NewTenant {
@@ -77,6 +82,7 @@ impl NewTenant {
             status: TenantStatus::Active,
             isolation: None,
             placement: Placement::default(),
+            port_block: None,
         }
     }
 
@@ -100,6 +106,7 @@ struct TenantRow {
     status: String,
     isolation_mode: Option<String>,
     placement: String,
+    port_block: Option<i64>,
     created_at: OffsetDateTime,
     updated_at: OffsetDateTime,
 }
@@ -125,19 +132,24 @@ impl TryFrom<TenantRow> for TenantRecord {
             .transpose()?;
         let placement = serde_json::from_str(&row.placement)
             .map_err(|_| corrupt("placement", &row.placement))?;
+        let port_block = row
+            .port_block
+            .map(|b| u32::try_from(b).map_err(|_| corrupt("port_block", &b.to_string())))
+            .transpose()?;
         Ok(Self {
             id,
             display_name: row.display_name,
             status,
             isolation,
             placement,
+            port_block,
             created_at: row.created_at,
             updated_at: row.updated_at,
         })
     }
 }
 
-const SELECT: &str = "SELECT id, display_name, status, isolation_mode, placement, created_at, updated_at FROM tenants";
+const SELECT: &str = "SELECT id, display_name, status, isolation_mode, placement, port_block, created_at, updated_at FROM tenants";
 
 /// The tenant registry (seed `TenantManager`).
 #[derive(Clone)]
@@ -212,14 +224,15 @@ impl TenantManager {
         let isolation = new.isolation.map(IsolationMode::as_str);
         let result = on_pool!(&self.inner.db, pool => {
             sqlx::query(
-                "INSERT INTO tenants (id, display_name, status, isolation_mode, placement, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $6)",
+                "INSERT INTO tenants (id, display_name, status, isolation_mode, placement, port_block, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
             )
             .bind(new.id.as_str())
             .bind(&new.display_name)
             .bind(new.status.as_str())
             .bind(isolation)
             .bind(&placement)
+            .bind(new.port_block.map(i64::from))
             .bind(now)
             .execute(pool)
             .await
@@ -239,6 +252,7 @@ impl TenantManager {
             status: new.status,
             isolation: new.isolation,
             placement: new.placement,
+            port_block: new.port_block,
             created_at: now,
             updated_at: now,
         })
@@ -289,6 +303,69 @@ impl TenantManager {
         if done == 0 {
             return Err(ManagerError::NotFound(id.clone()));
         }
+        Ok(())
+    }
+
+    /// Gives a tenant the lowest free port block (DOCKER_PER_TENANT) and returns it; a
+    /// tenant that has one keeps it. Blocks freed by [`release_port_block`] are reused. Safe
+    /// against concurrent allocation: the column is unique and a lost race retries.
+    ///
+    /// [`release_port_block`]: Self::release_port_block
+    pub async fn allocate_port_block(&self, id: &TenantId) -> Result<u32, ManagerError> {
+        for _ in 0..32 {
+            let record = self
+                .get(id)
+                .await?
+                .ok_or_else(|| ManagerError::NotFound(id.clone()))?;
+            if let Some(block) = record.port_block {
+                return Ok(block);
+            }
+            let used: Vec<i64> = on_pool!(&self.inner.db, pool => {
+                sqlx::query_scalar("SELECT port_block FROM tenants WHERE port_block IS NOT NULL ORDER BY port_block")
+                    .fetch_all(pool)
+                    .await?
+            });
+            let mut block = 0i64;
+            for b in used {
+                if b != block {
+                    break;
+                }
+                block += 1;
+            }
+            let result = on_pool!(&self.inner.db, pool => {
+                sqlx::query("UPDATE tenants SET port_block = $1, updated_at = $2 WHERE id = $3 AND port_block IS NULL")
+                    .bind(block)
+                    .bind(now())
+                    .bind(id.as_str())
+                    .execute(pool)
+                    .await
+                    .map(|r| r.rows_affected())
+            });
+            match result {
+                Ok(_) => {}
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => continue,
+                Err(e) => return Err(e.into()),
+            }
+            self.invalidate(id).await;
+        }
+        let record = self
+            .get(id)
+            .await?
+            .ok_or_else(|| ManagerError::NotFound(id.clone()))?;
+        record.port_block.ok_or(ManagerError::PortBlocksExhausted)
+    }
+
+    /// Frees a tenant's port block for reuse.
+    pub async fn release_port_block(&self, id: &TenantId) -> Result<(), ManagerError> {
+        on_pool!(&self.inner.db, pool => {
+            sqlx::query("UPDATE tenants SET port_block = NULL, updated_at = $1 WHERE id = $2")
+                .bind(now())
+                .bind(id.as_str())
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        self.invalidate(id).await;
         Ok(())
     }
 

@@ -2,6 +2,7 @@
 //! [`central`] database, and the request-facing [`Tenant`](tenant::Tenant).
 
 pub mod central;
+pub mod database;
 pub mod manager;
 pub mod models;
 pub mod tenant;

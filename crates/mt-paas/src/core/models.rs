@@ -243,12 +243,11 @@ impl UnknownValue {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Placement {
-    /// A database URL for this tenant, overriding `database.tenant.url_template`.
+    /// A database URL for this tenant, overriding `database.tenant.url_template` (a tenant
+    /// on another server). Kept in the central DB: prefer a URL without a password and
+    /// credentials from the server's own means (`.pgpass`, trust on a private network).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database_url: Option<String>,
-    /// The index of the tenant's port block in DOCKER_PER_TENANT mode.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub port_block: Option<u32>,
 }
 
 impl Placement {
@@ -272,6 +271,9 @@ pub struct TenantRecord {
     pub isolation: Option<IsolationMode>,
     /// Where its data lives when that differs from the derived default.
     pub placement: Placement,
+    /// The index of its port block (DOCKER_PER_TENANT).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port_block: Option<u32>,
     /// When the tenant was registered.
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,

@@ -36,6 +36,8 @@ pub enum ProblemCode {
     FeatureNotAvailable,
     /// The central database cannot be reached (503).
     CentralDbUnavailable,
+    /// The tenant's own database cannot be reached or is busy (503).
+    TenantDbUnavailable,
     /// No route matches (404).
     NotFound,
     /// The route exists, the method does not (405).
@@ -76,6 +78,7 @@ impl ProblemCode {
             Self::InvalidToken => "invalid_token",
             Self::FeatureNotAvailable => "feature_not_available",
             Self::CentralDbUnavailable => "central_db_unavailable",
+            Self::TenantDbUnavailable => "tenant_db_unavailable",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::BadRequest => "bad_request",
@@ -185,6 +188,13 @@ impl ProblemCode {
                 "Temporarily unavailable",
                 "테넌트 정보를 일시적으로 확인할 수 없습니다. 잠시 후 다시 시도하세요.",
                 "The tenant registry is temporarily unavailable; try again shortly.",
+            ),
+            Self::TenantDbUnavailable => t(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "일시적인 오류",
+                "Temporarily unavailable",
+                "테넌트 데이터베이스를 일시적으로 사용할 수 없습니다. 잠시 후 다시 시도하세요.",
+                "The tenant's database is temporarily unavailable; try again shortly.",
             ),
             Self::NotFound => t(
                 StatusCode::NOT_FOUND,
@@ -472,6 +482,7 @@ mod tests {
             ProblemCode::InvalidToken,
             ProblemCode::FeatureNotAvailable,
             ProblemCode::CentralDbUnavailable,
+            ProblemCode::TenantDbUnavailable,
             ProblemCode::NotFound,
             ProblemCode::MethodNotAllowed,
             ProblemCode::BadRequest,

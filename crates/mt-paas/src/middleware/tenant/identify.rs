@@ -19,7 +19,7 @@ struct Source {
     en: String,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Method {
     /// The parsed name, and the name as configured (HeaderName lower-cases it).
     Header(HeaderName, String),
@@ -55,7 +55,7 @@ impl Method {
 }
 
 /// The configured identification methods.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Identifier {
     methods: Vec<(Method, Source)>,
     described: Source,

@@ -16,6 +16,7 @@ use super::identify::Identifier;
 use crate::{
     config::{Config, ConfigError},
     core::{
+        database::DatabaseRouter,
         manager::TenantManager,
         models::{TenantId, TenantStatus},
         tenant::Tenant,
@@ -36,6 +37,7 @@ pub struct TenantLayer {
 struct State {
     identifier: Identifier,
     manager: TenantManager,
+    databases: Option<DatabaseRouter>,
 }
 
 impl std::fmt::Debug for TenantLayer {
@@ -54,8 +56,21 @@ impl TenantLayer {
             state: Arc::new(State {
                 identifier: Identifier::from_config(config)?,
                 manager,
+                databases: None,
             }),
         })
+    }
+
+    /// Makes `router` available to the [`TenantDb`](crate::TenantDb) extractor.
+    pub fn with_databases(self, router: DatabaseRouter) -> Self {
+        let state = &self.state;
+        Self {
+            state: Arc::new(State {
+                identifier: state.identifier.clone(),
+                manager: state.manager.clone(),
+                databases: Some(router),
+            }),
+        }
     }
 }
 
@@ -140,6 +155,9 @@ where
                 Err(error) => return Ok(error.into_response()),
             };
             request.extensions_mut().insert(tenant.clone());
+            if let Some(databases) = &state.databases {
+                request.extensions_mut().insert(databases.clone());
+            }
             crate::context::in_tenant(tenant, inner.call(request)).await
         })
     }

@@ -1,0 +1,371 @@
+//! [`DatabaseRouter`] and the [`TenantDb`] extractor: a connection to the request's tenant's
+//! own database, whatever the isolation mode (seed §4.2).
+//!
+//! The same handler runs in every mode and on SQLite or Postgres; [`with_db!`](crate::with_db)
+//! runs one block of sqlx code on whichever connection the tenant has:
+//!
+//! ```no_run
+//! use axum::Json;
+//! use mt_paas::{TenantDb, http::ApiError, with_db};
+//!
+//! #[derive(serde::Serialize, sqlx::FromRow)]
+//! struct Course { id: i64, title: String }
+//!
+//! async fn list_courses(mut db: TenantDb) -> Result<Json<Vec<Course>>, ApiError> {
+//!     let courses = with_db!(db, conn => {
+//!         sqlx::query_as::<_, Course>("SELECT id, title FROM courses ORDER BY id")
+//!             .fetch_all(conn)
+//!             .await
+//!     })
+//!     .map_err(ApiError::database)?;
+//!     Ok(Json(courses))
+//! }
+//! ```
+//!
+//! - DATABASE_PER_TENANT: a SQLite file or a Postgres database per tenant;
+//! - SCHEMA_PER_TENANT: one Postgres database; each checkout sets `search_path` to the
+//!   tenant's schema before the connection is handed out, so no query runs with another
+//!   tenant's `search_path`, and the connection count does not grow with the tenant count;
+//! - DOCKER_PER_TENANT: the database in the tenant's own stack, at its port block.
+//!
+//! Connections are opened lazily and bounded by one budget for all tenants
+//! (`database.tenant.max_connections`); a tenant holds at most
+//! `database.tenant.pool_size_per_tenant` at once; idle ones close after
+//! `idle_timeout_seconds`, and the least recently used idle one makes room when the budget is
+//! full.
+
+mod budget;
+mod target;
+
+use std::{str::FromStr, sync::Arc, time::Duration};
+
+use axum::extract::FromRequestParts;
+use http::{HeaderValue, header, request::Parts};
+use moka::future::Cache;
+use sqlx::{
+    Connection, PgConnection, SqliteConnection,
+    postgres::PgConnectOptions,
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous},
+};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+pub(crate) use self::budget::AnyConn;
+use self::budget::{Budget, BudgetError, Lease};
+pub use self::target::{Target, TargetError, db_port, quote_ident};
+use crate::{
+    config::{Config, DatabaseKind},
+    core::{
+        models::{TenantId, TenantRecord},
+        tenant::Tenant,
+    },
+    http::{ApiError, ProblemCode},
+};
+
+/// Why no tenant connection could be had.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DbError {
+    /// The tenant's database cannot be derived from the configuration.
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    /// The budget stayed full, or the tenant held its maximum, for the acquire timeout.
+    #[error("tenant {tenant}: no connection free within {waited:?}")]
+    Timeout {
+        /// The tenant.
+        tenant: TenantId,
+        /// How long the request waited.
+        waited: Duration,
+    },
+    /// The database refused or failed.
+    #[error("tenant {tenant}: {source}")]
+    Connect {
+        /// The tenant.
+        tenant: TenantId,
+        /// The driver's error.
+        source: sqlx::Error,
+    },
+    /// No tenant in scope (outside a tenant route).
+    #[error("no tenant in scope: get_tenant_db() works inside a tenant route")]
+    NoTenant,
+}
+
+/// Routes each tenant to its database, within one connection budget.
+#[derive(Clone)]
+pub struct DatabaseRouter {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Arc<Config>,
+    budget: Arc<Budget>,
+    per_tenant: usize,
+    acquire_timeout: Duration,
+    permits: Cache<TenantId, Arc<Semaphore>>,
+    targets: Cache<TenantId, Arc<Target>>,
+}
+
+impl std::fmt::Debug for DatabaseRouter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseRouter")
+            .field("open_connections", &self.open_connections())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DatabaseRouter {
+    /// A router for `config.database.tenant`.
+    pub fn new(config: Arc<Config>) -> Self {
+        let tenant_db = &config.database.tenant;
+        let acquire_timeout = Duration::from_millis(tenant_db.acquire_timeout_ms);
+        let budget = Budget::new(
+            usize::try_from(tenant_db.max_connections).unwrap_or(usize::MAX),
+            Duration::from_secs(tenant_db.idle_timeout_seconds),
+            acquire_timeout,
+        );
+        Self {
+            inner: Arc::new(Inner {
+                per_tenant: usize::try_from(tenant_db.pool_size_per_tenant)
+                    .unwrap_or(1)
+                    .max(1),
+                acquire_timeout,
+                budget,
+                permits: Cache::builder()
+                    .time_to_idle(Duration::from_secs(600))
+                    .max_capacity(100_000)
+                    .build(),
+                targets: Cache::builder()
+                    .time_to_live(Duration::from_secs(60))
+                    .max_capacity(100_000)
+                    .build(),
+                config,
+            }),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// Where `record`'s data lives.
+    pub fn target(&self, record: &TenantRecord) -> Result<Target, TargetError> {
+        Target::of(&self.inner.config, record)
+    }
+
+    /// Connections open to tenant databases right now (idle and in use).
+    pub fn open_connections(&self) -> usize {
+        self.inner.budget.open()
+    }
+
+    /// A connection to `tenant`'s database.
+    pub async fn acquire(&self, tenant: &Tenant) -> Result<TenantDb, DbError> {
+        let id = tenant.id();
+        let target = match self.inner.targets.get(id).await {
+            Some(target) => target,
+            None => {
+                let target = Arc::new(self.target(tenant.record())?);
+                self.inner.targets.insert(id.clone(), target.clone()).await;
+                target
+            }
+        };
+        self.acquire_target(id, &target).await
+    }
+
+    /// A connection to `target` on behalf of `id` (provisioning and migrations use this with
+    /// a target they derived themselves).
+    pub async fn acquire_target(
+        &self,
+        id: &TenantId,
+        target: &Target,
+    ) -> Result<TenantDb, DbError> {
+        let per_tenant = self.inner.per_tenant;
+        let semaphore = self
+            .inner
+            .permits
+            .get_with_by_ref(id, async { Arc::new(Semaphore::new(per_tenant)) })
+            .await;
+        let timeout = || DbError::Timeout {
+            tenant: id.clone(),
+            waited: self.inner.acquire_timeout,
+        };
+        let permit = tokio::time::timeout(self.inner.acquire_timeout, semaphore.acquire_owned())
+            .await
+            .map_err(|_| timeout())?
+            .map_err(|_| timeout())?;
+        let key = target.pool_key();
+        let mut lease = self
+            .inner
+            .budget
+            .checkout(&key, || connect(target))
+            .await
+            .map_err(|e| match e {
+                BudgetError::Timeout(_) => timeout(),
+                BudgetError::Connect(source) => DbError::Connect {
+                    tenant: id.clone(),
+                    source,
+                },
+            })?;
+        if let Target::PgSchema { schema, .. } = target {
+            // Every checkout sets the tenant's schema before the connection is handed out;
+            // a connection whose SET fails is closed, never used.
+            let sql = format!("SET search_path TO {}", quote_ident(schema));
+            let result = match lease.conn() {
+                AnyConn::Postgres(conn) => sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut *conn)
+                    .await
+                    .map(drop),
+                AnyConn::Sqlite(_) => Ok(()),
+            };
+            if let Err(source) = result {
+                lease.discard();
+                return Err(DbError::Connect {
+                    tenant: id.clone(),
+                    source,
+                });
+            }
+        }
+        Ok(TenantDb {
+            lease,
+            _permit: permit,
+            tenant: id.clone(),
+        })
+    }
+
+    /// Closes every connection to `id`'s database (before it is dropped or restored) and
+    /// forgets its derived target.
+    pub async fn close_tenant(&self, id: &TenantId, target: &Target) {
+        self.inner.targets.invalidate(id).await;
+        if !matches!(target, Target::PgSchema { .. }) {
+            self.inner.budget.close_target(&target.pool_key()).await;
+        }
+    }
+}
+
+async fn connect(target: &Target) -> Result<AnyConn, sqlx::Error> {
+    match target {
+        Target::SqliteFile { path } => {
+            let options = SqliteConnectOptions::new()
+                .filename(path)
+                // A tenant's file is made by provisioning; a missing one is an error, never a
+                // fresh empty database.
+                .create_if_missing(false)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(5))
+                .foreign_keys(true);
+            Ok(AnyConn::Sqlite(
+                SqliteConnection::connect_with(&options).await?,
+            ))
+        }
+        Target::PgDatabase { url, .. } | Target::PgSchema { url, .. } => {
+            let options = PgConnectOptions::from_str(url.expose())?;
+            Ok(AnyConn::Postgres(
+                PgConnection::connect_with(&options).await?,
+            ))
+        }
+    }
+}
+
+/// A connection to one tenant's database, held for the request (the [`TenantDb`] extractor,
+/// or [`ServiceMarketFramework::get_tenant_db`](crate::ServiceMarketFramework::get_tenant_db)).
+/// Returned for reuse when dropped.
+pub struct TenantDb {
+    lease: Lease,
+    _permit: OwnedSemaphorePermit,
+    tenant: TenantId,
+}
+
+impl std::fmt::Debug for TenantDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantDb")
+            .field("tenant", &self.tenant)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The connection inside a [`TenantDb`]: use it through [`with_db!`](crate::with_db), or
+/// match on it for engine-specific SQL.
+#[derive(Debug)]
+pub enum DbConn<'a> {
+    /// A SQLite connection.
+    Sqlite(&'a mut SqliteConnection),
+    /// A Postgres connection (its own database, or the shared one with the tenant's schema).
+    Postgres(&'a mut PgConnection),
+}
+
+impl TenantDb {
+    /// The tenant this connection belongs to.
+    pub fn tenant_id(&self) -> &TenantId {
+        &self.tenant
+    }
+
+    /// The connection.
+    pub fn conn(&mut self) -> DbConn<'_> {
+        match self.lease.conn() {
+            AnyConn::Sqlite(c) => DbConn::Sqlite(c),
+            AnyConn::Postgres(c) => DbConn::Postgres(c),
+        }
+    }
+
+    /// The engine.
+    pub fn kind(&mut self) -> DatabaseKind {
+        match self.lease.conn() {
+            AnyConn::Sqlite(_) => DatabaseKind::Sqlite,
+            AnyConn::Postgres(_) => DatabaseKind::Postgres,
+        }
+    }
+
+    /// Closes the connection instead of returning it for reuse.
+    pub fn discard(self) {
+        self.lease.discard();
+    }
+
+    pub(crate) fn any_conn(&mut self) -> &mut AnyConn {
+        self.lease.conn()
+    }
+}
+
+/// Runs `$body` with `$conn` bound to the tenant's connection — `&mut SqliteConnection` or
+/// `&mut PgConnection` — so one block of sqlx code serves both engines (`$1` placeholders work
+/// on both).
+#[macro_export]
+macro_rules! with_db {
+    ($db:expr, $conn:ident => $body:expr) => {
+        match $db.conn() {
+            $crate::core::database::DbConn::Sqlite($conn) => $body,
+            $crate::core::database::DbConn::Postgres($conn) => $body,
+        }
+    };
+}
+
+impl ApiError {
+    /// The 503 for a tenant database that failed; the cause is logged, not shown.
+    pub fn database(error: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %error, "tenant database error");
+        Self::new(ProblemCode::TenantDbUnavailable)
+            .header(header::RETRY_AFTER, HeaderValue::from_static("5"))
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(error: DbError) -> Self {
+        Self::database(error)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for TenantDb {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let tenant = parts.extensions.get::<Tenant>().cloned();
+        let router = parts.extensions.get::<DatabaseRouter>().cloned();
+        let (Some(tenant), Some(router)) = (tenant, router) else {
+            tracing::error!(
+                path = %parts.uri.path(),
+                "the TenantDb extractor found no tenant: is this route behind TenantLayer (create_app)?"
+            );
+            return Err(ApiError::new(ProblemCode::Internal));
+        };
+        Ok(router.acquire(&tenant).await?)
+    }
+}

@@ -1,0 +1,220 @@
+//! Archives of tenant databases: SQLite `VACUUM INTO` copies and `pg_dump` custom-format
+//! dumps, each with a JSON manifest beside it, and their restoration.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    str::FromStr,
+};
+
+use serde::{Deserialize, Serialize};
+use sqlx::{Connection, SqliteConnection, sqlite::SqliteConnectOptions};
+use time::{OffsetDateTime, macros::format_description};
+use tokio::process::Command;
+
+use super::ProvisionError;
+use crate::{
+    config::DatabaseUrl,
+    core::{
+        database::{Target, quote_ident},
+        models::{IsolationMode, TenantId, TenantRecord},
+    },
+};
+
+/// What an archive holds, written beside it as `{archive}.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveManifest {
+    /// The tenant.
+    pub tenant_id: TenantId,
+    /// Its display name.
+    pub display_name: String,
+    /// Its isolation mode when archived.
+    pub isolation: IsolationMode,
+    /// `sqlite` (a database file) or `postgres` (a `pg_dump -Fc` dump).
+    pub format: String,
+    /// When the archive was made.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+fn manifest_path(archive: &Path) -> PathBuf {
+    let mut name = archive.as_os_str().to_owned();
+    name.push(".json");
+    PathBuf::from(name)
+}
+
+/// Reads the manifest beside `archive`, if there is one.
+pub fn read_manifest(archive: &Path) -> Option<ArchiveManifest> {
+    let text = std::fs::read_to_string(manifest_path(archive)).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Writes an archive of `target` into `dir` and returns its path.
+pub(crate) async fn archive(
+    target: &Target,
+    record: &TenantRecord,
+    isolation: IsolationMode,
+    dir: &Path,
+) -> Result<PathBuf, ProvisionError> {
+    let io = |what: String, e: std::io::Error| ProvisionError::Archive(format!("{what}: {e}"));
+    std::fs::create_dir_all(dir).map_err(|e| io(dir.display().to_string(), e))?;
+    let now = OffsetDateTime::now_utc();
+    let stamp = now
+        .format(format_description!(
+            "[year][month][day]T[hour][minute][second]Z"
+        ))
+        .unwrap_or_default();
+    let (path, format) = match target {
+        Target::SqliteFile { path: source } => {
+            let dest = dir.join(format!("{}-{stamp}.db", record.id));
+            let options = SqliteConnectOptions::new()
+                .filename(source)
+                .create_if_missing(false);
+            let mut conn = SqliteConnection::connect_with(&options)
+                .await
+                .map_err(|e| {
+                    ProvisionError::Archive(format!("cannot open {}: {e}", source.display()))
+                })?;
+            let sql = format!(
+                "VACUUM INTO '{}'",
+                dest.display().to_string().replace('\'', "''")
+            );
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await
+                .map_err(|e| {
+                    ProvisionError::Archive(format!("VACUUM INTO {}: {e}", dest.display()))
+                })?;
+            let _ = conn.close().await;
+            (dest, "sqlite")
+        }
+        Target::PgDatabase { url, .. } => {
+            let dest = dir.join(format!("{}-{stamp}.dump", record.id));
+            pg_tool(
+                "pg_dump",
+                url,
+                &["--format=custom", "--no-owner"],
+                &dest,
+                None,
+            )
+            .await?;
+            (dest, "postgres")
+        }
+        Target::PgSchema { url, schema } => {
+            let dest = dir.join(format!("{}-{stamp}.dump", record.id));
+            let only = format!("--schema={}", quote_ident(schema));
+            pg_tool(
+                "pg_dump",
+                url,
+                &["--format=custom", "--no-owner", &only],
+                &dest,
+                None,
+            )
+            .await?;
+            (dest, "postgres")
+        }
+    };
+    let manifest = ArchiveManifest {
+        tenant_id: record.id.clone(),
+        display_name: record.display_name.clone(),
+        isolation,
+        format: format.to_owned(),
+        created_at: now,
+    };
+    let json = serde_json::to_string_pretty(&manifest).unwrap_or_default();
+    std::fs::write(manifest_path(&path), json).map_err(|e| io(path.display().to_string(), e))?;
+    Ok(path)
+}
+
+/// Loads `archive` into `target`, which provisioning has just created empty (a database, or
+/// nothing yet for a schema or a SQLite file).
+pub(crate) async fn restore(target: &Target, archive: &Path) -> Result<(), ProvisionError> {
+    let format = read_manifest(archive).map(|m| m.format).unwrap_or_else(|| {
+        if archive.extension().is_some_and(|e| e == "db") {
+            "sqlite".to_owned()
+        } else {
+            "postgres".to_owned()
+        }
+    });
+    match (target, format.as_str()) {
+        (Target::SqliteFile { path }, "sqlite") => {
+            let io =
+                |e: std::io::Error| ProvisionError::Archive(format!("{}: {e}", path.display()));
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(io)?;
+            }
+            let staging = path.with_extension("restoring");
+            std::fs::copy(archive, &staging).map_err(io)?;
+            for suffix in ["-wal", "-shm"] {
+                let mut side = path.as_os_str().to_owned();
+                side.push(suffix);
+                let _ = std::fs::remove_file(PathBuf::from(side));
+            }
+            std::fs::rename(&staging, path).map_err(io)?;
+            Ok(())
+        }
+        (Target::PgDatabase { url, .. } | Target::PgSchema { url, .. }, "postgres") => {
+            pg_tool(
+                "pg_restore",
+                url,
+                &["--no-owner", "--exit-on-error"],
+                archive,
+                Some(()),
+            )
+            .await
+        }
+        (target, format) => Err(ProvisionError::Archive(format!(
+            "a {format} archive cannot be restored into {}",
+            target.describe()
+        ))),
+    }
+}
+
+/// Runs `pg_dump` (writing `file`) or `pg_restore` (reading `file`) against `url`, with the
+/// password in `PGPASSWORD` rather than on the command line.
+async fn pg_tool(
+    tool: &str,
+    url: &DatabaseUrl,
+    args: &[&str],
+    file: &Path,
+    reading: Option<()>,
+) -> Result<(), ProvisionError> {
+    // libpq does not know the `postgresql+...` variants, but does know both scheme spellings.
+    let dbname = url.without_password();
+    let file_arg = if reading.is_some() {
+        file.display().to_string()
+    } else {
+        format!("--file={}", file.display())
+    };
+    let mut command = Command::new(tool);
+    command
+        .args(args)
+        .arg(format!("--dbname={dbname}"))
+        .arg(file_arg)
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    if let Some(password) = url.password() {
+        command.env("PGPASSWORD", password);
+    }
+    let output = command.output().await.map_err(|e| {
+        ProvisionError::Archive(format!(
+            "cannot run {tool} (is the PostgreSQL client installed?): {e}"
+        ))
+    })?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(ProvisionError::Archive(format!(
+            "{tool} failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        )))
+    }
+}
+
+/// `PgConnectOptions` for `url` (used to reach the server's maintenance database).
+pub(crate) fn pg_options(
+    url: &DatabaseUrl,
+) -> Result<sqlx::postgres::PgConnectOptions, ProvisionError> {
+    sqlx::postgres::PgConnectOptions::from_str(url.expose())
+        .map_err(|e| ProvisionError::Storage(format!("{url}: {e}")))
+}

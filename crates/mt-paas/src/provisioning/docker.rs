@@ -1,0 +1,162 @@
+//! DOCKER_PER_TENANT (seed §2.2): each tenant a compose project rendered from
+//! `templates/docker-compose.template.yml` and `templates/.env.template`, with a block of
+//! `port_range_size` ports at `port_range_start + index × port_range_size`.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    str::FromStr,
+    time::Duration,
+};
+
+use minijinja::{Environment, UndefinedBehavior, context};
+use sqlx::postgres::PgConnectOptions;
+use tokio::process::Command;
+
+use super::ProvisionError;
+use crate::{
+    config::{Config, DatabaseUrl},
+    core::{database::db_port, models::TenantRecord},
+};
+
+/// Offsets of the services inside a port block.
+pub const APP_PORT_OFFSET: u16 = 0;
+/// The vector store's offset in a block.
+pub const VECTOR_PORT_OFFSET: u16 = 3;
+
+/// A tenant's rendered stack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedStack {
+    /// The compose project name, `{service_id}-{tenant_id}`.
+    pub project: String,
+    /// The directory the files go to: `{tenants_dir}/{tenant_id}`.
+    pub dir: PathBuf,
+    /// `docker-compose.yml`.
+    pub compose: String,
+    /// `.env`.
+    pub env: String,
+    /// The block's first port.
+    pub port_base: u16,
+    /// The tenant database's port.
+    pub db_port: u16,
+}
+
+/// Renders the templates for `record` (which must hold a port block).
+pub fn render(config: &Config, record: &TenantRecord) -> Result<RenderedStack, ProvisionError> {
+    let docker = &config.isolation.docker;
+    let id = &record.id;
+    let block = record
+        .port_block
+        .ok_or_else(|| ProvisionError::Docker(format!("tenant {id} has no port block")))?;
+    let db_port = db_port(config, block).ok_or_else(|| {
+        ProvisionError::Docker(format!(
+            "port block {block} of tenant {id} lies beyond port 65535"
+        ))
+    })?;
+    let port_base = db_port - docker.db_port_offset;
+    let url = config
+        .isolation
+        .docker
+        .database_url
+        .expose()
+        .replace("{db_port}", &db_port.to_string())
+        .replace("{tenant_id}", id.as_str());
+    let options = PgConnectOptions::from_str(&url)
+        .map_err(|e| ProvisionError::Docker(format!("isolation.docker.database_url: {e}")))?;
+    let project = format!("{}-{}", config.service.id, id).replace('_', "-");
+    let ctx = context! {
+        service_id => config.service.id.clone(),
+        service_name => config.service.name.clone(),
+        service_version => config.service.version.clone(),
+        tenant_id => id.to_string(),
+        tenant_name => record.display_name.clone(),
+        project => project.clone(),
+        port_base => port_base,
+        port_end => port_base + docker.port_range_size - 1,
+        app_port => port_base + APP_PORT_OFFSET,
+        db_port => db_port,
+        vector_port => port_base + VECTOR_PORT_OFFSET,
+        db_user => options.get_username().to_owned(),
+        db_password => DatabaseUrl::new(url.clone()).password().unwrap_or_default(),
+        db_name => options.get_database().unwrap_or("app").to_owned(),
+    };
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    let read = |path: &Path| {
+        let path = config.source_path(path);
+        std::fs::read_to_string(&path).map_err(|e| {
+            ProvisionError::Docker(format!("cannot read the template {}: {e}", path.display()))
+        })
+    };
+    let render = |name: &str, source: &str| {
+        env.render_str(source, ctx.clone())
+            .map(|mut s| {
+                if !s.ends_with('\n') {
+                    s.push('\n');
+                }
+                s
+            })
+            .map_err(|e| ProvisionError::Docker(format!("{name}: {e}")))
+    };
+    let compose = render("compose_template", &read(&docker.compose_template)?)?;
+    let env_file = render("env_template", &read(&docker.env_template)?)?;
+    Ok(RenderedStack {
+        project,
+        dir: docker.tenants_dir.join(id.as_str()),
+        compose,
+        env: env_file,
+        port_base,
+        db_port,
+    })
+}
+
+/// Writes the stack's files (`.env` readable by its owner only).
+pub fn write(stack: &RenderedStack) -> Result<(), ProvisionError> {
+    let io = |what: &str, e: std::io::Error| ProvisionError::Docker(format!("{what}: {e}"));
+    std::fs::create_dir_all(&stack.dir).map_err(|e| io(&stack.dir.display().to_string(), e))?;
+    let compose = stack.dir.join("docker-compose.yml");
+    std::fs::write(&compose, &stack.compose).map_err(|e| io(&compose.display().to_string(), e))?;
+    let env = stack.dir.join(".env");
+    std::fs::write(&env, &stack.env).map_err(|e| io(&env.display().to_string(), e))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&env, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| io(&env.display().to_string(), e))?;
+    }
+    Ok(())
+}
+
+/// Whether a Docker engine answers (`docker info` within five seconds).
+pub async fn engine_available() -> bool {
+    let probe = Command::new("docker")
+        .arg("info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .status();
+    matches!(tokio::time::timeout(Duration::from_secs(5), probe).await, Ok(Ok(status)) if status.success())
+}
+
+/// `docker compose -p PROJECT up -d` (or `down -v`) in the stack's directory.
+pub async fn compose(stack_dir: &Path, project: &str, args: &[&str]) -> Result<(), ProvisionError> {
+    let output = Command::new("docker")
+        .arg("compose")
+        .arg("-p")
+        .arg(project)
+        .args(args)
+        .current_dir(stack_dir)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| ProvisionError::Docker(format!("cannot run docker compose: {e}")))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(ProvisionError::Docker(format!(
+            "docker compose {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )))
+    }
+}
