@@ -283,6 +283,21 @@ pub struct TenantRecord {
 }
 
 impl TenantRecord {
+    /// The record `new` would become (for checks made before it is written).
+    pub(crate) fn probe(new: &crate::core::manager::NewTenant) -> Self {
+        let now = OffsetDateTime::now_utc();
+        Self {
+            id: new.id.clone(),
+            display_name: new.display_name.clone(),
+            status: new.status,
+            isolation: new.isolation,
+            placement: new.placement.clone(),
+            port_block: new.port_block,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
     /// The isolation mode in force for this tenant, given the configured default.
     pub fn isolation_or(&self, default: IsolationMode) -> IsolationMode {
         self.isolation.unwrap_or(default)

@@ -61,12 +61,22 @@ pub(crate) async fn archive(
     let now = OffsetDateTime::now_utc();
     let stamp = now
         .format(format_description!(
-            "[year][month][day]T[hour][minute][second]Z"
+            "[year][month][day]T[hour][minute][second].[subsecond digits:3]Z"
         ))
         .unwrap_or_default();
+    // Two archives of one tenant within a millisecond get distinct names too.
+    let unused = |ext: &str| {
+        (0..1000)
+            .map(|n| match n {
+                0 => dir.join(format!("{}-{stamp}.{ext}", record.id)),
+                n => dir.join(format!("{}-{stamp}-{n}.{ext}", record.id)),
+            })
+            .find(|p| !p.exists())
+            .unwrap_or_else(|| dir.join(format!("{}-{stamp}.{ext}", record.id)))
+    };
     let (path, format) = match target {
         Target::SqliteFile { path: source } => {
-            let dest = dir.join(format!("{}-{stamp}.db", record.id));
+            let dest = unused("db");
             let options = SqliteConnectOptions::new()
                 .filename(source)
                 .create_if_missing(false);
@@ -89,7 +99,7 @@ pub(crate) async fn archive(
             (dest, "sqlite")
         }
         Target::PgDatabase { url, .. } => {
-            let dest = dir.join(format!("{}-{stamp}.dump", record.id));
+            let dest = unused("dump");
             pg_tool(
                 "pg_dump",
                 url,
@@ -101,7 +111,7 @@ pub(crate) async fn archive(
             (dest, "postgres")
         }
         Target::PgSchema { url, schema } => {
-            let dest = dir.join(format!("{}-{stamp}.dump", record.id));
+            let dest = unused("dump");
             let only = format!("--schema={}", quote_ident(schema));
             pg_tool(
                 "pg_dump",

@@ -281,6 +281,12 @@ impl Provisioner {
                 if let Some(mode) = mode.filter(|m| *m != config.isolation.mode) {
                     new = new.isolation(mode);
                 }
+                // A name Postgres cannot hold, or a mode without a database, fails here,
+                // before anything is made.
+                if new.isolation.unwrap_or(config.isolation.mode) != IsolationMode::DockerPerTenant
+                {
+                    Target::of(config, &TenantRecord::probe(&new))?;
+                }
                 self.step(&id, Step::Register { resumed: false });
                 match tenants.create(new).await {
                     Ok(record) => record,
@@ -374,13 +380,24 @@ impl Provisioner {
                 target: target.describe(),
             },
         );
-        if restore_from.is_some() {
-            // A restore starts from nothing, whatever an earlier attempt left.
-            self.drop_storage(id, &target).await?;
-        }
-        self.create_storage(id, &target).await?;
-        if let Some(archive) = restore_from {
-            archive::restore(&target, archive).await?;
+        match (restore_from, &target) {
+            (None, _) => self.create_storage(id, &target).await?,
+            (Some(archive), Target::PgSchema { url, .. }) => {
+                // A restore starts from nothing, whatever an earlier attempt left; the dump
+                // creates the schema itself.
+                self.drop_storage(id, &target).await?;
+                if let Some(database) = archive::pg_options(url)?.get_database() {
+                    ensure_database(url, database).await.map_err(|e| {
+                        ProvisionError::Storage(format!("{}: {e}", target.describe()))
+                    })?;
+                }
+                archive::restore(&target, archive).await?;
+            }
+            (Some(archive), _) => {
+                self.drop_storage(id, &target).await?;
+                self.create_storage(id, &target).await?;
+                archive::restore(&target, archive).await?;
+            }
         }
         self.step(id, Step::Migrate);
         self.migrate_target(id, &target).await?;
@@ -406,7 +423,11 @@ impl Provisioner {
             .get(id)
             .await?
             .unwrap_or_else(|| record.clone());
-        self.teardown(&fresh).await?;
+        match self.teardown(&fresh).await {
+            // Without a target nothing was made.
+            Ok(()) | Err(ProvisionError::Target(_)) => {}
+            Err(e) => return Err(e),
+        }
         match self.inner.tenants.remove(id).await {
             Ok(()) | Err(ManagerError::NotFound(_)) => Ok(()),
             Err(e) => Err(e.into()),
@@ -718,31 +739,14 @@ impl Provisioner {
                 if !self.wait_for_server(id, target).await {
                     return Err(storage("the server does not answer".to_owned()));
                 }
-                let admin = archive::pg_options(url)?.database("postgres");
-                let mut conn = PgConnection::connect_with(&admin)
-                    .await
-                    .map_err(|e| storage(e.to_string()))?;
-                let exists: Option<i32> =
-                    sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
-                        .bind(database)
-                        .fetch_optional(&mut conn)
-                        .await
-                        .map_err(|e| storage(e.to_string()))?;
-                if exists.is_none() {
-                    let sql = format!("CREATE DATABASE {}", quote_ident(database));
-                    match sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                        .execute(&mut conn)
-                        .await
-                    {
-                        Ok(_) => {}
-                        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
-                        Err(e) => return Err(storage(e.to_string())),
-                    }
-                }
-                let _ = conn.close().await;
-                Ok(())
+                ensure_database(url, database).await.map_err(storage)
             }
-            Target::PgSchema { schema, .. } => {
+            Target::PgSchema { url, schema } => {
+                // The shared database itself is made on first use, like the central DB.
+                let shared = archive::pg_options(url)?;
+                if let Some(database) = shared.get_database() {
+                    ensure_database(url, database).await.map_err(storage)?;
+                }
                 let mut db = self.inner.databases.acquire_target(id, target).await?;
                 let sql = format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(schema));
                 let AnyConn::Postgres(conn) = db.any_conn() else {
@@ -887,6 +891,36 @@ impl Provisioner {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
+}
+
+/// Creates the database `name` on `url`'s server unless it exists.
+async fn ensure_database(url: &crate::config::DatabaseUrl, name: &str) -> Result<(), String> {
+    let admin = archive::pg_options(url)
+        .map_err(|e| e.to_string())?
+        .database("postgres");
+    let mut conn = PgConnection::connect_with(&admin)
+        .await
+        .map_err(|e| e.to_string())?;
+    let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
+        .bind(name)
+        .fetch_optional(&mut conn)
+        .await
+        .map_err(|e| e.to_string())?;
+    if exists.is_none() {
+        let sql = format!("CREATE DATABASE {}", quote_ident(name));
+        match sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await
+        {
+            Ok(_) => {}
+            // Created meanwhile by another process.
+            Err(sqlx::Error::Database(e))
+                if matches!(e.code().as_deref(), Some("42P04" | "23505")) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    let _ = conn.close().await;
+    Ok(())
 }
 
 /// Whether every wanted migration version is recorded as applied (`$conn`: either engine).

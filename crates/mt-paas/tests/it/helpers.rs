@@ -41,6 +41,31 @@ fn unique_suffix() -> String {
     format!("{}_{n}_{nanos}", std::process::id())
 }
 
+/// Where a test's tenant databases live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    /// A SQLite file per tenant.
+    SqliteFiles,
+    /// A Postgres database per tenant.
+    PgDatabases,
+    /// A schema per tenant in the test's Postgres database.
+    PgSchemas,
+}
+
+impl Store {
+    pub fn backend(self) -> Backend {
+        match self {
+            Self::SqliteFiles => Backend::Sqlite,
+            Self::PgDatabases | Self::PgSchemas => Backend::Postgres,
+        }
+    }
+}
+
+/// The fixture migrations (a `notes` table) for tenant databases.
+pub fn notes_migrations() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/notes")
+}
+
 /// A fresh central database for one test.
 pub struct TestDb {
     pub url: String,
@@ -82,14 +107,77 @@ impl TestDb {
         }
     }
 
-    /// Drops the Postgres database (SQLite files go with the temp dir).
+    /// Drops the Postgres database and its tenants' databases (SQLite files go with the
+    /// temp dir).
     pub async fn cleanup(self) {
         if let Some(name) = &self.pg_name
             && let Ok(pool) = sqlx::PgPool::connect(&pg_admin_url()).await
         {
-            let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-            let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await;
+            let tenant_dbs: Vec<String> = sqlx::query_scalar(
+                "SELECT datname FROM pg_database WHERE starts_with(datname, $1)",
+            )
+            .bind(format!("{name}_t_"))
+            .fetch_all(&pool)
+            .await
+            .unwrap_or_default();
+            for db in tenant_dbs.iter().chain(std::iter::once(name)) {
+                let sql = format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)");
+                let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await;
+            }
         }
+    }
+
+    /// The Postgres databases of this test's tenants (DATABASE_PER_TENANT on Postgres).
+    pub async fn tenant_databases(&self) -> Vec<String> {
+        let Some(name) = &self.pg_name else {
+            return Vec::new();
+        };
+        let pool = sqlx::PgPool::connect(&pg_admin_url()).await.unwrap();
+        sqlx::query_scalar(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, $1) ORDER BY datname",
+        )
+        .bind(format!("{name}_t_"))
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+    }
+
+    /// A config whose tenant databases live in `store`, with the `notes` migrations, a
+    /// connection budget of `budget`, and `extra` YAML (sections other than `database`).
+    pub fn tenant_config(&self, store: Store, budget: u32, extra: &str) -> Config {
+        let tenants = self.dir.path().join("tenants");
+        let base = pg_admin_url();
+        let server = base.rsplit_once('/').map_or(base.as_str(), |(b, _)| b);
+        let (mode, template, schema_url) = match store {
+            Store::SqliteFiles => (
+                "DATABASE_PER_TENANT",
+                format!("sqlite://{}/{{tenant_id}}.db", tenants.display()),
+                String::new(),
+            ),
+            Store::PgDatabases => (
+                "DATABASE_PER_TENANT",
+                format!(
+                    "{server}/{}_t_{{tenant_id}}",
+                    self.pg_name.as_deref().unwrap_or("none")
+                ),
+                String::new(),
+            ),
+            Store::PgSchemas => (
+                "SCHEMA_PER_TENANT",
+                format!("sqlite://{}/{{tenant_id}}.db", tenants.display()),
+                format!("    schema_url: \"{}\"\n", self.url),
+            ),
+        };
+        let yaml = format!(
+            "isolation:\n  mode: {mode}\ndatabase:\n  central:\n    url: \"{central}\"\n    pool_size: 4\n  tenant:\n    url_template: \"{template}\"\n{schema_url}    max_connections: {budget}\n    pool_size_per_tenant: {per_tenant}\n    acquire_timeout_ms: 20000\n    migrations: \"{migrations}\"\nprovisioning:\n  archive_dir: \"{archive}\"\n{extra}",
+            central = self.url,
+            per_tenant = budget.min(4),
+            migrations = notes_migrations().display(),
+            archive = self.dir.path().join("archive").display(),
+        );
+        let path = self.dir.path().join("mt_paas_config.yaml");
+        std::fs::write(&path, yaml).expect("write config");
+        load(&path, &[])
     }
 
     /// A config file in the test's directory with this database as the central DB and

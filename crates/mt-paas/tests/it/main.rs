@@ -5,4 +5,10 @@
 mod config;
 mod helpers;
 mod identification;
+mod isolation;
+mod provisioning;
 mod registry;
+
+pub(crate) use isolation::{
+    read_notes as isolation_read, routes as isolation_routes, write_note as isolation_write,
+};

@@ -426,3 +426,131 @@ impl Budget {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use sqlx::sqlite::SqliteConnectOptions;
+
+    use super::*;
+
+    async fn memory() -> Result<AnyConn, sqlx::Error> {
+        let options = SqliteConnectOptions::new().in_memory(true);
+        Ok(AnyConn::Sqlite(
+            SqliteConnection::connect_with(&options).await?,
+        ))
+    }
+
+    fn key(s: &str) -> Arc<str> {
+        Arc::from(s)
+    }
+
+    #[tokio::test]
+    async fn idle_connections_are_reused() {
+        let budget = Budget::new(4, Duration::from_secs(60), Duration::from_secs(1));
+        let opened = AtomicUsize::new(0);
+        let connect = || {
+            opened.fetch_add(1, Ordering::SeqCst);
+            memory()
+        };
+        for _ in 0..5 {
+            let lease = budget.checkout(&key("a"), connect).await.unwrap();
+            drop(lease);
+        }
+        assert_eq!(opened.load(Ordering::SeqCst), 1);
+        assert_eq!(budget.open(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_least_recently_used_idle_connection_makes_room() {
+        let budget = Budget::new(2, Duration::from_secs(60), Duration::from_secs(1));
+        drop(budget.checkout(&key("a"), memory).await.unwrap());
+        drop(budget.checkout(&key("b"), memory).await.unwrap());
+        assert_eq!(budget.open(), 2);
+        // "a" is the oldest idle connection: "c" takes its slot.
+        drop(budget.checkout(&key("c"), memory).await.unwrap());
+        assert_eq!(budget.open(), 2);
+        assert_eq!(budget.open_for("a"), 0);
+        assert_eq!(budget.open_for("b"), 1);
+        assert_eq!(budget.open_for("c"), 1);
+    }
+
+    #[tokio::test]
+    async fn a_full_budget_waits_then_times_out() {
+        let budget = Budget::new(1, Duration::from_secs(60), Duration::from_millis(200));
+        let held = budget.checkout(&key("a"), memory).await.unwrap();
+        let err = budget.checkout(&key("b"), memory).await.unwrap_err();
+        assert!(matches!(err, BudgetError::Timeout(_)), "{err}");
+        // A waiter gets the connection's slot as soon as it is returned.
+        let waiter = {
+            let budget = budget.clone();
+            tokio::spawn(async move { budget.checkout(&key("b"), memory).await.map(drop) })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(held);
+        waiter.await.unwrap().unwrap();
+        assert_eq!(budget.open(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_bound_holds_under_concurrency() {
+        let budget = Budget::new(5, Duration::from_secs(60), Duration::from_secs(10));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for i in 0..200 {
+            let budget = budget.clone();
+            let peak = peak.clone();
+            tasks.push(tokio::spawn(async move {
+                let k = key(&format!("t{}", i % 37));
+                let lease = budget.checkout(&k, memory).await.unwrap();
+                peak.fetch_max(budget.open(), Ordering::SeqCst);
+                tokio::task::yield_now().await;
+                drop(lease);
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert!(
+            peak.load(Ordering::SeqCst) <= 5,
+            "peak {}",
+            peak.load(Ordering::SeqCst)
+        );
+        assert!(budget.open() <= 5);
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_checkout_gives_its_slot_back() {
+        let budget = Budget::new(1, Duration::from_secs(60), Duration::from_secs(1));
+        let never = || std::future::pending::<Result<AnyConn, sqlx::Error>>();
+        let abandoned =
+            tokio::time::timeout(Duration::from_millis(50), budget.checkout(&key("a"), never))
+                .await;
+        assert!(abandoned.is_err());
+        assert_eq!(budget.open(), 0);
+        budget.checkout(&key("b"), memory).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn idle_connections_close_after_the_idle_timeout() {
+        let budget = Budget::new(4, Duration::from_millis(100), Duration::from_secs(1));
+        drop(budget.checkout(&key("a"), memory).await.unwrap());
+        assert_eq!(budget.open(), 1);
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(budget.open(), 0);
+    }
+
+    #[tokio::test]
+    async fn closing_a_target_closes_its_connections() {
+        let budget = Budget::new(4, Duration::from_secs(60), Duration::from_secs(1));
+        drop(budget.checkout(&key("a"), memory).await.unwrap());
+        drop(budget.checkout(&key("b"), memory).await.unwrap());
+        budget.close_target("a").await;
+        assert_eq!(budget.open_for("a"), 0);
+        assert_eq!(budget.open_for("b"), 1);
+        // The target can be used again afterwards.
+        drop(budget.checkout(&key("a"), memory).await.unwrap());
+        assert_eq!(budget.open_for("a"), 1);
+    }
+}

@@ -196,7 +196,7 @@ impl DatabaseRouter {
         let mut lease = self
             .inner
             .budget
-            .checkout(&key, || connect(target))
+            .checkout(&key, || connect(target, &self.inner.config.service.id))
             .await
             .map_err(|e| match e {
                 BudgetError::Timeout(_) => timeout(),
@@ -241,7 +241,7 @@ impl DatabaseRouter {
     }
 }
 
-async fn connect(target: &Target) -> Result<AnyConn, sqlx::Error> {
+async fn connect(target: &Target, service_id: &str) -> Result<AnyConn, sqlx::Error> {
     match target {
         Target::SqliteFile { path } => {
             let options = SqliteConnectOptions::new()
@@ -258,7 +258,9 @@ async fn connect(target: &Target) -> Result<AnyConn, sqlx::Error> {
             ))
         }
         Target::PgDatabase { url, .. } | Target::PgSchema { url, .. } => {
-            let options = PgConnectOptions::from_str(url.expose())?;
+            // Named, so an operator can tell the service's connections in pg_stat_activity.
+            let options = PgConnectOptions::from_str(url.expose())?
+                .application_name(&format!("mt-paas {service_id} tenants"));
             Ok(AnyConn::Postgres(
                 PgConnection::connect_with(&options).await?,
             ))

@@ -1,0 +1,414 @@
+//! Tenant A never reads or writes tenant B's data, in every isolation mode, under
+//! concurrency, with connections shared and evicted across tenants; and the connection budget
+//! holds for any number of tenants.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::{Json, Router, body::Body, routing::get};
+use http::Request;
+use mt_paas::{Tenant, TenantDb, TenantId, http::ApiError, provisioning::Provisioned, with_db};
+use proptest::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::helpers::{Store, TestApp, TestDb};
+
+#[derive(Debug, Serialize, Deserialize, sqlx::FromRow, PartialEq, Eq, PartialOrd, Ord, Clone)]
+struct Note {
+    tenant: String,
+    value: i64,
+}
+
+#[derive(Debug, Deserialize)]
+struct NoteIn {
+    value: i64,
+}
+
+async fn list_notes(mut db: TenantDb) -> Result<Json<Vec<Note>>, ApiError> {
+    let notes = with_db!(db, conn => {
+        sqlx::query_as::<_, Note>("SELECT tenant, value FROM notes ORDER BY id").fetch_all(conn).await
+    })
+    .map_err(ApiError::database)?;
+    Ok(Json(notes))
+}
+
+async fn add_note(
+    tenant: Tenant,
+    mut db: TenantDb,
+    Json(input): Json<NoteIn>,
+) -> Result<Json<Note>, ApiError> {
+    let note = with_db!(db, conn => {
+        sqlx::query_as::<_, Note>("INSERT INTO notes (tenant, value) VALUES ($1, $2) RETURNING tenant, value")
+            .bind(tenant.id().as_str())
+            .bind(input.value)
+            .fetch_one(conn)
+            .await
+    })
+    .map_err(ApiError::database)?;
+    Ok(Json(note))
+}
+
+pub(crate) fn routes() -> Router {
+    Router::new().route("/notes", get(list_notes).post(add_note))
+}
+
+async fn provision(app: &TestApp, ids: &[String], concurrency: usize) {
+    let provisioner = app.framework.provisioner().clone();
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let mut tasks = Vec::new();
+    for id in ids {
+        let provisioner = provisioner.clone();
+        let id: TenantId = id.parse().unwrap();
+        let permit = semaphore.clone().acquire_owned().await.unwrap();
+        tasks.push(tokio::spawn(async move {
+            let out = provisioner
+                .create(id.clone(), &format!("Tenant {id}"), None)
+                .await;
+            drop(permit);
+            match out {
+                Ok(Provisioned::Ready(_)) => {}
+                other => panic!("provisioning {id}: {other:?}"),
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+pub(crate) async fn write_note(app: &TestApp, tenant: &str, value: i64) {
+    write(app, tenant, value).await;
+}
+
+/// The (tenant, value) rows a tenant reads.
+pub(crate) async fn read_notes(app: &TestApp, tenant: &str) -> Vec<(String, i64)> {
+    read(app, tenant)
+        .await
+        .into_iter()
+        .map(|n| (n.tenant, n.value))
+        .collect()
+}
+
+async fn write(app: &TestApp, tenant: &str, value: i64) {
+    let request = Request::post("/notes")
+        .header("x-tenant-id", tenant)
+        .header("content-type", "application/json")
+        .body(Body::from(json!({ "value": value }).to_string()))
+        .unwrap();
+    let answer = app.send(request).await;
+    assert_eq!(answer.status, 200, "write {tenant}: {:?}", answer.body);
+    assert_eq!(answer.body["tenant"], tenant);
+}
+
+async fn read(app: &TestApp, tenant: &str) -> Vec<Note> {
+    let answer = app
+        .get("/notes", &[("x-tenant-id", tenant.as_bytes())])
+        .await;
+    assert_eq!(answer.status, 200, "read {tenant}: {:?}", answer.body);
+    serde_json::from_value(answer.body).unwrap()
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Write(usize),
+    Read(usize),
+}
+
+fn ops(tenants: usize) -> impl Strategy<Value = Vec<Op>> {
+    proptest::collection::vec(
+        prop_oneof![
+            (0..tenants).prop_map(Op::Write),
+            (0..tenants).prop_map(Op::Read),
+        ],
+        40..120,
+    )
+}
+
+/// Random interleavings of writes and reads by many tenants through HTTP, 16 at a time on
+/// a budget of 3 connections (so connections pass between tenants constantly): every read
+/// sees only its own tenant's rows, and in the end every tenant holds exactly what it wrote.
+fn isolation_under_interleaving(store: Store) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let Some((db, app)) = runtime.block_on(async {
+        let db = TestDb::new(store.backend()).await?;
+        let app = TestApp::new(db.tenant_config(store, 3, ""), routes()).await;
+        Some((db, app))
+    }) else {
+        return;
+    };
+    let tenants: Vec<String> = (0..12).map(|i| format!("t{i}")).collect();
+    runtime.block_on(provision(&app, &tenants, 4));
+    let app = Arc::new(app);
+    let written: Arc<std::sync::Mutex<BTreeMap<usize, BTreeSet<i64>>>> = Arc::default();
+    let next_value = Arc::new(AtomicUsize::new(1));
+
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(6));
+    runner
+        .run(&ops(tenants.len()), |ops| {
+            runtime.block_on(async {
+                for chunk in ops.chunks(16) {
+                    let mut tasks = Vec::new();
+                    for op in chunk.iter().cloned() {
+                        let app = app.clone();
+                        let tenants = tenants.clone();
+                        let written = written.clone();
+                        let next_value = next_value.clone();
+                        tasks.push(tokio::spawn(async move {
+                            match op {
+                                Op::Write(t) => {
+                                    let value =
+                                        i64::try_from(next_value.fetch_add(1, Ordering::SeqCst))
+                                            .unwrap();
+                                    write(&app, &tenants[t], value).await;
+                                    written.lock().unwrap().entry(t).or_default().insert(value);
+                                }
+                                Op::Read(t) => {
+                                    for note in read(&app, &tenants[t]).await {
+                                        assert_eq!(
+                                            note.tenant, tenants[t],
+                                            "{} read a row of {}",
+                                            tenants[t], note.tenant
+                                        );
+                                    }
+                                }
+                            }
+                        }));
+                    }
+                    for task in tasks {
+                        task.await.unwrap();
+                    }
+                }
+                for (t, name) in tenants.iter().enumerate() {
+                    let got: BTreeSet<i64> = read(&app, name)
+                        .await
+                        .into_iter()
+                        .map(|n| n.value)
+                        .collect();
+                    let want = written.lock().unwrap().get(&t).cloned().unwrap_or_default();
+                    assert_eq!(got, want, "{name} holds exactly its own rows");
+                }
+            });
+            Ok(())
+        })
+        .unwrap();
+    assert!(app.framework.databases().open_connections() <= 3);
+    runtime.block_on(db.cleanup());
+}
+
+#[test]
+fn isolation_under_interleaving_sqlite_files() {
+    isolation_under_interleaving(Store::SqliteFiles);
+}
+
+#[test]
+fn isolation_under_interleaving_postgres_databases() {
+    isolation_under_interleaving(Store::PgDatabases);
+}
+
+#[test]
+fn isolation_under_interleaving_postgres_schemas() {
+    isolation_under_interleaving(Store::PgSchemas);
+}
+
+/// A mixed fleet: schemas by default, one premium tenant with its own database; the same
+/// handler serves both, and neither sees the other.
+#[tokio::test]
+async fn a_tenant_can_override_the_isolation_mode() {
+    let Some(db) = TestDb::new(crate::helpers::Backend::Postgres).await else {
+        return;
+    };
+    let config = db.tenant_config(Store::PgSchemas, 4, "");
+    // url_template names per-tenant databases for the premium override.
+    let base = crate::helpers::pg_admin_url();
+    let server = base.rsplit_once('/').unwrap().0;
+    let path = db.dir.path().join("mt_paas_config.yaml");
+    let yaml = std::fs::read_to_string(&path).unwrap().replace(
+        &format!(
+            "sqlite://{}/{{tenant_id}}.db",
+            db.dir.path().join("tenants").display()
+        ),
+        &format!(
+            "{server}/{}_t_{{tenant_id}}",
+            db.url.rsplit_once('/').unwrap().1
+        ),
+    );
+    std::fs::write(&path, yaml).unwrap();
+    drop(config);
+    let config = crate::helpers::load(&path, &[]);
+    let app = TestApp::new(config, routes()).await;
+    let provisioner = app.framework.provisioner();
+    provisioner
+        .create("basic1".parse().unwrap(), "Basic", None)
+        .await
+        .unwrap();
+    provisioner
+        .create(
+            "premium1".parse().unwrap(),
+            "Premium",
+            Some(mt_paas::IsolationMode::DatabasePerTenant),
+        )
+        .await
+        .unwrap();
+    write(&app, "basic1", 1).await;
+    write(&app, "premium1", 2).await;
+    assert_eq!(
+        read(&app, "basic1").await,
+        vec![Note {
+            tenant: "basic1".into(),
+            value: 1
+        }]
+    );
+    assert_eq!(
+        read(&app, "premium1").await,
+        vec![Note {
+            tenant: "premium1".into(),
+            value: 2
+        }]
+    );
+    let databases = db.tenant_databases().await;
+    assert_eq!(
+        databases.len(),
+        1,
+        "only the premium tenant has a database: {databases:?}"
+    );
+    assert!(databases[0].ends_with("_t_premium1"));
+    db.cleanup().await;
+}
+
+/// 1,000 tenants in schema mode on a budget of 20 connections: all served, and Postgres
+/// never sees more than 20 connections of the service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_schemas_share_twenty_connections() {
+    let Some(pg) = TestDb::new(crate::helpers::Backend::Postgres).await else {
+        return;
+    };
+    // The central DB is SQLite here, so every connection to the Postgres database is a
+    // tenant connection.
+    let sqlite = TestDb::new(crate::helpers::Backend::Sqlite).await.unwrap();
+    let path = sqlite.dir.path().join("c.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "isolation:\n  mode: SCHEMA_PER_TENANT\ndatabase:\n  central:\n    url: \"{}\"\n  tenant:\n    url_template: \"{}\"\n    max_connections: 20\n    pool_size_per_tenant: 2\n    acquire_timeout_ms: 60000\n    migrations: \"{}\"\n",
+            sqlite.url,
+            pg.url,
+            crate::helpers::notes_migrations().display()
+        ),
+    )
+    .unwrap();
+    let app = Arc::new(TestApp::new(crate::helpers::load(&path, &[]), routes()).await);
+    let database = pg.url.rsplit_once('/').unwrap().1.to_owned();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let monitor = {
+        let (stop, peak) = (stop.clone(), peak.clone());
+        let admin = crate::helpers::pg_admin_url();
+        tokio::spawn(async move {
+            let pool = sqlx::PgPool::connect(&admin).await.unwrap();
+            while !stop.load(Ordering::SeqCst) {
+                let n: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+                )
+                .bind(&database)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+                peak.fetch_max(usize::try_from(n).unwrap(), Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+
+    let tenants: Vec<String> = (0..1000).map(|i| format!("s{i:04}")).collect();
+    provision(&app, &tenants, 16).await;
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(64));
+    let mut tasks = Vec::new();
+    for (i, tenant) in tenants.iter().enumerate() {
+        let app = app.clone();
+        let tenant = tenant.clone();
+        let permit = semaphore.clone().acquire_owned().await.unwrap();
+        tasks.push(tokio::spawn(async move {
+            write(&app, &tenant, i64::try_from(i).unwrap()).await;
+            let notes = read(&app, &tenant).await;
+            drop(permit);
+            assert_eq!(
+                notes,
+                vec![Note {
+                    tenant,
+                    value: i64::try_from(i).unwrap()
+                }]
+            );
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    stop.store(true, Ordering::SeqCst);
+    monitor.await.unwrap();
+    let peak = peak.load(Ordering::SeqCst);
+    assert!(peak <= 20, "Postgres saw {peak} connections of the service");
+    assert!(
+        peak >= 2,
+        "the monitor saw the service's connections ({peak})"
+    );
+    assert!(app.framework.databases().open_connections() <= 20);
+    pg.cleanup().await;
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// 300 SQLite tenants on a budget of 50: all served, and the process's open file
+/// descriptors stay bounded (each connection holds the file, its WAL and its shared memory).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_hundred_sqlite_tenants_keep_file_descriptors_bounded() {
+    let db = TestDb::new(crate::helpers::Backend::Sqlite).await.unwrap();
+    let app = Arc::new(TestApp::new(db.tenant_config(Store::SqliteFiles, 50, ""), routes()).await);
+    let tenants: Vec<String> = (0..300).map(|i| format!("f{i:03}")).collect();
+    provision(&app, &tenants, 8).await;
+    let baseline = open_fds();
+    let peak = Arc::new(AtomicUsize::new(0));
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(32));
+    let mut tasks = Vec::new();
+    for round in 0..2 {
+        for (i, tenant) in tenants.iter().enumerate() {
+            let (app, tenant, peak) = (app.clone(), tenant.clone(), peak.clone());
+            let permit = semaphore.clone().acquire_owned().await.unwrap();
+            tasks.push(tokio::spawn(async move {
+                write(&app, &tenant, i64::try_from(round * 1000 + i).unwrap()).await;
+                assert!(read(&app, &tenant).await.iter().all(|n| n.tenant == tenant));
+                peak.fetch_max(open_fds(), Ordering::SeqCst);
+                assert!(app.framework.databases().open_connections() <= 50);
+                drop(permit);
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let peak = peak.load(Ordering::SeqCst);
+    // 50 connections × 3 files, plus slack for sockets and threads of the test itself.
+    assert!(
+        peak <= baseline + 50 * 3 + 32,
+        "open fds peaked at {peak} (baseline {baseline})"
+    );
+    for tenant in &tenants {
+        assert_eq!(read(&app, tenant).await.len(), 2, "{tenant}");
+    }
+    db.cleanup().await;
+}

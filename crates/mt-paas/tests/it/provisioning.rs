@@ -1,0 +1,348 @@
+//! The provisioning saga on every store: create, undo on failure, resume, destroy with an
+//! archive, restore.
+
+use std::path::Path;
+
+use mt_paas::{
+    ServiceMarketFramework, TenantId, TenantStatus,
+    core::database::{Target, TargetError},
+    provisioning::{MigrationOutcome, ProvisionError, Provisioned},
+};
+
+use crate::helpers::{Store, TestApp, TestDb};
+
+fn id(s: &str) -> TenantId {
+    s.parse().unwrap()
+}
+
+/// Whether the tenant's storage exists: file, database or schema.
+async fn storage_exists(
+    framework: &ServiceMarketFramework,
+    db: &TestDb,
+    store: Store,
+    tenant: &str,
+) -> bool {
+    match store {
+        Store::SqliteFiles => db
+            .dir
+            .path()
+            .join("tenants")
+            .join(format!("{tenant}.db"))
+            .exists(),
+        Store::PgDatabases => db
+            .tenant_databases()
+            .await
+            .iter()
+            .any(|d| d.ends_with(&format!("_t_{tenant}"))),
+        Store::PgSchemas => {
+            let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+            let found: Option<i32> =
+                sqlx::query_scalar("SELECT 1 FROM pg_namespace WHERE nspname = $1")
+                    .bind(format!("tenant_{tenant}"))
+                    .fetch_optional(&pool)
+                    .await
+                    .unwrap();
+            pool.close().await;
+            let _ = framework;
+            found.is_some()
+        }
+    }
+}
+
+async fn notes_app(db: &TestDb, store: Store) -> TestApp {
+    TestApp::new(db.tenant_config(store, 4, ""), crate::isolation_routes()).await
+}
+
+async fn destroy_and_restore(store: Store) {
+    let Some(db) = TestDb::new(store.backend()).await else {
+        return;
+    };
+    let app = notes_app(&db, store).await;
+    let provisioner = app.framework.provisioner();
+    assert!(matches!(
+        provisioner
+            .create(id("hallym"), "한림대학교", None)
+            .await
+            .unwrap(),
+        Provisioned::Ready(_)
+    ));
+    crate::isolation_write(&app, "hallym", 7).await;
+    crate::isolation_write(&app, "hallym", 8).await;
+
+    let archive = provisioner
+        .destroy(&id("hallym"), true)
+        .await
+        .unwrap()
+        .expect("an archive");
+    assert!(archive.is_file(), "{}", archive.display());
+    assert!(archive.starts_with(db.dir.path().join("archive")));
+    let manifest = mt_paas::provisioning::read_manifest(&archive).unwrap();
+    assert_eq!(manifest.display_name, "한림대학교");
+    assert!(
+        !storage_exists(&app.framework, &db, store, "hallym").await,
+        "storage dropped"
+    );
+    let record = app
+        .framework
+        .tenants()
+        .get(&id("hallym"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.status, TenantStatus::Archived);
+    app.get("/notes", &[("x-tenant-id", b"hallym")])
+        .await
+        .assert_problem(410, "tenant_archived");
+
+    let restored = provisioner.restore(&id("hallym"), &archive).await.unwrap();
+    assert_eq!(restored.status, TenantStatus::Active);
+    let values: Vec<i64> = crate::isolation_read(&app, "hallym")
+        .await
+        .iter()
+        .map(|n| n.1)
+        .collect();
+    assert_eq!(values, vec![7, 8], "the data is back");
+    crate::isolation_write(&app, "hallym", 9).await;
+
+    // Restoring over a live tenant is refused; so is another tenant's archive.
+    let live = provisioner.restore(&id("hallym"), &archive).await;
+    assert!(
+        matches!(live, Err(ProvisionError::Conflict { .. })),
+        "{live:?}"
+    );
+    provisioner
+        .create(id("korea"), "고려대학교", None)
+        .await
+        .unwrap();
+    provisioner.destroy(&id("korea"), false).await.unwrap();
+    let wrong = provisioner.restore(&id("korea"), &archive).await;
+    assert!(
+        matches!(wrong, Err(ProvisionError::Conflict { .. })),
+        "{wrong:?}"
+    );
+
+    // A tenant unknown to the registry comes back from its archive's manifest.
+    let second = provisioner
+        .destroy(&id("hallym"), true)
+        .await
+        .unwrap()
+        .unwrap();
+    app.framework.tenants().remove(&id("hallym")).await.unwrap();
+    let record = provisioner.restore(&id("hallym"), &second).await.unwrap();
+    assert_eq!(record.display_name, "한림대학교");
+    assert_eq!(crate::isolation_read(&app, "hallym").await.len(), 3);
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn destroy_and_restore_sqlite_files() {
+    destroy_and_restore(Store::SqliteFiles).await;
+}
+
+#[tokio::test]
+async fn destroy_and_restore_postgres_databases() {
+    destroy_and_restore(Store::PgDatabases).await;
+}
+
+#[tokio::test]
+async fn destroy_and_restore_postgres_schemas() {
+    destroy_and_restore(Store::PgSchemas).await;
+}
+
+async fn a_failed_migration_undoes_everything(store: Store) {
+    let Some(db) = TestDb::new(store.backend()).await else {
+        return;
+    };
+    let broken = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/broken");
+    let mut config = db.tenant_config(store, 4, "");
+    config.database.tenant.migrations = broken;
+    config.database.tenant.migrate_on_start = false;
+    let app = TestApp::new(config, axum::Router::new()).await;
+    let result = app
+        .framework
+        .provisioner()
+        .create(id("doomed"), "Doomed", None)
+        .await;
+    assert!(
+        matches!(result, Err(ProvisionError::Migrate { .. })),
+        "{result:?}"
+    );
+    assert!(
+        app.framework
+            .tenants()
+            .get(&id("doomed"))
+            .await
+            .unwrap()
+            .is_none(),
+        "no registry row"
+    );
+    assert!(
+        !storage_exists(&app.framework, &db, store, "doomed").await,
+        "no storage"
+    );
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_failed_migration_undoes_everything_sqlite_files() {
+    a_failed_migration_undoes_everything(Store::SqliteFiles).await;
+}
+
+#[tokio::test]
+async fn a_failed_migration_undoes_everything_postgres_databases() {
+    a_failed_migration_undoes_everything(Store::PgDatabases).await;
+}
+
+#[tokio::test]
+async fn a_failed_migration_undoes_everything_postgres_schemas() {
+    a_failed_migration_undoes_everything(Store::PgSchemas).await;
+}
+
+/// A crash after the registry row and part of the storage: the same call finishes the job.
+async fn an_interrupted_create_resumes(store: Store) {
+    let Some(db) = TestDb::new(store.backend()).await else {
+        return;
+    };
+    let app = notes_app(&db, store).await;
+    let tenants = app.framework.tenants();
+    tenants
+        .create(mt_paas::NewTenant::new(id("halfway"), "Half").status(TenantStatus::Provisioning))
+        .await
+        .unwrap();
+    app.get("/notes", &[("x-tenant-id", b"halfway")])
+        .await
+        .assert_problem(503, "tenant_not_ready");
+    let record = tenants.get(&id("halfway")).await.unwrap().unwrap();
+    let target = Target::of(app.framework.config(), &record).unwrap();
+    // What the first attempt got done: the storage, without migrations.
+    match &target {
+        Target::SqliteFile { path } => {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, b"").unwrap();
+        }
+        Target::PgDatabase { database, .. } => {
+            let pool = sqlx::PgPool::connect(&crate::helpers::pg_admin_url())
+                .await
+                .unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "CREATE DATABASE \"{database}\""
+            )))
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+        Target::PgSchema { schema, url } => {
+            let pool = sqlx::PgPool::connect(url.expose()).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA \"{schema}\"")))
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        _ => unreachable!(),
+    }
+    let done = app
+        .framework
+        .provisioner()
+        .create(id("halfway"), "Half", None)
+        .await
+        .unwrap();
+    assert!(matches!(done, Provisioned::Ready(ref r) if r.status == TenantStatus::Active));
+    crate::isolation_write(&app, "halfway", 1).await;
+    assert_eq!(crate::isolation_read(&app, "halfway").await.len(), 1);
+    let again = app
+        .framework
+        .provisioner()
+        .create(id("halfway"), "Half", None)
+        .await;
+    assert!(
+        matches!(again, Err(ProvisionError::AlreadyExists(_))),
+        "{again:?}"
+    );
+    assert_eq!(
+        app.framework
+            .provisioner()
+            .migrate(&id("halfway"))
+            .await
+            .unwrap(),
+        MigrationOutcome::UpToDate
+    );
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_interrupted_create_resumes_sqlite_files() {
+    an_interrupted_create_resumes(Store::SqliteFiles).await;
+}
+
+#[tokio::test]
+async fn an_interrupted_create_resumes_postgres_databases() {
+    an_interrupted_create_resumes(Store::PgDatabases).await;
+}
+
+#[tokio::test]
+async fn an_interrupted_create_resumes_postgres_schemas() {
+    an_interrupted_create_resumes(Store::PgSchemas).await;
+}
+
+#[tokio::test]
+async fn names_too_long_for_postgres_are_refused_before_anything_is_made() {
+    let Some(db) = TestDb::new(crate::helpers::Backend::Postgres).await else {
+        return;
+    };
+    let app = notes_app(&db, Store::PgDatabases).await;
+    let long = "x".repeat(60);
+    let result = app
+        .framework
+        .provisioner()
+        .create(id(&long), "Long", None)
+        .await;
+    assert!(
+        matches!(
+            result,
+            Err(ProvisionError::Target(TargetError::NameTooLong { .. }))
+        ),
+        "{result:?}"
+    );
+    assert!(
+        app.framework
+            .tenants()
+            .get(&id(&long))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(db.tenant_databases().await.is_empty());
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn destroy_refuses_unknown_tenants_and_missing_storage() {
+    let db = TestDb::new(crate::helpers::Backend::Sqlite).await.unwrap();
+    let app = notes_app(&db, Store::SqliteFiles).await;
+    let provisioner = app.framework.provisioner();
+    let unknown = provisioner.destroy(&id("nobody"), true).await;
+    assert!(
+        matches!(unknown, Err(ProvisionError::NotFound(_))),
+        "{unknown:?}"
+    );
+    provisioner.create(id("gone"), "Gone", None).await.unwrap();
+    std::fs::remove_file(db.dir.path().join("tenants/gone.db")).unwrap();
+    let missing = provisioner.destroy(&id("gone"), true).await;
+    assert!(
+        matches!(missing, Err(ProvisionError::Archive(_))),
+        "{missing:?}"
+    );
+    assert_eq!(
+        app.framework
+            .tenants()
+            .get(&id("gone"))
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        TenantStatus::Active,
+        "nothing changed"
+    );
+    assert_eq!(provisioner.destroy(&id("gone"), false).await.unwrap(), None);
+    db.cleanup().await;
+}
