@@ -173,20 +173,26 @@ fn tenant_create_list_show() {
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("created tenant hallym"));
+    let out = mt_paas(d, &["tenant", "create", "snu", "--name", "서울대학교"], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        d.join("data/tenants/snu.db").is_file(),
+        "its database file is made"
+    );
+    // A schema needs a shared Postgres database, which this config lacks.
     let out = mt_paas(
         d,
         &[
-            "tenant",
-            "create",
-            "snu",
-            "--name",
-            "서울대학교",
-            "--mode",
-            "schema",
+            "tenant", "create", "kaist", "--name", "KAIST", "--mode", "schema",
         ],
         &[],
     );
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("database.tenant.schema_url"),
+        "{}",
+        text(&out.stderr)
+    );
 
     let out = mt_paas(d, &["tenant", "list"], &[]);
     let stdout = text(&out.stdout);
@@ -198,7 +204,7 @@ fn tenant_create_list_show() {
             && lines[1].contains("한림대학교")
             && lines[1].contains("active")
     );
-    assert!(lines[2].starts_with("snu") && lines[2].contains("SCHEMA_PER_TENANT"));
+    assert!(lines[2].starts_with("snu") && lines[2].contains("DATABASE_PER_TENANT"));
 
     let out = mt_paas(d, &["tenant", "list", "--json"], &[]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -209,7 +215,7 @@ fn tenant_create_list_show() {
     let stdout = text(&out.stdout);
     assert!(stdout.contains("name:       서울대학교"), "{stdout}");
     assert!(
-        stdout.contains("SCHEMA_PER_TENANT (tenant override)"),
+        stdout.contains("DATABASE_PER_TENANT (isolation.mode)"),
         "{stdout}"
     );
 
@@ -266,4 +272,276 @@ fn token_mints_a_verifiable_jwt() {
     let out = mt_paas(dir.path(), &["token", "--tenant", "hallym"], &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("auth.jwt.secret is not set"));
+}
+
+fn write_migrations(dir: &Path, files: &[(&str, &str)]) {
+    for (name, sql) in files {
+        let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, sql).unwrap();
+    }
+}
+
+#[test]
+fn fleet_migration_reports_each_tenant_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("mt_paas_config.yaml"),
+        "database:\n  tenant:\n    migrations: migrations\n",
+    )
+    .unwrap();
+    write_migrations(
+        d,
+        &[(
+            "migrations/0001_notes.sql",
+            "CREATE TABLE notes (id INTEGER PRIMARY KEY);",
+        )],
+    );
+    for n in 0..5 {
+        let out = mt_paas(
+            d,
+            &["tenant", "create", &format!("t{n}"), "--name", "T"],
+            &[],
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let out = mt_paas(d, &["tenant", "migrate", "--all"], &[]);
+    assert!(out.status.success());
+    assert!(
+        text(&out.stdout).contains("5 tenants: 0 migrated, 5 up to date, 0 failed"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    write_migrations(
+        d,
+        &[(
+            "migrations/0002_tags.sql",
+            "CREATE TABLE tags (id INTEGER PRIMARY KEY);",
+        )],
+    );
+    let out = mt_paas(
+        d,
+        &["tenant", "migrate", "--all", "--concurrency", "3"],
+        &[],
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert_eq!(
+        stdout.lines().filter(|l| l.ends_with("  migrated")).count(),
+        5,
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("5 tenants: 5 migrated, 0 up to date, 0 failed"),
+        "{stdout}"
+    );
+
+    // A second run finds nothing to do.
+    let out = mt_paas(d, &["tenant", "migrate", "--all"], &[]);
+    assert!(text(&out.stdout).contains("5 tenants: 0 migrated, 5 up to date, 0 failed"));
+
+    // One broken tenant fails the run, the others are still migrated.
+    write_migrations(
+        d,
+        &[(
+            "migrations/0003_more.sql",
+            "CREATE TABLE more (id INTEGER PRIMARY KEY);",
+        )],
+    );
+    std::fs::write(d.join("data/tenants/t2.db"), b"this is not a database").unwrap();
+    let _ = std::fs::remove_file(d.join("data/tenants/t2.db-wal"));
+    let _ = std::fs::remove_file(d.join("data/tenants/t2.db-shm"));
+    let out = mt_paas(d, &["tenant", "migrate", "--all"], &[]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("t2 ") && l.contains("FAILED")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("5 tenants: 4 migrated, 0 up to date, 1 failed"),
+        "{stdout}"
+    );
+
+    let out = mt_paas(d, &["tenant", "migrate", "t1"], &[]);
+    assert!(text(&out.stdout).contains("t1: up to date (skipped)"));
+}
+
+#[test]
+fn destroy_and_restore_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("mt_paas_config.yaml"), "").unwrap();
+    assert!(
+        mt_paas(
+            d,
+            &["tenant", "create", "hallym", "--name", "한림대학교"],
+            &[]
+        )
+        .status
+        .success()
+    );
+    let out = mt_paas(d, &["tenant", "destroy", "hallym"], &[]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let archive = stdout.trim().rsplit("archive: ").next().unwrap().to_owned();
+    assert!(
+        d.join(&archive).is_file() || Path::new(&archive).is_file(),
+        "{stdout}"
+    );
+    assert!(!d.join("data/tenants/hallym.db").exists());
+    let out = mt_paas(d, &["tenant", "show", "hallym"], &[]);
+    assert!(text(&out.stdout).contains("archived"));
+    let out = mt_paas(d, &["tenant", "restore", "hallym", "--from", &archive], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("status:     active"));
+    assert!(d.join("data/tenants/hallym.db").is_file());
+    let out = mt_paas(d, &["tenant", "destroy", "nobody"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("tenant nobody does not exist"));
+}
+
+fn pg_admin() -> Option<String> {
+    let url = std::env::var("MT_PAAS_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let up = Command::new("psql")
+        .args([&url, "-Atqc", "SELECT 1"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !up {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "Postgres is required in CI"
+        );
+        eprintln!("skipped: Postgres is not reachable");
+        return None;
+    }
+    Some(url)
+}
+
+fn psql(url: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args([url, "-Atqc", sql])
+        .output()
+        .unwrap();
+    text(&out.stdout).trim().to_owned()
+}
+
+/// `kill -9` in the middle of `tenant create` (inside a slow migration), then the same
+/// command again: it completes, and no orphan database or schema is left.
+fn kill_9_then_create_again(mode: &str) {
+    let Some(admin) = pg_admin() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let server = admin.rsplit_once('/').unwrap().0.to_owned();
+    let prefix = format!("mtp_test_kill_{}_{}", std::process::id(), mode);
+    let shared = format!("{prefix}_shared");
+    let yaml = match mode {
+        "database" => format!(
+            "database:\n  tenant:\n    url_template: \"{server}/{prefix}_t_{{tenant_id}}\"\n    migrations: migrations\n"
+        ),
+        _ => format!(
+            "isolation:\n  mode: SCHEMA_PER_TENANT\ndatabase:\n  tenant:\n    url_template: \"{server}/{shared}\"\n    migrations: migrations\n"
+        ),
+    };
+    std::fs::write(d.join("mt_paas_config.yaml"), yaml).unwrap();
+    write_migrations(
+        d,
+        &[
+            (
+                "migrations/postgres/0001_a.sql",
+                "CREATE TABLE a (id BIGINT PRIMARY KEY);",
+            ),
+            (
+                "migrations/postgres/0002_slow.sql",
+                "SELECT pg_sleep(2); CREATE TABLE b (id BIGINT PRIMARY KEY);",
+            ),
+        ],
+    );
+    let exists = |what: &str| -> bool {
+        match what {
+            "database" => {
+                psql(
+                    &admin,
+                    &format!("SELECT count(*) FROM pg_database WHERE datname = '{prefix}_t_slow'"),
+                ) == "1"
+            }
+            _ => {
+                let url = format!("{server}/{shared}");
+                psql(
+                    &url,
+                    "SELECT count(*) FROM pg_namespace WHERE nspname = 'tenant_slow'",
+                ) == "1"
+            }
+        }
+    };
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mt-paas"))
+        .current_dir(d)
+        .args(["tenant", "create", "slow", "--name", "Slow"])
+        .env_remove("MT_PAAS_ENV")
+        .env_remove("MT_PAAS_CONFIG")
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !exists(mode) {
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "the storage never appeared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    let out = mt_paas(d, &["tenant", "show", "slow", "--json"], &[]);
+    let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        record["status"], "provisioning",
+        "the crash left a resumable record"
+    );
+
+    let out = mt_paas(d, &["tenant", "create", "slow", "--name", "Slow"], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("status:     active"));
+    assert!(exists(mode));
+    let tables = match mode {
+        "database" => psql(
+            &format!("{server}/{prefix}_t_slow"),
+            "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'",
+        ),
+        _ => psql(
+            &format!("{server}/{shared}"),
+            "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'tenant_slow'",
+        ),
+    };
+    assert_eq!(tables, "_sqlx_migrations,a,b");
+
+    let out = mt_paas(d, &["tenant", "destroy", "slow", "--no-archive"], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!exists(mode), "no orphan left");
+    let orphans = psql(
+        &admin,
+        &format!("SELECT count(*) FROM pg_database WHERE datname LIKE '{prefix}\\_t\\_%'"),
+    );
+    assert_eq!(orphans, "0");
+    psql(
+        &admin,
+        &format!("DROP DATABASE IF EXISTS \"{shared}\" WITH (FORCE)"),
+    );
+}
+
+#[test]
+fn kill_9_then_create_again_database_per_tenant() {
+    kill_9_then_create_again("database");
+}
+
+#[test]
+fn kill_9_then_create_again_schema_per_tenant() {
+    kill_9_then_create_again("schema");
 }

@@ -26,9 +26,17 @@ struct Server {
 async fn start() -> Server {
     let dir = tempfile::tempdir().unwrap();
     let central = format!("sqlite://{}", dir.path().join("central.db").display());
+    let tenants = format!(
+        "sqlite://{}/{{tenant_id}}.db",
+        dir.path().join("tenants").display()
+    );
     let config =
         ConfigLoader::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("mt_paas_config.yaml"))
-            .vars(move |name| (name == "BASIC_SERVICE_CENTRAL_DB").then(|| central.clone()))
+            .vars(move |name| match name {
+                "BASIC_SERVICE_CENTRAL_DB" => Some(central.clone()),
+                "BASIC_SERVICE_TENANT_DB" => Some(tenants.clone()),
+                _ => None,
+            })
             .load()
             .unwrap();
     let framework = ServiceMarketFramework::from_config(config).await.unwrap();
@@ -264,5 +272,63 @@ async fn premium_feature_needs_quiz_and_speaks_both_languages() {
     let readyz = get(server.addr, "/readyz", &[]).await;
     assert_eq!(readyz.body["central_db"], "ok");
     assert_eq!(server.framework.tenants().count().await.unwrap(), 3);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn courses_live_in_each_tenants_own_database() {
+    let server = start().await;
+    let addr = server.addr;
+    let json: &[u8] = b"content-type: application/json";
+    let post = |tenant: &'static str, title: &'static str| async move {
+        let header = format!("x-tenant-id: {tenant}");
+        let body = json!({ "title": title }).to_string();
+        raw(
+            addr,
+            "POST",
+            "/courses",
+            &[header.as_bytes(), json],
+            body.as_bytes(),
+        )
+        .await
+    };
+    let created = post("hallym", "데이터베이스 개론").await;
+    assert_eq!(created.status, 201, "{created:?}");
+    assert_eq!(created.body["id"], 1);
+    assert_eq!(post("hallym", "운영체제").await.body["id"], 2);
+    assert_eq!(
+        post("korea", "Korea only").await.body["id"],
+        1,
+        "ids are per tenant database"
+    );
+
+    let hallym = get(addr, "/courses", &[b"x-tenant-id: hallym"]).await;
+    let titles: Vec<&str> = hallym.body["courses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, ["데이터베이스 개론", "운영체제"]);
+    let korea = get(addr, "/courses", &[b"x-tenant-id: korea"]).await;
+    assert_eq!(korea.body["courses"].as_array().unwrap().len(), 1);
+    let snu = get(addr, "/courses", &[b"x-tenant-id: snu"]).await;
+    assert_eq!(snu.body["courses"], json!([]));
+
+    let long = "x".repeat(201);
+    let header = b"x-tenant-id: snu";
+    let body = json!({ "title": long }).to_string();
+    raw(addr, "POST", "/courses", &[header, json], body.as_bytes())
+        .await
+        .problem(422, "unprocessable_entity");
+    raw(
+        addr,
+        "POST",
+        "/courses",
+        &[header, json],
+        b"{\"title\": \"  \"}",
+    )
+    .await
+    .problem(422, "unprocessable_entity");
     server.stop().await;
 }
