@@ -9,7 +9,7 @@ use std::{str::FromStr, time::Duration};
 use sqlx::{
     PgPool, SqlitePool,
     migrate::{MigrateDatabase, Migrator},
-    postgres::{PgConnectOptions, PgPoolOptions},
+    postgres::PgPoolOptions,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 
@@ -124,12 +124,12 @@ impl CentralDb {
                 Ok(Self::Sqlite(pool))
             }
             Some(DatabaseKind::Postgres) => {
-                let options = PgConnectOptions::from_str(url.expose()).map_err(|source| {
-                    CentralDbError::InvalidUrl {
+                let options = url
+                    .pg_options()
+                    .map_err(|source| CentralDbError::InvalidUrl {
                         url: redacted.clone(),
                         source,
-                    }
-                })?;
+                    })?;
                 let connect_error = |source| CentralDbError::Connect {
                     url: redacted.clone(),
                     source,

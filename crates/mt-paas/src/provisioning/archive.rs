@@ -4,7 +4,6 @@
 use std::{
     path::{Path, PathBuf},
     process::Stdio,
-    str::FromStr,
 };
 
 use serde::{Deserialize, Serialize};
@@ -225,6 +224,6 @@ async fn pg_tool(
 pub(crate) fn pg_options(
     url: &DatabaseUrl,
 ) -> Result<sqlx::postgres::PgConnectOptions, ProvisionError> {
-    sqlx::postgres::PgConnectOptions::from_str(url.expose())
+    url.pg_options()
         .map_err(|e| ProvisionError::Storage(format!("{url}: {e}")))
 }

@@ -5,12 +5,10 @@
 use std::{
     path::{Path, PathBuf},
     process::Stdio,
-    str::FromStr,
     time::Duration,
 };
 
 use minijinja::{Environment, UndefinedBehavior, context};
-use sqlx::postgres::PgConnectOptions;
 use tokio::process::Command;
 
 use super::ProvisionError;
@@ -61,7 +59,8 @@ pub fn render(config: &Config, record: &TenantRecord) -> Result<RenderedStack, P
         .expose()
         .replace("{db_port}", &db_port.to_string())
         .replace("{tenant_id}", id.as_str());
-    let options = PgConnectOptions::from_str(&url)
+    let options = DatabaseUrl::new(url.clone())
+        .pg_options()
         .map_err(|e| ProvisionError::Docker(format!("isolation.docker.database_url: {e}")))?;
     let project = format!("{}-{}", config.service.id, id).replace('_', "-");
     let ctx = context! {

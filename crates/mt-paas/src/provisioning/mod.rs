@@ -745,7 +745,9 @@ impl Provisioner {
                 // The shared database itself is made on first use, like the central DB.
                 let shared = archive::pg_options(url)?;
                 if let Some(database) = shared.get_database() {
-                    ensure_database(url, database).await.map_err(storage)?;
+                    ensure_shared_database(url, database)
+                        .await
+                        .map_err(storage)?;
                 }
                 let mut db = self.inner.databases.acquire_target(id, target).await?;
                 let sql = format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(schema));
@@ -870,16 +872,15 @@ impl Provisioner {
             .is_some_and(|r| {
                 r.isolation_or(self.inner.config.isolation.mode) == IsolationMode::DockerPerTenant
             });
+        if !docker {
+            // Other servers are expected up; connecting fails clearly if one is not.
+            return true;
+        }
         let Ok(options) = archive::pg_options(url) else {
             return false;
         };
         let admin = options.database("postgres");
-        let deadline = tokio::time::Instant::now()
-            + if docker {
-                STACK_START_TIMEOUT
-            } else {
-                Duration::ZERO
-            };
+        let deadline = tokio::time::Instant::now() + STACK_START_TIMEOUT;
         loop {
             if let Ok(conn) = PgConnection::connect_with(&admin).await {
                 let _ = conn.close().await;
@@ -891,6 +892,27 @@ impl Provisioner {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
+}
+
+/// [`ensure_database`] for the shared database of schema tenants, checked once per process
+/// (a maintenance connection costs tens of milliseconds; the shared database is never dropped
+/// by mt-paas).
+async fn ensure_shared_database(
+    url: &crate::config::DatabaseUrl,
+    name: &str,
+) -> Result<(), String> {
+    static ENSURED: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<String>>> =
+        std::sync::OnceLock::new();
+    let ensured = ENSURED.get_or_init(Default::default);
+    let key = format!("{}/{name}", url.expose());
+    if ensured.lock().is_ok_and(|set| set.contains(&key)) {
+        return Ok(());
+    }
+    ensure_database(url, name).await?;
+    if let Ok(mut set) = ensured.lock() {
+        set.insert(key);
+    }
+    Ok(())
 }
 
 /// Creates the database `name` on `url`'s server unless it exists.

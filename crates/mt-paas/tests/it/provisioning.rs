@@ -346,3 +346,46 @@ async fn destroy_refuses_unknown_tenants_and_missing_storage() {
     assert_eq!(provisioner.destroy(&id("gone"), false).await.unwrap(), None);
     db.cleanup().await;
 }
+
+async fn the_seed_runs_once(store: Store) {
+    let Some(db) = TestDb::new(store.backend()).await else {
+        return;
+    };
+    let mut config = db.tenant_config(store, 4, "");
+    config.database.tenant.seed =
+        Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/seed.sql"));
+    let app = TestApp::new(config, crate::isolation_routes()).await;
+    let provisioner = app.framework.provisioner();
+    provisioner
+        .create(id("seeded"), "Seeded", None)
+        .await
+        .unwrap();
+    let values: Vec<i64> = crate::isolation_read(&app, "seeded")
+        .await
+        .iter()
+        .map(|n| n.1)
+        .collect();
+    assert_eq!(values, vec![100, 200]);
+    // An interrupted provisioning that is resumed does not seed twice.
+    app.framework
+        .tenants()
+        .set_status(&id("seeded"), TenantStatus::Provisioning)
+        .await
+        .unwrap();
+    provisioner
+        .create(id("seeded"), "Seeded", None)
+        .await
+        .unwrap();
+    assert_eq!(crate::isolation_read(&app, "seeded").await.len(), 2);
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_seed_runs_once_sqlite_files() {
+    the_seed_runs_once(Store::SqliteFiles).await;
+}
+
+#[tokio::test]
+async fn the_seed_runs_once_postgres_schemas() {
+    the_seed_runs_once(Store::PgSchemas).await;
+}

@@ -37,14 +37,13 @@
 mod budget;
 mod target;
 
-use std::{str::FromStr, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use axum::extract::FromRequestParts;
 use http::{HeaderValue, header, request::Parts};
 use moka::future::Cache;
 use sqlx::{
     Connection, PgConnection, SqliteConnection,
-    postgres::PgConnectOptions,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous},
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -259,7 +258,8 @@ async fn connect(target: &Target, service_id: &str) -> Result<AnyConn, sqlx::Err
         }
         Target::PgDatabase { url, .. } | Target::PgSchema { url, .. } => {
             // Named, so an operator can tell the service's connections in pg_stat_activity.
-            let options = PgConnectOptions::from_str(url.expose())?
+            let options = url
+                .pg_options()?
                 .application_name(&format!("mt-paas {service_id} tenants"));
             Ok(AnyConn::Postgres(
                 PgConnection::connect_with(&options).await?,

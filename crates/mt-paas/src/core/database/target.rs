@@ -5,7 +5,7 @@
 
 use std::{path::PathBuf, str::FromStr, sync::Arc};
 
-use sqlx::{postgres::PgConnectOptions, sqlite::SqliteConnectOptions};
+use sqlx::sqlite::SqliteConnectOptions;
 
 use crate::{
     config::{Config, DatabaseKind, DatabaseUrl},
@@ -159,7 +159,7 @@ impl Target {
                 })
             }
             Some(DatabaseKind::Postgres) => {
-                let options = PgConnectOptions::from_str(url.expose()).map_err(|_| bad())?;
+                let options = url.pg_options().map_err(|_| bad())?;
                 let database = options.get_database().map(str::to_owned).ok_or_else(|| {
                     TargetError::NoDatabase {
                         key,
