@@ -26,6 +26,8 @@ pub struct ConfigLoader {
     path: PathBuf,
     env: Option<Option<String>>,
     vars: VarSource,
+    /// Read no file: the embedded defaults alone.
+    embedded: bool,
 }
 
 impl fmt::Debug for ConfigLoader {
@@ -97,6 +99,16 @@ impl ConfigLoader {
             path: path.into(),
             env: None,
             vars: Arc::new(|name| std::env::var(name).ok()),
+            embedded: false,
+        }
+    }
+
+    /// A loader that reads no file: the embedded defaults alone (with `${VAR}` substituted).
+    pub fn embedded() -> Self {
+        Self {
+            embedded: true,
+            env: Some(None),
+            ..Self::new("(embedded defaults)")
         }
     }
 
@@ -129,6 +141,26 @@ impl ConfigLoader {
 
     /// Loads, substitutes, types and checks the configuration.
     pub fn load(&self) -> Result<Config, ConfigError> {
+        let (mut config, sources) = self.load_with::<Config>(DEFAULTS_YAML, check_rules)?;
+        config.sources = sources;
+        Ok(config)
+    }
+
+    /// Loads another program's configuration the same way (overlay, `${VAR}`, every problem
+    /// at once with its key path), over `defaults_yaml`: the reference market reads its own
+    /// file with this.
+    pub fn load_as<T: DeserializeOwned>(
+        &self,
+        defaults_yaml: &str,
+    ) -> Result<(T, ConfigSources), ConfigError> {
+        self.load_with::<T>(defaults_yaml, |_, _, _, _| {})
+    }
+
+    fn load_with<T: DeserializeOwned>(
+        &self,
+        defaults_yaml: &str,
+        rules: impl FnOnce(&T, &Sources, &HashSet<String>, &mut Vec<ConfigProblem>),
+    ) -> Result<(T, ConfigSources), ConfigError> {
         let mut problems = Vec::new();
         let base_label = self.path.display().to_string();
 
@@ -151,8 +183,22 @@ impl ConfigLoader {
             return Err(ConfigError { problems });
         }
 
-        let defaults = defaults_tree();
-        let base = read_yaml_file(&self.path, &mut problems);
+        let defaults = match yaml_serde::from_str::<Value>(defaults_yaml) {
+            Ok(defaults) => defaults,
+            Err(e) => {
+                problems.push(ConfigProblem {
+                    file: "(embedded defaults)".to_owned(),
+                    key: String::new(),
+                    message: format!("invalid YAML: {e}"),
+                });
+                return Err(ConfigError { problems });
+            }
+        };
+        let base = if self.embedded {
+            None
+        } else {
+            read_yaml_file(&self.path, &mut problems)
+        };
         let overlay_path = env.as_deref().map(|e| self.overlay_path(e));
         let overlay = match &overlay_path {
             Some(path) if !path.exists() => {
@@ -200,7 +246,7 @@ impl ConfigLoader {
             &mut repaired,
         );
 
-        let config = deserialize_collecting::<Config>(
+        let value = deserialize_collecting::<T>(
             tree,
             &defaults,
             &substituted,
@@ -208,15 +254,15 @@ impl ConfigLoader {
             &mut problems,
             &mut repaired,
         );
-        if let Some(mut config) = config {
-            check_rules(&config, &sources, &repaired, &mut problems);
+        if let Some(value) = value {
+            rules(&value, &sources, &repaired, &mut problems);
             if problems.is_empty() {
-                config.sources = ConfigSources {
+                let sources = ConfigSources {
                     base: self.path.clone(),
                     overlay: overlay_path,
                     env,
                 };
-                return Ok(config);
+                return Ok((value, sources));
             }
         }
         Err(ConfigError { problems })
@@ -224,6 +270,7 @@ impl ConfigLoader {
 }
 
 /// The embedded defaults as a YAML tree.
+#[cfg(test)]
 fn defaults_tree() -> Value {
     yaml_serde::from_str(DEFAULTS_YAML).expect("the embedded defaults are valid YAML")
 }

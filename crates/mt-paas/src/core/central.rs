@@ -18,9 +18,9 @@ use crate::config::{CentralDatabaseConfig, DatabaseKind, DatabaseUrl};
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/central/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/central/postgres");
 
-/// The central database: a pool on SQLite or on Postgres.
+/// The central database: a pool on SQLite or on Postgres. (Exhaustive by design: the two
+/// engines are what [`on_pool!`](crate::on_pool) expands to.)
 #[derive(Debug, Clone)]
-#[non_exhaustive]
 pub enum CentralDb {
     /// A SQLite file.
     Sqlite(SqlitePool),
@@ -67,8 +67,18 @@ pub enum CentralDbError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
-/// Runs the same code on whichever pool the [`CentralDb`] holds. The SQL must be valid for
-/// both engines (`$1` placeholders work on both).
+/// Runs the same sqlx code on whichever pool a [`CentralDb`] holds: `$pool` is bound to the
+/// `SqlitePool` or the `PgPool`. The SQL must be valid for both engines (`$1` placeholders
+/// work on both).
+///
+/// ```no_run
+/// # async fn demo(db: mt_paas::core::central::CentralDb) -> Result<(), sqlx::Error> {
+/// let tenants: i64 = mt_paas::on_pool!(&db, pool => {
+///     sqlx::query_scalar("SELECT COUNT(*) FROM tenants").fetch_one(pool).await?
+/// });
+/// # Ok(()) }
+/// ```
+#[macro_export]
 macro_rules! on_pool {
     ($db:expr, $pool:ident => $body:expr) => {
         match $db {

@@ -44,6 +44,12 @@ pub enum ProblemCode {
     MethodNotAllowed,
     /// A malformed request (400).
     BadRequest,
+    /// Credentials are missing or wrong (401).
+    Unauthorized,
+    /// The credentials do not allow this (403).
+    Forbidden,
+    /// The request conflicts with the current state (409).
+    Conflict,
     /// The body is too large (413).
     PayloadTooLarge,
     /// The body's media type is not accepted (415).
@@ -82,6 +88,9 @@ impl ProblemCode {
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::BadRequest => "bad_request",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
+            Self::Conflict => "conflict",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::UnprocessableEntity => "unprocessable_entity",
@@ -100,6 +109,9 @@ impl ProblemCode {
     pub fn for_status(status: StatusCode) -> Self {
         match status {
             StatusCode::BAD_REQUEST => Self::BadRequest,
+            StatusCode::UNAUTHORIZED => Self::Unauthorized,
+            StatusCode::FORBIDDEN => Self::Forbidden,
+            StatusCode::CONFLICT => Self::Conflict,
             StatusCode::NOT_FOUND => Self::NotFound,
             StatusCode::METHOD_NOT_ALLOWED => Self::MethodNotAllowed,
             StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge,
@@ -216,6 +228,27 @@ impl ProblemCode {
                 "Bad request",
                 "요청이 올바르지 않습니다.",
                 "The request is invalid.",
+            ),
+            Self::Unauthorized => t(
+                StatusCode::UNAUTHORIZED,
+                "인증 필요",
+                "Unauthorized",
+                "인증 정보가 없거나 올바르지 않습니다.",
+                "Credentials are missing or invalid.",
+            ),
+            Self::Forbidden => t(
+                StatusCode::FORBIDDEN,
+                "권한 없음",
+                "Forbidden",
+                "이 요청을 수행할 권한이 없습니다.",
+                "These credentials do not allow this request.",
+            ),
+            Self::Conflict => t(
+                StatusCode::CONFLICT,
+                "충돌",
+                "Conflict",
+                "요청이 현재 상태와 충돌합니다.",
+                "The request conflicts with the current state.",
             ),
             Self::PayloadTooLarge => t(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -486,6 +519,9 @@ mod tests {
             ProblemCode::NotFound,
             ProblemCode::MethodNotAllowed,
             ProblemCode::BadRequest,
+            ProblemCode::Unauthorized,
+            ProblemCode::Forbidden,
+            ProblemCode::Conflict,
             ProblemCode::PayloadTooLarge,
             ProblemCode::UnsupportedMediaType,
             ProblemCode::UnprocessableEntity,

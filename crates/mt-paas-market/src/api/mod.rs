@@ -1,0 +1,133 @@
+//! The market's HTTP API: the service API and SSO under `/api/v1`, the operator API under
+//! `/api/v1/admin`.
+
+mod operator;
+mod service;
+mod sso;
+
+use axum::{Json, Router, response::IntoResponse, routing::get};
+use http::{HeaderMap, HeaderValue, header};
+use mt_paas::{
+    TenantId,
+    http::{ApiError, ProblemCode, ProblemLayer},
+};
+use tower_http::catch_panic::CatchPanicLayer;
+
+pub use self::operator::{BlockRequest, SubscriptionRequest};
+use crate::{
+    ActionError, Market, crypto,
+    store::{Service, StoreError},
+};
+
+pub(crate) fn router(market: Market) -> Router {
+    Router::new()
+        .route(
+            "/healthz",
+            get(|| async { Json(serde_json::json!({ "status": "ok" })) }),
+        )
+        .nest("/api/v1", service::routes().merge(sso::routes()))
+        .nest("/api/v1/admin", operator::routes())
+        .with_state(market)
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::new(ProblemCode::Internal).into_response()
+        }))
+        .layer(ProblemLayer)
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        tracing::error!(error = %error, "market database error");
+        ApiError::new(ProblemCode::Internal)
+    }
+}
+
+impl From<ActionError> for ApiError {
+    fn from(error: ActionError) -> Self {
+        match &error {
+            ActionError::NotFound { what, .. } => ApiError::new(ProblemCode::NotFound)
+                .detail(error.to_string())
+                .member("resource", *what),
+            ActionError::Exists { .. } | ActionError::Conflict(_) => {
+                ApiError::new(ProblemCode::Conflict).detail(error.to_string())
+            }
+            ActionError::Invalid { field, .. } => ApiError::new(ProblemCode::UnprocessableEntity)
+                .detail(error.to_string())
+                .member("field", *field),
+            ActionError::Store(_) => {
+                tracing::error!(error = %error, "market database error");
+                ApiError::new(ProblemCode::Internal)
+            }
+        }
+    }
+}
+
+/// A 422 naming the offending field.
+pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> ApiError {
+    ActionError::Invalid {
+        field,
+        message: message.into(),
+    }
+    .into()
+}
+
+/// A 404 for a missing resource.
+pub(crate) fn not_found(what: &'static str, id: &str) -> ApiError {
+    ActionError::NotFound {
+        what,
+        id: id.chars().take(100).collect(),
+    }
+    .into()
+}
+
+/// A tenant id from a path or body, checked like the SDK checks it.
+pub(crate) fn tenant_id(value: &str) -> Result<TenantId, ApiError> {
+    TenantId::parse(value).map_err(|_| {
+        ApiError::new(ProblemCode::InvalidTenantId).localized_param("source", "경로", "the path")
+    })
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+fn unauthorized() -> ApiError {
+    ApiError::new(ProblemCode::Unauthorized)
+        .header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))
+}
+
+/// The service `service_id`, if the request carries its API key. An unknown service and a
+/// wrong key are the same 401.
+pub(crate) async fn authenticate(
+    market: &Market,
+    headers: &HeaderMap,
+    service_id: &str,
+) -> Result<Service, ApiError> {
+    let key = bearer(headers).ok_or_else(unauthorized)?;
+    let Some((service, hash)) = market.store().service_with_key(service_id).await? else {
+        return Err(unauthorized());
+    };
+    if crypto::same(
+        crypto::sha256_hex(key.as_bytes()).as_bytes(),
+        hash.as_bytes(),
+    ) {
+        Ok(service)
+    } else {
+        Err(unauthorized())
+    }
+}
+
+/// Checks the operator token.
+pub(crate) fn operator(market: &Market, headers: &HeaderMap) -> Result<(), ApiError> {
+    let token = bearer(headers).ok_or_else(unauthorized)?;
+    let expected = market.config().operator_token.expose();
+    if crypto::same(
+        crypto::sha256_hex(token.as_bytes()).as_bytes(),
+        crypto::sha256_hex(expected.as_bytes()).as_bytes(),
+    ) {
+        Ok(())
+    } else {
+        Err(unauthorized())
+    }
+}

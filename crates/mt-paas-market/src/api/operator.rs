@@ -1,0 +1,616 @@
+//! The operator API (`/api/v1/admin`, bearer `operator_token`).
+
+use std::collections::BTreeMap;
+
+use axum::{
+    Json, Router,
+    extract::{Path, Query, State},
+    http::{HeaderMap, StatusCode},
+    routing::{get, post},
+};
+use mt_paas::http::ApiError;
+use mt_paas_protocol::{Command, Entitlement, SubscriptionState};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::{invalid, not_found, operator, tenant_id};
+use crate::{
+    Market, crypto,
+    store::{
+        Instance, Plan, QueuedCommand, Service, StoredAlert, Subscription, Tenant, UsageTotal, User,
+    },
+};
+
+pub(super) fn routes() -> Router<Market> {
+    Router::new()
+        .route("/plans", get(plans).post(put_plan))
+        .route("/services", get(services).post(create_service))
+        .route("/tenants", get(tenants).post(create_tenant))
+        .route("/users", post(create_user))
+        .route("/subscriptions", post(subscribe))
+        .route("/services/{service_id}/subscriptions", get(subscriptions))
+        .route(
+            "/services/{service_id}/tenants/{tenant_id}",
+            get(subscription),
+        )
+        .route(
+            "/services/{service_id}/tenants/{tenant_id}/plan",
+            post(change_plan),
+        )
+        .route(
+            "/services/{service_id}/tenants/{tenant_id}/expiry",
+            post(set_expiry),
+        )
+        .route(
+            "/services/{service_id}/tenants/{tenant_id}/suspend",
+            post(suspend),
+        )
+        .route(
+            "/services/{service_id}/tenants/{tenant_id}/reinstate",
+            post(reinstate),
+        )
+        .route(
+            "/services/{service_id}/tenants/{tenant_id}/cancel",
+            post(cancel),
+        )
+        .route(
+            "/services/{service_id}/tenants/{tenant_id}/block",
+            post(block),
+        )
+        .route(
+            "/services/{service_id}/tenants/{tenant_id}/unblock",
+            post(unblock),
+        )
+        .route(
+            "/services/{service_id}/tenants/{tenant_id}/provision",
+            post(provision),
+        )
+        .route(
+            "/services/{service_id}/tenants/{tenant_id}/deprovision",
+            post(deprovision),
+        )
+        .route("/services/{service_id}/instances", get(instances))
+        .route("/services/{service_id}/usage", get(usage))
+        .route("/services/{service_id}/commands", get(commands))
+        .route("/alerts", get(alerts))
+}
+
+fn check_id(field: &'static str, id: &str) -> Result<(), ApiError> {
+    let ok = !id.is_empty()
+        && id.len() <= 63
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(field, "1-63 of a-z, 0-9, '_', '-'"))
+    }
+}
+
+fn check_name(field: &'static str, name: &str) -> Result<(), ApiError> {
+    if name.trim().is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        Err(invalid(field, "1-200 characters, no control characters"))
+    } else {
+        Ok(())
+    }
+}
+
+async fn plans(
+    State(market): State<Market>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<Plan>>, ApiError> {
+    operator(&market, &headers)?;
+    Ok(Json(market.store().plans().await?))
+}
+
+/// A plan to create or replace.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlanIn {
+    id: String,
+    name: String,
+    #[serde(default)]
+    features: BTreeMap<String, bool>,
+    #[serde(default)]
+    requests_per_minute: Option<u32>,
+}
+
+async fn put_plan(
+    State(market): State<Market>,
+    headers: HeaderMap,
+    Json(plan): Json<PlanIn>,
+) -> Result<(StatusCode, Json<Plan>), ApiError> {
+    operator(&market, &headers)?;
+    check_id("id", &plan.id)?;
+    check_name("name", &plan.name)?;
+    if plan.requests_per_minute == Some(0) {
+        return Err(invalid("requests_per_minute", "must be at least 1"));
+    }
+    if plan.features.keys().any(|k| k.is_empty() || k.len() > 64) {
+        return Err(invalid("features", "feature names are 1-64 characters"));
+    }
+    let plan = Plan {
+        id: plan.id,
+        name: plan.name,
+        features: plan.features,
+        requests_per_minute: plan.requests_per_minute,
+    };
+    market.store().put_plan(&plan).await?;
+    Ok((StatusCode::CREATED, Json(plan)))
+}
+
+async fn services(
+    State(market): State<Market>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<Service>>, ApiError> {
+    operator(&market, &headers)?;
+    Ok(Json(market.store().services().await?))
+}
+
+/// A service to register.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServiceIn {
+    id: String,
+    name: String,
+    api_key: String,
+    webhook_secret: String,
+    #[serde(default)]
+    base_url: Option<String>,
+}
+
+async fn create_service(
+    State(market): State<Market>,
+    headers: HeaderMap,
+    Json(service): Json<ServiceIn>,
+) -> Result<(StatusCode, Json<Service>), ApiError> {
+    operator(&market, &headers)?;
+    check_id("id", &service.id)?;
+    check_name("name", &service.name)?;
+    if service.api_key.len() < 8 {
+        return Err(invalid("api_key", "at least 8 characters"));
+    }
+    if service
+        .webhook_secret
+        .parse::<mt_paas_protocol::webhook::WebhookSecret>()
+        .is_err()
+    {
+        return Err(invalid(
+            "webhook_secret",
+            "`whsec_` followed by base64 of at least 24 bytes",
+        ));
+    }
+    if let Some(url) = &service.base_url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        return Err(invalid("base_url", "an http:// or https:// URL"));
+    }
+    let record = Service {
+        id: service.id,
+        name: service.name,
+        base_url: service.base_url,
+        webhook_secret: service.webhook_secret,
+    };
+    if !market
+        .store()
+        .create_service(&record, &crypto::sha256_hex(service.api_key.as_bytes()))
+        .await?
+    {
+        return Err(crate::ActionError::Exists {
+            what: "service",
+            id: record.id,
+        }
+        .into());
+    }
+    Ok((StatusCode::CREATED, Json(record)))
+}
+
+async fn tenants(
+    State(market): State<Market>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<Tenant>>, ApiError> {
+    operator(&market, &headers)?;
+    Ok(Json(market.store().tenants().await?))
+}
+
+async fn create_tenant(
+    State(market): State<Market>,
+    headers: HeaderMap,
+    Json(tenant): Json<Tenant>,
+) -> Result<(StatusCode, Json<Tenant>), ApiError> {
+    operator(&market, &headers)?;
+    tenant_id(&tenant.id).map_err(|_| {
+        invalid(
+            "id",
+            "1-63 of a-z, 0-9, '_', '-', starting with a letter or digit",
+        )
+    })?;
+    check_name("name", &tenant.name)?;
+    if !market.store().create_tenant(&tenant).await? {
+        return Err(crate::ActionError::Exists {
+            what: "tenant",
+            id: tenant.id,
+        }
+        .into());
+    }
+    Ok((StatusCode::CREATED, Json(tenant)))
+}
+
+/// A user to create.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserIn {
+    id: String,
+    tenant_id: String,
+    name: String,
+    email: String,
+    password: String,
+}
+
+async fn create_user(
+    State(market): State<Market>,
+    headers: HeaderMap,
+    Json(user): Json<UserIn>,
+) -> Result<StatusCode, ApiError> {
+    operator(&market, &headers)?;
+    check_id("id", &user.id)?;
+    check_name("name", &user.name)?;
+    if user.password.len() < 8 {
+        return Err(invalid("password", "at least 8 characters"));
+    }
+    if market.store().tenant(&user.tenant_id).await?.is_none() {
+        return Err(not_found("tenant", &user.tenant_id));
+    }
+    if market.store().user(&user.id).await?.is_some() {
+        return Err(crate::ActionError::Exists {
+            what: "user",
+            id: user.id,
+        }
+        .into());
+    }
+    market
+        .store()
+        .create_user(&User {
+            password_hash: crypto::hash_password(&user.password),
+            id: user.id,
+            tenant_id: user.tenant_id,
+            name: user.name,
+            email: user.email,
+        })
+        .await?;
+    Ok(StatusCode::CREATED)
+}
+
+/// A subscription to create.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionRequest {
+    /// The service.
+    pub service_id: String,
+    /// The tenant.
+    pub tenant_id: String,
+    /// The plan.
+    pub plan_id: String,
+    /// When it ends.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+    /// Whether the service provisions the tenant first (true unless told otherwise).
+    #[serde(default = "yes")]
+    pub provision: bool,
+    /// An isolation mode for the tenant at the service.
+    #[serde(default)]
+    pub isolation: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+async fn subscribe(
+    State(market): State<Market>,
+    headers: HeaderMap,
+    Json(request): Json<SubscriptionRequest>,
+) -> Result<(StatusCode, Json<Subscription>), ApiError> {
+    operator(&market, &headers)?;
+    Ok((StatusCode::CREATED, Json(market.subscribe(&request).await?)))
+}
+
+async fn subscriptions(
+    State(market): State<Market>,
+    Path(service_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<Subscription>>, ApiError> {
+    operator(&market, &headers)?;
+    if market.store().service(&service_id).await?.is_none() {
+        return Err(not_found("service", &service_id));
+    }
+    Ok(Json(
+        market
+            .store()
+            .subscriptions_since(&service_id, 0, 100_000)
+            .await?,
+    ))
+}
+
+#[derive(Debug, Serialize)]
+struct SubscriptionView {
+    subscription: Subscription,
+    entitlement: Entitlement,
+}
+
+async fn subscription(
+    State(market): State<Market>,
+    Path((service_id, tenant)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<SubscriptionView>, ApiError> {
+    operator(&market, &headers)?;
+    let subscription = market
+        .store()
+        .subscription(&service_id, &tenant)
+        .await?
+        .ok_or_else(|| not_found("subscription", &format!("{service_id}/{tenant}")))?;
+    let entitlement = market.store().entitlement(&subscription).await?;
+    Ok(Json(SubscriptionView {
+        subscription,
+        entitlement,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlanChange {
+    plan_id: String,
+}
+
+async fn change_plan(
+    State(market): State<Market>,
+    Path((service_id, tenant)): Path<(String, String)>,
+    headers: HeaderMap,
+    Json(change): Json<PlanChange>,
+) -> Result<Json<Subscription>, ApiError> {
+    operator(&market, &headers)?;
+    Ok(Json(
+        market
+            .change_plan(&service_id, &tenant, &change.plan_id)
+            .await?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExpiryChange {
+    #[serde(with = "time::serde::rfc3339::option")]
+    expires_at: Option<OffsetDateTime>,
+}
+
+async fn set_expiry(
+    State(market): State<Market>,
+    Path((service_id, tenant)): Path<(String, String)>,
+    headers: HeaderMap,
+    Json(change): Json<ExpiryChange>,
+) -> Result<Json<Subscription>, ApiError> {
+    operator(&market, &headers)?;
+    Ok(Json(
+        market
+            .set_expiry(&service_id, &tenant, change.expires_at)
+            .await?,
+    ))
+}
+
+async fn state_change(
+    market: &Market,
+    headers: &HeaderMap,
+    service_id: &str,
+    tenant: &str,
+    state: SubscriptionState,
+) -> Result<Json<Subscription>, ApiError> {
+    operator(market, headers)?;
+    Ok(Json(market.set_state(service_id, tenant, state).await?))
+}
+
+async fn suspend(
+    State(market): State<Market>,
+    Path((service_id, tenant)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Subscription>, ApiError> {
+    state_change(
+        &market,
+        &headers,
+        &service_id,
+        &tenant,
+        SubscriptionState::Suspended,
+    )
+    .await
+}
+
+async fn reinstate(
+    State(market): State<Market>,
+    Path((service_id, tenant)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Subscription>, ApiError> {
+    state_change(
+        &market,
+        &headers,
+        &service_id,
+        &tenant,
+        SubscriptionState::Active,
+    )
+    .await
+}
+
+async fn cancel(
+    State(market): State<Market>,
+    Path((service_id, tenant)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<Subscription>, ApiError> {
+    state_change(
+        &market,
+        &headers,
+        &service_id,
+        &tenant,
+        SubscriptionState::Cancelled,
+    )
+    .await
+}
+
+/// A block (kill switch) to send.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlockRequest {
+    /// Why, e.g. `subscription_expired`.
+    pub reason: String,
+    /// The message the tenant's users see.
+    pub message: String,
+    /// When it takes effect (now when absent).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub block_at: Option<OffsetDateTime>,
+    /// Hours of grace after `block_at`.
+    #[serde(default)]
+    pub grace_period_hours: u64,
+}
+
+async fn block(
+    State(market): State<Market>,
+    Path((service_id, tenant)): Path<(String, String)>,
+    headers: HeaderMap,
+    Json(request): Json<BlockRequest>,
+) -> Result<(StatusCode, Json<Command>), ApiError> {
+    operator(&market, &headers)?;
+    if request.reason.is_empty() || request.reason.len() > 100 {
+        return Err(invalid("reason", "1-100 characters"));
+    }
+    if request.message.len() > 1000 {
+        return Err(invalid("message", "at most 1000 characters"));
+    }
+    if request.grace_period_hours > 24 * 365 {
+        return Err(invalid("grace_period_hours", "at most a year"));
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(market.block(&service_id, &tenant, &request).await?),
+    ))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UnblockIn {
+    #[serde(default)]
+    reason: String,
+}
+
+async fn unblock(
+    State(market): State<Market>,
+    Path((service_id, tenant)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Option<Json<UnblockIn>>,
+) -> Result<(StatusCode, Json<Command>), ApiError> {
+    operator(&market, &headers)?;
+    let reason = body.map(|Json(b)| b.reason).unwrap_or_default();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(market.unblock(&service_id, &tenant, &reason).await?),
+    ))
+}
+
+async fn provision(
+    State(market): State<Market>,
+    Path((service_id, tenant)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<(StatusCode, Json<Command>), ApiError> {
+    operator(&market, &headers)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(market.provision(&service_id, &tenant).await?),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeprovisionIn {
+    #[serde(default = "yes")]
+    archive: bool,
+}
+
+async fn deprovision(
+    State(market): State<Market>,
+    Path((service_id, tenant)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Option<Json<DeprovisionIn>>,
+) -> Result<(StatusCode, Json<Command>), ApiError> {
+    operator(&market, &headers)?;
+    let archive = body.is_none_or(|Json(b)| b.archive);
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(market.deprovision(&service_id, &tenant, archive).await?),
+    ))
+}
+
+async fn instances(
+    State(market): State<Market>,
+    Path(service_id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<Instance>>, ApiError> {
+    operator(&market, &headers)?;
+    Ok(Json(market.store().instances(&service_id).await?))
+}
+
+#[derive(Debug, Deserialize)]
+struct UsageQuery {
+    tenant_id: Option<String>,
+}
+
+async fn usage(
+    State(market): State<Market>,
+    Path(service_id): Path<String>,
+    Query(query): Query<UsageQuery>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<UsageTotal>>, ApiError> {
+    operator(&market, &headers)?;
+    Ok(Json(
+        market
+            .store()
+            .usage(&service_id, query.tenant_id.as_deref())
+            .await?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct CommandQuery {
+    #[serde(default)]
+    pending: bool,
+}
+
+async fn commands(
+    State(market): State<Market>,
+    Path(service_id): Path<String>,
+    Query(query): Query<CommandQuery>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<QueuedCommand>>, ApiError> {
+    operator(&market, &headers)?;
+    Ok(Json(
+        market
+            .store()
+            .commands(&service_id, query.pending, 1000)
+            .await?,
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct AlertQuery {
+    service_id: Option<String>,
+}
+
+async fn alerts(
+    State(market): State<Market>,
+    Query(query): Query<AlertQuery>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<StoredAlert>>, ApiError> {
+    operator(&market, &headers)?;
+    Ok(Json(
+        market
+            .store()
+            .alerts(query.service_id.as_deref(), 1000)
+            .await?,
+    ))
+}

@@ -1,0 +1,226 @@
+//! Pushing signed commands and event hints to services (market → service, DESIGN §6).
+//!
+//! A command stays `pending` until the service answers it — with a receipt to a push, or by
+//! acknowledging it after pulling it from a heartbeat response. Pushes are retried with
+//! exponential backoff and jitter; every attempt is a new Standard Webhooks message (a fresh
+//! `webhook-id`), so a captured message can never be replayed, while the command itself is
+//! idempotent by its `command_id` and `sequence`.
+
+use std::{sync::Weak, time::Duration};
+
+use mt_paas_protocol::{
+    Command, CommandReceipt, EventHint, paths,
+    webhook::{self, WebhookSecret},
+};
+use reqwest::Method;
+use time::OffsetDateTime;
+
+use crate::{Inner, crypto, store::Service};
+
+/// The longest wait between two pushes of one command.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Runs until the market is dropped.
+pub(crate) async fn run(market: Weak<Inner>) {
+    loop {
+        let Some(inner) = market.upgrade() else {
+            return;
+        };
+        let poll = Duration::from_millis(inner.config.delivery.poll_interval_ms.max(10));
+        let notify = inner.deliveries.clone();
+        let woken = notify.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        match inner
+            .store
+            .due_commands(inner.config.delivery.max_attempts, 32)
+            .await
+        {
+            Ok(due) => {
+                let mut pushes = tokio::task::JoinSet::new();
+                for queued in due {
+                    let inner = inner.clone();
+                    pushes.spawn(async move {
+                        push(&inner, &queued.service_id, &queued.command, queued.attempts).await
+                    });
+                }
+                while pushes.join_next().await.is_some() {}
+            }
+            Err(e) => tracing::error!(error = %e, "cannot read the command queue"),
+        }
+        drop(inner);
+        let _ = tokio::time::timeout(poll, woken).await;
+    }
+}
+
+/// The request of a command: method, path and body.
+fn request_of(service_id: &str, command: &Command) -> (Method, String, Vec<u8>) {
+    match command {
+        Command::Block { tenant_id, command } => (
+            Method::POST,
+            paths::block(service_id, tenant_id),
+            json(command),
+        ),
+        Command::Unblock { tenant_id, command } => (
+            Method::POST,
+            paths::unblock(service_id, tenant_id),
+            json(command),
+        ),
+        Command::Provision { command } => {
+            (Method::POST, paths::provision(service_id), json(command))
+        }
+        Command::Deprovision { tenant_id, command } => (
+            Method::DELETE,
+            paths::deprovision(service_id, tenant_id),
+            json(command),
+        ),
+    }
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+/// Sends a signed request to the service; returns the response body on a 2xx.
+pub(crate) async fn send_signed(
+    inner: &Inner,
+    service: &Service,
+    method: Method,
+    path: &str,
+    body: Vec<u8>,
+) -> Result<Vec<u8>, String> {
+    let base = service
+        .base_url
+        .as_deref()
+        .ok_or_else(|| "the service has no base_url".to_owned())?;
+    let secret: WebhookSecret = service
+        .webhook_secret
+        .parse()
+        .map_err(|e| format!("the service's webhook secret: {e}"))?;
+    let message_id = crypto::new_id("msg");
+    let headers = webhook::sign(
+        &secret,
+        &message_id,
+        OffsetDateTime::now_utc().unix_timestamp(),
+        &body,
+    );
+    let url = format!("{}{path}", base.trim_end_matches('/'));
+    let response = inner
+        .http
+        .request(method, &url)
+        .header(webhook::HEADER_ID, headers.id)
+        .header(webhook::HEADER_TIMESTAMP, headers.timestamp)
+        .header(webhook::HEADER_SIGNATURE, headers.signature)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    let status = response.status();
+    let bytes = response.bytes().await.map_err(|e| format!("{url}: {e}"))?;
+    if status.is_success() {
+        Ok(bytes.to_vec())
+    } else {
+        Err(format!(
+            "{url} answered {status}: {}",
+            String::from_utf8_lossy(&bytes)
+                .chars()
+                .take(300)
+                .collect::<String>()
+        ))
+    }
+}
+
+async fn push(inner: &Inner, service_id: &str, command: &Command, attempts: i64) {
+    let service = match inner.store.service(service_id).await {
+        Ok(Some(service)) => service,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read a service");
+            return;
+        }
+    };
+    let (method, path, body) = request_of(service_id, command);
+    let outcome = send_signed(inner, &service, method, &path, body)
+        .await
+        .and_then(|body| {
+            serde_json::from_slice::<CommandReceipt>(&body)
+                .map_err(|e| format!("the receipt is not valid: {e}"))
+        });
+    let id = command.command_id();
+    match outcome {
+        Ok(receipt) => {
+            let status = serde_json::to_value(receipt.status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_else(|| "applied".to_owned());
+            tracing::info!(command = id, service = service_id, status = %status, "command delivered");
+            if let Err(e) = inner.store.acknowledge(id, &status, &receipt.detail).await {
+                tracing::error!(error = %e, "cannot record a receipt");
+            }
+        }
+        Err(error) => {
+            let wait = backoff(u32::try_from(attempts).unwrap_or(u32::MAX));
+            tracing::warn!(command = id, service = service_id, error = %error, retry_in = ?wait, "command push failed");
+            let next = OffsetDateTime::now_utc() + wait;
+            if let Err(e) = inner.store.push_failed(id, &error, next).await {
+                tracing::error!(error = %e, "cannot record a failed push");
+            }
+        }
+    }
+}
+
+/// 0.5 s × 2^attempts, capped, with ±25 % jitter.
+fn backoff(attempts: u32) -> Duration {
+    let base = Duration::from_millis(500).saturating_mul(2u32.saturating_pow(attempts.min(16)));
+    let base = base.min(MAX_BACKOFF);
+    let jitter = crypto::random_token(2).bytes().map(u64::from).sum::<u64>() % 50;
+    base.mul_f64(0.75 + jitter as f64 / 100.0)
+}
+
+/// Tells the service that a tenant's entitlement changed (best effort: three tries; the
+/// service's periodic sync catches anything lost).
+pub(crate) fn hint(
+    inner: std::sync::Arc<Inner>,
+    service: Service,
+    tenant_id: String,
+    revision: i64,
+) {
+    if service.base_url.is_none() {
+        return;
+    }
+    tokio::spawn(async move {
+        let body = serde_json::to_vec(&EventHint {
+            tenant_id,
+            revision,
+        })
+        .unwrap_or_default();
+        for wait in [0u64, 250, 1000] {
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            match send_signed(
+                &inner,
+                &service,
+                Method::POST,
+                &paths::events(&service.id),
+                body.clone(),
+            )
+            .await
+            {
+                Ok(_) => return,
+                Err(e) => tracing::debug!(error = %e, "event hint not delivered"),
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert!(backoff(0) <= Duration::from_millis(650));
+        assert!(backoff(3) >= Duration::from_secs(3));
+        assert!(backoff(40) <= MAX_BACKOFF.mul_f64(1.25));
+    }
+}

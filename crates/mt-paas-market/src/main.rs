@@ -1,0 +1,92 @@
+//! `mt-paas-market serve --config market.yaml`: the reference marketplace.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use mt_paas_market::{Market, MarketConfig};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mt-paas-market",
+    version,
+    about = "The reference marketplace of mt-paas"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the market API.
+    Serve {
+        /// The configuration file.
+        #[arg(
+            long,
+            short,
+            env = "MT_PAAS_MARKET_CONFIG",
+            default_value = "market.yaml"
+        )]
+        config: PathBuf,
+        /// The overlay to apply (market.{env}.yaml); default: $MT_PAAS_ENV.
+        #[arg(long, short)]
+        env: Option<String>,
+    },
+    /// Check the configuration and exit (1 with one line per problem when invalid).
+    Check {
+        /// The configuration file.
+        #[arg(
+            long,
+            short,
+            env = "MT_PAAS_MARKET_CONFIG",
+            default_value = "market.yaml"
+        )]
+        config: PathBuf,
+        /// The overlay to apply.
+        #[arg(long, short)]
+        env: Option<String>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (config_path, env, serve) = match cli.command {
+        Command::Serve { config, env } => (config, env, true),
+        Command::Check { config, env } => (config, env, false),
+    };
+    let config = match MarketConfig::load(&config_path, env.as_deref()) {
+        Ok(config) => config,
+        Err(e) => {
+            for problem in &e.problems {
+                eprintln!("{problem}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    if !serve {
+        eprintln!("ok: {}", config_path.display());
+        return ExitCode::SUCCESS;
+    }
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_target(false)
+        .try_init();
+    let market = match Market::start(config).await {
+        Ok(market) => market,
+        Err(e) => {
+            eprintln!("mt-paas-market: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match market.serve().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mt-paas-market: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
