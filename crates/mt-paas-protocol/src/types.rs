@@ -179,6 +179,14 @@ pub struct Block {
     pub sequence: u64,
 }
 
+impl Block {
+    /// When requests start being refused: `block_at` plus the grace.
+    pub fn refuses_from(&self) -> OffsetDateTime {
+        let hours = i64::try_from(self.grace_period_hours).unwrap_or(i64::MAX / 3600);
+        self.block_at.saturating_add(time::Duration::hours(hours))
+    }
+}
+
 /// Entitlements changed since a revision (bulk sync at start).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, ToSchema)]
 pub struct EntitlementPage {

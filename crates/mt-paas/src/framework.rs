@@ -15,6 +15,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::{
     config::{Config, ConfigError, ConfigLoader},
+    control::{Control, KillSwitch},
     core::{
         central::{CentralDb, CentralDbError},
         database::{DatabaseRouter, DbError},
@@ -22,9 +23,12 @@ use crate::{
         tenant::Features,
     },
     http::{ApiError, ProblemCode, ProblemLayer, panic_response},
-    middleware::tenant::TenantLayer,
+    integrations::{Entitlements, MarketError, MarketplaceClient},
+    middleware::{subscription::SubscriptionLayer, tenant::TenantLayer},
     provisioning::{ProvisionError, Provisioner},
 };
+use mt_paas_protocol::webhook::Verifier;
+use std::time::Duration;
 
 /// Why the framework could not start or serve.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +46,12 @@ pub enum Error {
     /// Provisioning failed (reading the migrations, or migrating on start).
     #[error(transparent)]
     Provision(#[from] ProvisionError),
+    /// The market link could not be set up.
+    #[error("marketplace: {0}")]
+    Market(#[from] MarketError),
+    /// The central DB failed while starting.
+    #[error("central DB: {0}")]
+    Db(#[from] sqlx::Error),
     /// `service.listen` could not be bound.
     #[error("service.listen: cannot listen on {addr}: {source}")]
     Bind {
@@ -83,6 +93,11 @@ struct Inner {
     databases: DatabaseRouter,
     provisioner: Provisioner,
     tenant_layer: TenantLayer,
+    subscription_layer: SubscriptionLayer,
+    kill_switch: KillSwitch,
+    marketplace: Option<MarketplaceClient>,
+    entitlements: Option<Entitlements>,
+    control: Option<Control>,
 }
 
 impl std::fmt::Debug for ServiceMarketFramework {
@@ -135,6 +150,57 @@ impl ServiceMarketFramework {
                 "tenant migrations checked"
             );
         }
+        let kill_switch = KillSwitch::load(central.clone()).await?;
+        let market = &config.marketplace;
+        let marketplace = match market.api_key {
+            Some(_) => Some(MarketplaceClient::new(market, &config.service.id)?),
+            None => None,
+        };
+        let entitlements = match (&marketplace, market.subscription_check) {
+            (Some(client), true) => {
+                Some(Entitlements::new(client.clone(), central.clone(), market))
+            }
+            _ => None,
+        };
+        if let Some(entitlements) = &entitlements {
+            // One sync before serving, bounded: a market outage must not keep us down.
+            let wait = Duration::from_millis(market.request_timeout_ms.saturating_mul(2));
+            match tokio::time::timeout(wait, entitlements.sync()).await {
+                Ok(Ok(n)) => tracing::info!(changed = n, "entitlements synced from the market"),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "entitlement sync at start failed; serving from the cache")
+                }
+                Err(_) => {
+                    tracing::warn!("entitlement sync at start timed out; serving from the cache")
+                }
+            }
+            entitlements.spawn_sync_loop(Duration::from_secs(market.sync_interval_seconds));
+        }
+        let subscription_layer = SubscriptionLayer::new(
+            entitlements.clone(),
+            kill_switch.clone(),
+            config.features.controlled_by_subscription,
+            market.grace_period_hours,
+        );
+        let control = market.webhook_secret.as_ref().map(|secrets| {
+            let secrets = secrets
+                .expose()
+                .split_ascii_whitespace()
+                .filter_map(|s| s.parse().ok())
+                .collect();
+            Control {
+                config: config.clone(),
+                verifier: Verifier::new(secrets),
+                central: central.clone(),
+                kill_switch: kill_switch.clone(),
+                provisioner: provisioner.clone(),
+                entitlements: entitlements.clone(),
+                client: marketplace.clone(),
+            }
+        });
+        if let Some(control) = &control {
+            control.spawn_pruning();
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -143,6 +209,11 @@ impl ServiceMarketFramework {
                 databases,
                 provisioner,
                 tenant_layer,
+                subscription_layer,
+                kill_switch,
+                marketplace,
+                entitlements,
+                control,
             }),
         })
     }
@@ -177,6 +248,21 @@ impl ServiceMarketFramework {
         &self.inner.provisioner
     }
 
+    /// The kill switch (the market's block and unblock commands).
+    pub fn kill_switch(&self) -> &KillSwitch {
+        &self.inner.kill_switch
+    }
+
+    /// The market client, when `marketplace.api_key` is set.
+    pub fn marketplace(&self) -> Option<&MarketplaceClient> {
+        self.inner.marketplace.as_ref()
+    }
+
+    /// The entitlement cache, when `marketplace.subscription_check` is on.
+    pub fn entitlements(&self) -> Option<&Entitlements> {
+        self.inner.entitlements.as_ref()
+    }
+
     /// A connection to the current request's tenant's database (seed §4.1 `get_tenant_db()`).
     /// The [`TenantDb`](crate::TenantDb) extractor is the same thing for handlers.
     pub async fn get_tenant_db(&self) -> Result<crate::TenantDb, DbError> {
@@ -205,10 +291,17 @@ impl ServiceMarketFramework {
             .route("/readyz", get(readyz))
             .with_state(self.clone());
         // route_layer panics on a router without routes; such a router has nothing to guard.
+        // The last layer added runs first: tenant, then subscription and kill switch.
         let tenant_routes = if router.has_routes() {
-            router.route_layer(self.tenant_layer())
+            router
+                .route_layer(self.inner.subscription_layer.clone())
+                .route_layer(self.tenant_layer())
         } else {
             router
+        };
+        let public = match &self.inner.control {
+            Some(control) => public.merge(crate::control::router(control.clone())),
+            None => public,
         };
         public
             .merge(tenant_routes)

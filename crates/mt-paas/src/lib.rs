@@ -27,9 +27,11 @@
 
 pub mod config;
 mod context;
+pub mod control;
 pub mod core;
 mod framework;
 pub mod http;
+pub mod integrations;
 pub mod logging;
 pub mod middleware;
 pub mod provisioning;

@@ -809,6 +809,45 @@ fn check_rules(
             format!("{api_url:?} is not an http:// or https:// URL"),
         );
     }
+    let market = &config.marketplace;
+    if ok(&["marketplace.webhook_secret"])
+        && let Some(secrets) = &market.webhook_secret
+        && secrets.expose().split_ascii_whitespace().any(|s| {
+            s.parse::<mt_paas_protocol::webhook::WebhookSecret>()
+                .is_err()
+        })
+    {
+        // The value itself is never echoed.
+        report(
+            "marketplace.webhook_secret",
+            "each secret is `whsec_` followed by base64 of at least 24 bytes (Standard Webhooks)"
+                .to_owned(),
+        );
+    }
+    if ok(&["marketplace.api_key", "marketplace.subscription_check"])
+        && market.subscription_check
+        && market.api_key.is_none()
+    {
+        report(
+            "marketplace.api_key",
+            "marketplace.subscription_check is true, so the service's API key at the market is required (e.g. api_key: \"${MARKETPLACE_API_KEY}\")".to_owned(),
+        );
+    }
+    for (key, value) in [
+        ("marketplace.request_timeout_ms", market.request_timeout_ms),
+        (
+            "marketplace.entitlement_ttl_seconds",
+            market.entitlement_ttl_seconds,
+        ),
+        (
+            "marketplace.sync_interval_seconds",
+            market.sync_interval_seconds,
+        ),
+    ] {
+        if ok(&[key]) && value == 0 {
+            report(key, "must be at least 1".to_owned());
+        }
+    }
     if ok(&["marketplace.heartbeat_interval"]) && config.marketplace.heartbeat_interval == 0 {
         report(
             "marketplace.heartbeat_interval",

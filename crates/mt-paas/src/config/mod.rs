@@ -170,7 +170,8 @@ pub struct MarketplaceConfig {
     /// The service's API key at the market.
     #[serde(with = "secret::optional")]
     pub api_key: Option<Secret>,
-    /// The secret that signs the market's commands (Standard Webhooks, `whsec_...`).
+    /// The secret that signs the market's commands (Standard Webhooks, `whsec_...`);
+    /// several, separated by spaces, while a secret is being rotated.
     #[serde(with = "secret::optional")]
     pub webhook_secret: Option<Secret>,
     /// Seconds between heartbeats.
@@ -179,6 +180,14 @@ pub struct MarketplaceConfig {
     pub subscription_check: bool,
     /// Hours a tenant keeps access after its subscription expires.
     pub grace_period_hours: u64,
+    /// Timeout of one request to the market, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// Seconds a fetched entitlement is used before it is refreshed (in the background).
+    pub entitlement_ttl_seconds: u64,
+    /// Hours a cached entitlement keeps serving while the market cannot be reached.
+    pub offline_grace_hours: u64,
+    /// Seconds between bulk syncs of every changed entitlement.
+    pub sync_interval_seconds: u64,
 }
 
 /// `isolation`: how tenants are kept apart.

@@ -4,6 +4,7 @@ use std::{collections::BTreeMap, fmt, sync::Arc};
 
 use super::models::{IsolationMode, TenantId, TenantRecord};
 use crate::http::{ApiError, ProblemCode};
+use crate::integrations::CachedEntitlement;
 
 /// The features a tenant may use: `feature → enabled`.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -49,9 +50,14 @@ impl fmt::Debug for Features {
 pub struct Tenant(Arc<Inner>);
 
 struct Inner {
+    registered: Arc<Registered>,
+    features: Features,
+    entitlement: Option<Arc<CachedEntitlement>>,
+}
+
+struct Registered {
     record: TenantRecord,
     isolation: IsolationMode,
-    features: Features,
 }
 
 impl Tenant {
@@ -59,30 +65,60 @@ impl Tenant {
     pub fn new(record: TenantRecord, default_isolation: IsolationMode, features: Features) -> Self {
         let isolation = record.isolation_or(default_isolation);
         Self(Arc::new(Inner {
-            record,
-            isolation,
+            registered: Arc::new(Registered { record, isolation }),
             features,
+            entitlement: None,
+        }))
+    }
+
+    /// This tenant as the market entitles it: with the entitlement attached and, when
+    /// `features_from_plan`, the plan's features instead of the configured defaults.
+    pub fn with_entitlement(
+        &self,
+        entitlement: Arc<CachedEntitlement>,
+        features_from_plan: bool,
+    ) -> Self {
+        let features = if features_from_plan {
+            Features::new(entitlement.entitlement.features.clone())
+        } else {
+            self.0.features.clone()
+        };
+        Self(Arc::new(Inner {
+            registered: self.0.registered.clone(),
+            features,
+            entitlement: Some(entitlement),
         }))
     }
 
     /// The tenant's id.
     pub fn id(&self) -> &TenantId {
-        &self.0.record.id
+        &self.0.registered.record.id
     }
 
     /// The tenant's display name.
     pub fn name(&self) -> &str {
-        &self.0.record.display_name
+        &self.0.registered.record.display_name
     }
 
     /// The registry record.
     pub fn record(&self) -> &TenantRecord {
-        &self.0.record
+        &self.0.registered.record
     }
 
     /// The isolation mode in force for this tenant.
     pub fn isolation(&self) -> IsolationMode {
-        self.0.isolation
+        self.0.registered.isolation
+    }
+
+    /// The market's entitlement, when subscriptions are checked.
+    pub fn entitlement(&self) -> Option<&CachedEntitlement> {
+        self.0.entitlement.as_deref()
+    }
+
+    /// The plan's id, when subscriptions are checked.
+    pub fn plan(&self) -> Option<&str> {
+        self.entitlement()
+            .map(|e| e.entitlement.subscription.plan.as_str())
     }
 
     /// The tenant's features.
@@ -113,6 +149,7 @@ impl fmt::Debug for Tenant {
             .field("name", &self.name())
             .field("isolation", &self.isolation())
             .field("features", self.features())
+            .field("plan", &self.plan())
             .finish()
     }
 }

@@ -38,6 +38,20 @@ pub enum ProblemCode {
     CentralDbUnavailable,
     /// The tenant's own database cannot be reached or is busy (503).
     TenantDbUnavailable,
+    /// The market cannot be reached and nothing usable is cached (503).
+    MarketUnavailable,
+    /// The tenant has no subscription to this service (403).
+    SubscriptionMissing,
+    /// The market blocked the tenant (403, with the market's message as the detail).
+    TenantBlocked,
+    /// A control command's signature, timestamp or id was refused (401).
+    InvalidSignature,
+    /// The tenant's subscription is suspended (403).
+    SubscriptionSuspended,
+    /// The tenant's subscription expired and its grace period is over (403).
+    SubscriptionExpired,
+    /// The tenant's subscription has ended (403).
+    SubscriptionCancelled,
     /// No route matches (404).
     NotFound,
     /// The route exists, the method does not (405).
@@ -85,6 +99,13 @@ impl ProblemCode {
             Self::FeatureNotAvailable => "feature_not_available",
             Self::CentralDbUnavailable => "central_db_unavailable",
             Self::TenantDbUnavailable => "tenant_db_unavailable",
+            Self::MarketUnavailable => "market_unavailable",
+            Self::SubscriptionMissing => "subscription_missing",
+            Self::TenantBlocked => "tenant_blocked",
+            Self::InvalidSignature => "invalid_signature",
+            Self::SubscriptionSuspended => "subscription_suspended",
+            Self::SubscriptionExpired => "subscription_expired",
+            Self::SubscriptionCancelled => "subscription_cancelled",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::BadRequest => "bad_request",
@@ -207,6 +228,55 @@ impl ProblemCode {
                 "Temporarily unavailable",
                 "테넌트 데이터베이스를 일시적으로 사용할 수 없습니다. 잠시 후 다시 시도하세요.",
                 "The tenant's database is temporarily unavailable; try again shortly.",
+            ),
+            Self::MarketUnavailable => t(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "일시적인 오류",
+                "Temporarily unavailable",
+                "구독 정보를 확인할 수 없습니다. 잠시 후 다시 시도하세요.",
+                "The subscription cannot be checked right now; try again shortly.",
+            ),
+            Self::SubscriptionMissing => t(
+                StatusCode::FORBIDDEN,
+                "구독 없음",
+                "No subscription",
+                "'{tenant_id}' 테넌트는 이 서비스를 구독하고 있지 않습니다.",
+                "Tenant '{tenant_id}' has no subscription to this service.",
+            ),
+            Self::TenantBlocked => t(
+                StatusCode::FORBIDDEN,
+                "이용 차단",
+                "Access blocked",
+                "'{tenant_id}' 테넌트의 이용이 차단되었습니다.",
+                "Access for tenant '{tenant_id}' is blocked.",
+            ),
+            Self::InvalidSignature => t(
+                StatusCode::UNAUTHORIZED,
+                "서명 오류",
+                "Invalid signature",
+                "명령의 서명을 확인할 수 없습니다: {reason}",
+                "The command's signature was refused: {reason}",
+            ),
+            Self::SubscriptionSuspended => t(
+                StatusCode::FORBIDDEN,
+                "구독 정지",
+                "Subscription suspended",
+                "'{tenant_id}' 테넌트의 구독이 정지되었습니다.",
+                "The subscription of tenant '{tenant_id}' is suspended.",
+            ),
+            Self::SubscriptionExpired => t(
+                StatusCode::FORBIDDEN,
+                "구독 만료",
+                "Subscription expired",
+                "'{tenant_id}' 테넌트의 구독이 만료되었습니다. 갱신해주세요.",
+                "The subscription of tenant '{tenant_id}' has expired; please renew it.",
+            ),
+            Self::SubscriptionCancelled => t(
+                StatusCode::FORBIDDEN,
+                "구독 종료",
+                "Subscription ended",
+                "'{tenant_id}' 테넌트의 구독이 종료되었습니다.",
+                "The subscription of tenant '{tenant_id}' has ended.",
             ),
             Self::NotFound => t(
                 StatusCode::NOT_FOUND,
@@ -516,6 +586,13 @@ mod tests {
             ProblemCode::FeatureNotAvailable,
             ProblemCode::CentralDbUnavailable,
             ProblemCode::TenantDbUnavailable,
+            ProblemCode::MarketUnavailable,
+            ProblemCode::SubscriptionMissing,
+            ProblemCode::TenantBlocked,
+            ProblemCode::InvalidSignature,
+            ProblemCode::SubscriptionSuspended,
+            ProblemCode::SubscriptionExpired,
+            ProblemCode::SubscriptionCancelled,
             ProblemCode::NotFound,
             ProblemCode::MethodNotAllowed,
             ProblemCode::BadRequest,

@@ -1,4 +1,5 @@
 //! The request pipeline's layers (DESIGN §4).
 
 pub mod auth;
+pub mod subscription;
 pub mod tenant;

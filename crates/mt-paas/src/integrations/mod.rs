@@ -1,0 +1,9 @@
+//! Integrations with the marketplace (seed §7 `integrations/`).
+
+pub mod entitlements;
+pub mod marketplace;
+
+pub use self::{
+    entitlements::{CachedEntitlement, EntitlementError, Entitlements, Lookup},
+    marketplace::{Fetched, MarketError, MarketplaceClient},
+};

@@ -1,0 +1,265 @@
+//! [`SubscriptionLayer`]: whether the tenant's subscription and the kill switch let the
+//! request through, and which features its plan has (DESIGN §6, seed §4.3, §5.2).
+//!
+//! Runs after [`TenantLayer`](crate::TenantLayer). With `marketplace.subscription_check`, the
+//! tenant's entitlement decides: `active` passes (with the plan's features when
+//! `features.controlled_by_subscription`); `suspended` and `cancelled` are 403;
+//! `pending_activation` is a 503 while provisioning finishes; no subscription is a 403. A
+//! market outage is served from the cached entitlement; only a tenant never seen before (or
+//! cached beyond the offline grace) gets a 503 `market_unavailable`. An expired subscription
+//! passes with a notice for `marketplace.grace_period_hours`, then is 403
+//! `subscription_expired`.
+//!
+//! The kill switch applies whether or not subscriptions are checked: a block whose `block_at`
+//! (plus its grace) lies ahead passes with the `mt-paas-notice` and `mt-paas-notice-until`
+//! headers; once due, requests get 403 `tenant_blocked` with the market's message as given.
+
+use std::{
+    convert::Infallible,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, Request, header};
+use mt_paas_protocol::SubscriptionState;
+use tower::{Layer, Service};
+
+use time::OffsetDateTime;
+
+use crate::{
+    control::{Access, KillSwitch, kill_switch::access},
+    core::tenant::Tenant,
+    http::{ApiError, ProblemCode},
+    integrations::{Entitlements, Lookup},
+};
+
+/// Checks each request's tenant against its entitlement.
+#[derive(Clone)]
+pub struct SubscriptionLayer {
+    state: Arc<State>,
+}
+
+struct State {
+    entitlements: Option<Entitlements>,
+    kill_switch: KillSwitch,
+    features_from_plan: bool,
+    grace_period_hours: u64,
+}
+
+impl std::fmt::Debug for SubscriptionLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubscriptionLayer")
+            .field("features_from_plan", &self.state.features_from_plan)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SubscriptionLayer {
+    /// A layer deciding by `entitlements` (when subscriptions are checked) and the kill
+    /// switch (always); with `features_from_plan` the plan's features replace
+    /// `features.defaults`.
+    pub fn new(
+        entitlements: Option<Entitlements>,
+        kill_switch: KillSwitch,
+        features_from_plan: bool,
+        grace_period_hours: u64,
+    ) -> Self {
+        Self {
+            state: Arc::new(State {
+                entitlements,
+                kill_switch,
+                features_from_plan,
+                grace_period_hours,
+            }),
+        }
+    }
+}
+
+/// A response header telling the client that access ends soon (percent-encoded UTF-8).
+pub const NOTICE_HEADER: &str = "mt-paas-notice";
+/// When access ends, RFC 3339.
+pub const NOTICE_UNTIL_HEADER: &str = "mt-paas-notice-until";
+
+/// Why a request passes only with a notice.
+#[derive(Debug, Clone)]
+struct Notice {
+    message: String,
+    until: OffsetDateTime,
+}
+
+impl State {
+    async fn admit(&self, tenant: &Tenant) -> Result<(Tenant, Option<Notice>), ApiError> {
+        let id = tenant.id();
+        let now = OffsetDateTime::now_utc();
+        let refuse = |code| ApiError::new(code).param("tenant_id", id.to_string());
+        let mut notice = None;
+        let mut admitted = tenant.clone();
+        if let Some(entitlements) = &self.entitlements {
+            let lookup = entitlements.get(id).await.map_err(|e| {
+                tracing::warn!(tenant = %id, error = %e, "no entitlement could be had");
+                ApiError::new(ProblemCode::MarketUnavailable)
+                    .header(header::RETRY_AFTER, HeaderValue::from_static("5"))
+            })?;
+            let entitlement = match lookup {
+                Lookup::Subscribed(entitlement) => entitlement,
+                Lookup::NotSubscribed => return Err(refuse(ProblemCode::SubscriptionMissing)),
+            };
+            match entitlement.entitlement.subscription.state {
+                SubscriptionState::Active => {}
+                SubscriptionState::PendingActivation => {
+                    return Err(refuse(ProblemCode::TenantNotReady)
+                        .header(header::RETRY_AFTER, HeaderValue::from_static("5")));
+                }
+                SubscriptionState::Suspended => {
+                    return Err(refuse(ProblemCode::SubscriptionSuspended));
+                }
+                SubscriptionState::Cancelled | SubscriptionState::Unknown => {
+                    return Err(refuse(ProblemCode::SubscriptionCancelled));
+                }
+            }
+            if let Some(expires_at) = entitlement.entitlement.subscription.expires_at
+                && now >= expires_at
+            {
+                let hours = i64::try_from(self.grace_period_hours).unwrap_or(i64::MAX / 3600);
+                let until = expires_at.saturating_add(time::Duration::hours(hours));
+                if now >= until {
+                    return Err(refuse(ProblemCode::SubscriptionExpired));
+                }
+                notice = Some(Notice {
+                    message: "subscription expired; access continues during the grace period"
+                        .to_owned(),
+                    until,
+                });
+            }
+            admitted = tenant.with_entitlement(entitlement, self.features_from_plan);
+        }
+        // The kill switch: the newest of the commands received and the entitlement's block.
+        let switch = self.kill_switch.state(id).await;
+        let mut block = switch.as_ref().and_then(|s| s.block.clone());
+        let sequence = switch.map_or(0, |s| s.sequence);
+        if let Some(overlay) = admitted
+            .entitlement()
+            .and_then(|e| e.entitlement.block.clone())
+            && overlay.sequence > sequence
+        {
+            block = Some(overlay);
+        }
+        match access(block.as_ref(), now) {
+            Access::Open => {}
+            Access::Notice {
+                message,
+                blocked_from,
+            } => {
+                notice = Some(Notice {
+                    message,
+                    until: blocked_from,
+                });
+            }
+            Access::Blocked { message } => {
+                let error = refuse(ProblemCode::TenantBlocked);
+                // The market's message is passed through as given.
+                return Err(if message.is_empty() {
+                    error
+                } else {
+                    error.detail(message)
+                });
+            }
+        }
+        Ok((admitted, notice))
+    }
+}
+
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z'
+            | b'a'..=b'z'
+            | b'0'..=b'9'
+            | b'-'
+            | b'.'
+            | b'_'
+            | b'~'
+            | b' '
+            | b','
+            | b';'
+            | b':' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+impl<S> Layer<S> for SubscriptionLayer {
+    type Service = SubscriptionService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SubscriptionService {
+            inner,
+            state: self.state.clone(),
+        }
+    }
+}
+
+/// The service of [`SubscriptionLayer`].
+#[derive(Clone)]
+pub struct SubscriptionService<S> {
+    inner: S,
+    state: Arc<State>,
+}
+
+impl<S> std::fmt::Debug for SubscriptionService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubscriptionService")
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, B> Service<Request<B>> for SubscriptionService<S>
+where
+    S: Service<Request<B>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let state = self.state.clone();
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let tenant = request.extensions().get::<Tenant>().cloned();
+        Box::pin(async move {
+            let Some(tenant) = tenant else {
+                tracing::error!("SubscriptionLayer found no tenant: add it inside TenantLayer");
+                return Ok(ApiError::new(ProblemCode::Internal).into_response());
+            };
+            let (tenant, notice) = match state.admit(&tenant).await {
+                Ok(admitted) => admitted,
+                Err(error) => return Ok(error.into_response()),
+            };
+            request.extensions_mut().insert(tenant.clone());
+            let mut response = crate::context::in_tenant(tenant, inner.call(request)).await?;
+            if let Some(notice) = notice {
+                let headers = response.headers_mut();
+                if let Ok(value) = HeaderValue::from_str(&percent_encode(&notice.message)) {
+                    headers.insert(NOTICE_HEADER, value);
+                }
+                if let Ok(until) = notice
+                    .until
+                    .format(&time::format_description::well_known::Rfc3339)
+                    && let Ok(value) = HeaderValue::from_str(&until)
+                {
+                    headers.insert(NOTICE_UNTIL_HEADER, value);
+                }
+            }
+            Ok(response)
+        })
+    }
+}
