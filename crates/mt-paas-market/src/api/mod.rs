@@ -70,6 +70,18 @@ pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> ApiErr
     .into()
 }
 
+/// The body as `T`, read after authentication: malformed JSON is a 400, JSON of the wrong
+/// shape a 422, both naming serde's reason.
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        let code = match e.classify() {
+            serde_json::error::Category::Data => ProblemCode::UnprocessableEntity,
+            _ => ProblemCode::BadRequest,
+        };
+        ApiError::new(code).member("reason", e.to_string())
+    })
+}
+
 /// A 404 for a missing resource.
 pub(crate) fn not_found(what: &'static str, id: &str) -> ApiError {
     ActionError::NotFound {

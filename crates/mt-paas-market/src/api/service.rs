@@ -2,6 +2,7 @@
 
 use axum::{
     Json, Router,
+    body::Bytes,
     extract::{Path, Query, State},
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
@@ -14,7 +15,7 @@ use mt_paas_protocol::{
 };
 use serde::Deserialize;
 
-use super::{authenticate, invalid, not_found, tenant_id};
+use super::{authenticate, invalid, not_found, parse, tenant_id};
 use crate::{Market, crypto};
 
 /// Most entitlements in one bulk page.
@@ -56,9 +57,10 @@ async fn heartbeat(
     State(market): State<Market>,
     Path(service_id): Path<String>,
     headers: HeaderMap,
-    Json(heartbeat): Json<Heartbeat>,
+    body: Bytes,
 ) -> Result<Json<HeartbeatResponse>, ApiError> {
     let service = authenticate(&market, &headers, &service_id).await?;
+    let heartbeat: Heartbeat = parse(&body)?;
     same_service(&heartbeat.service_id, &service.id)?;
     if heartbeat.instance_id.len() > 200 {
         return Err(invalid("instance_id", "at most 200 characters"));
@@ -141,9 +143,10 @@ async fn usage(
     State(market): State<Market>,
     Path(service_id): Path<String>,
     headers: HeaderMap,
-    Json(report): Json<UsageReport>,
+    body: Bytes,
 ) -> Result<Json<UsageReceipt>, ApiError> {
     let service = authenticate(&market, &headers, &service_id).await?;
+    let report: UsageReport = parse(&body)?;
     same_service(&report.service_id, &service.id)?;
     if report.records.len() > MAX_RECORDS {
         return Err(invalid(
@@ -184,11 +187,16 @@ async fn usage(
 async fn alert(
     State(market): State<Market>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: Bytes,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let mut alert: AuditAlert = serde_json::from_slice(&body)
-        .map_err(|e| invalid("body", format!("not an audit alert: {e}")))?;
-    authenticate(&market, &headers, &alert.service_id).await?;
+    // The service is named in the body: read just that, authenticate, then the rest.
+    #[derive(serde::Deserialize)]
+    struct Sender {
+        service_id: String,
+    }
+    let sender: Sender = parse(&body)?;
+    authenticate(&market, &headers, &sender.service_id).await?;
+    let mut alert: AuditAlert = parse(&body)?;
     if alert.event_id.is_empty() {
         // The seed's body has no event id: an identical resend is still recognised.
         alert.event_id = format!("sha256:{}", crypto::sha256_hex(&body));
@@ -215,7 +223,7 @@ async fn ack(
     State(market): State<Market>,
     Path(command_id): Path<String>,
     headers: HeaderMap,
-    Json(ack): Json<CommandAck>,
+    body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let queued = market
         .store()
@@ -223,6 +231,7 @@ async fn ack(
         .await?
         .ok_or_else(|| not_found("command", &command_id))?;
     authenticate(&market, &headers, &queued.service_id).await?;
+    let ack: CommandAck = parse(&body)?;
     let status = serde_json::to_value(ack.status)
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
@@ -246,9 +255,10 @@ async fn provisioning_result(
     State(market): State<Market>,
     Path((service_id, tenant)): Path<(String, String)>,
     headers: HeaderMap,
-    Json(result): Json<ProvisioningResult>,
+    body: Bytes,
 ) -> Result<StatusCode, ApiError> {
     let service = authenticate(&market, &headers, &service_id).await?;
+    let result: ProvisioningResult = parse(&body)?;
     let tenant = tenant_id(&tenant)?;
     let command = market
         .store()

@@ -1,0 +1,9 @@
+//! End to end: the reference market started in-process on a random port, and a service built
+//! on mt-paas talking to it over HTTP.
+
+#![allow(unreachable_pub, clippy::unwrap_used)]
+
+mod helpers;
+mod loop_tests;
+mod market_api;
+mod signed_commands;

@@ -1,0 +1,505 @@
+//! The market API answers bad input with 4xx problem+json, stores telemetry idempotently, and
+//! runs the SSO flow with PKCE.
+
+use std::collections::HashMap;
+
+use serde_json::{Value, json};
+
+use crate::helpers::{API_KEY, OPERATOR, SERVICE, register_service, start_market, subscribe};
+
+async fn call(
+    method: reqwest::Method,
+    url: &str,
+    key: Option<&str>,
+    body: Option<Vec<u8>>,
+    headers: &[(&str, &str)],
+) -> (u16, Value, reqwest::header::HeaderMap) {
+    let mut request = reqwest::Client::new().request(method, url);
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/json")
+            .body(body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let is_problem = headers.get("content-type").is_some_and(|v| {
+        v.to_str()
+            .unwrap_or_default()
+            .starts_with("application/problem+json")
+    });
+    let body = response.json().await.unwrap_or(Value::Null);
+    if status >= 400 {
+        assert!(is_problem, "{status} without problem+json: {body}");
+        assert!(status < 500, "a server error for bad input: {body}");
+    }
+    (status, body, headers)
+}
+
+#[tokio::test]
+async fn bad_input_gets_4xx_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    let market = start_market(&format!("sqlite://{}/m.db", dir.path().display()), None).await;
+    register_service(&market.url, None).await;
+    subscribe(&market.url, "hallym", "basic", false).await;
+    let api = format!("{}/api/v1", market.url);
+    let post = reqwest::Method::POST;
+    let get = reqwest::Method::GET;
+
+    let heartbeat = format!("{api}/services/{SERVICE}/heartbeat");
+    assert_eq!(
+        call(
+            post.clone(),
+            &heartbeat,
+            Some(API_KEY),
+            Some(b"{nope".to_vec()),
+            &[]
+        )
+        .await
+        .0,
+        400
+    );
+    assert_eq!(
+        call(
+            post.clone(),
+            &heartbeat,
+            Some(API_KEY),
+            Some(b"{}".to_vec()),
+            &[]
+        )
+        .await
+        .0,
+        422
+    );
+    assert_eq!(
+        call(post.clone(), &heartbeat, None, Some(b"{}".to_vec()), &[])
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        call(
+            post.clone(),
+            &heartbeat,
+            Some("wrong-key-value"),
+            Some(b"{}".to_vec()),
+            &[]
+        )
+        .await
+        .0,
+        401
+    );
+    let unknown = format!("{api}/services/nobody/heartbeat");
+    assert_eq!(
+        call(
+            post.clone(),
+            &unknown,
+            Some(API_KEY),
+            Some(b"{}".to_vec()),
+            &[]
+        )
+        .await
+        .0,
+        401
+    );
+    let huge = vec![b'x'; 10 * 1024 * 1024];
+    assert_eq!(
+        call(post.clone(), &heartbeat, Some(API_KEY), Some(huge), &[])
+            .await
+            .0,
+        413
+    );
+
+    let entitlement =
+        |tenant: &str| format!("{api}/services/{SERVICE}/tenants/{tenant}/entitlement");
+    assert_eq!(
+        call(
+            get.clone(),
+            &entitlement("nobody"),
+            Some(API_KEY),
+            None,
+            &[]
+        )
+        .await
+        .0,
+        404
+    );
+    assert_eq!(
+        call(
+            get.clone(),
+            &entitlement("BAD%20ID"),
+            Some(API_KEY),
+            None,
+            &[]
+        )
+        .await
+        .0,
+        400
+    );
+    let ack = format!("{api}/commands/cmd_nothing/ack");
+    let body = serde_json::to_vec(&json!({"status": "applied"})).unwrap();
+    assert_eq!(
+        call(post.clone(), &ack, Some(API_KEY), Some(body), &[])
+            .await
+            .0,
+        404
+    );
+    let bulk = format!("{api}/services/{SERVICE}/entitlements?since_revision=banana");
+    assert_eq!(
+        call(get.clone(), &bulk, Some(API_KEY), None, &[]).await.0,
+        400
+    );
+
+    let admin = format!("{api}/admin");
+    assert_eq!(
+        call(get.clone(), &format!("{admin}/plans"), None, None, &[])
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        call(
+            get.clone(),
+            &format!("{admin}/plans"),
+            Some(API_KEY),
+            None,
+            &[]
+        )
+        .await
+        .0,
+        401
+    );
+    let missing = format!("{admin}/services/{SERVICE}/tenants/nobody/suspend");
+    assert_eq!(
+        call(post.clone(), &missing, Some(OPERATOR), None, &[])
+            .await
+            .0,
+        404
+    );
+    let bad_plan = serde_json::to_vec(&json!({"id": "Bad Plan", "name": "x"})).unwrap();
+    let (status, body, _) = call(
+        post.clone(),
+        &format!("{admin}/plans"),
+        Some(OPERATOR),
+        Some(bad_plan),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert_eq!(body["field"], "id");
+    let unknown_field =
+        serde_json::to_vec(&json!({"id": "p1", "name": "x", "colour": "red"})).unwrap();
+    assert_eq!(
+        call(
+            post.clone(),
+            &format!("{admin}/plans"),
+            Some(OPERATOR),
+            Some(unknown_field),
+            &[]
+        )
+        .await
+        .0,
+        422
+    );
+    let suspend = format!("{admin}/services/{SERVICE}/tenants/hallym/reinstate");
+    assert_eq!(
+        call(post.clone(), &suspend, Some(OPERATOR), None, &[])
+            .await
+            .0,
+        409,
+        "reinstating an active subscription"
+    );
+    market.running.stop().await;
+}
+
+#[tokio::test]
+async fn entitlements_heartbeats_usage_and_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let market = start_market(&format!("sqlite://{}/m.db", dir.path().display()), None).await;
+    register_service(&market.url, None).await;
+    subscribe(&market.url, "hallym", "premium", false).await;
+    subscribe(&market.url, "korea", "basic", true).await;
+    let api = format!("{}/api/v1", market.url);
+    let (post, get) = (reqwest::Method::POST, reqwest::Method::GET);
+
+    // ETag: an unchanged entitlement costs a 304.
+    let url = format!("{api}/services/{SERVICE}/tenants/hallym/entitlement");
+    let (status, body, headers) = call(get.clone(), &url, Some(API_KEY), None, &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["features"]["quiz"], true);
+    assert_eq!(body["limits"]["requests_per_minute"], 600);
+    let etag = headers["etag"].to_str().unwrap().to_owned();
+    assert_eq!(
+        call(
+            get.clone(),
+            &url,
+            Some(API_KEY),
+            None,
+            &[("if-none-match", &etag)]
+        )
+        .await
+        .0,
+        304
+    );
+    let (_, page, _) = call(
+        get.clone(),
+        &format!("{api}/services/{SERVICE}/entitlements?since_revision=0"),
+        Some(API_KEY),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(page["entitlements"].as_array().unwrap().len(), 2);
+    let since = page["revision"].as_i64().unwrap();
+    let (_, page, _) = call(
+        get.clone(),
+        &format!("{api}/services/{SERVICE}/entitlements?since_revision={since}"),
+        Some(API_KEY),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(page["entitlements"], json!([]), "nothing changed since");
+
+    // Heartbeats: the response carries commands waiting for a service the market cannot reach.
+    let beat = |seq: u64| {
+        serde_json::to_vec(&json!({
+            "service_id": SERVICE, "status": "healthy", "active_tenants": ["hallym"],
+            "metrics": {"requests_per_minute": 150, "error_rate": 0.01, "avg_response_time_ms": 250},
+            "timestamp": "2026-01-03T12:00:00Z", "instance_id": "i-1", "seq": seq
+        }))
+        .unwrap()
+    };
+    let hb = format!("{api}/services/{SERVICE}/heartbeat");
+    let (status, first, _) = call(post.clone(), &hb, Some(API_KEY), Some(beat(1)), &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(first["accepted"], true);
+    let commands = first["commands"].as_array().unwrap();
+    assert_eq!(commands.len(), 1, "korea's provision command: {first}");
+    assert_eq!(commands[0]["kind"], "provision");
+    let (_, again, _) = call(post.clone(), &hb, Some(API_KEY), Some(beat(1)), &[]).await;
+    assert_eq!(
+        again["accepted"], false,
+        "a repeated seq is not stored again"
+    );
+    let command_id = commands[0]["command_id"].as_str().unwrap();
+    let ack = serde_json::to_vec(&json!({"status": "applied", "instance_id": "i-1"})).unwrap();
+    assert_eq!(
+        call(
+            post.clone(),
+            &format!("{api}/commands/{command_id}/ack"),
+            Some(API_KEY),
+            Some(ack),
+            &[]
+        )
+        .await
+        .0,
+        200
+    );
+    let (_, after, _) = call(post.clone(), &hb, Some(API_KEY), Some(beat(2)), &[]).await;
+    assert_eq!(
+        after["commands"],
+        json!([]),
+        "an acknowledged command is not pulled again"
+    );
+    let (_, instances, _) = call(
+        get.clone(),
+        &format!("{api}/admin/services/{SERVICE}/instances"),
+        Some(OPERATOR),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(instances[0]["seq"], 2);
+    assert_eq!(
+        instances[0]["heartbeat"]["metrics"]["requests_per_minute"],
+        150
+    );
+
+    // Usage: a resend is a duplicate, never a double count.
+    let usage = serde_json::to_vec(&json!({
+        "service_id": SERVICE, "instance_id": "i-1",
+        "records": [
+            {"tenant_id": "hallym", "dimension": "requests", "period_start": "2026-01-03T12:00:00Z", "period_seconds": 300, "quantity": 42},
+            {"tenant_id": "hallym", "dimension": "errors", "period_start": "2026-01-03T12:00:00Z", "period_seconds": 300, "quantity": 1}
+        ]
+    }))
+    .unwrap();
+    let url = format!("{api}/services/{SERVICE}/usage");
+    let (_, receipt, _) = call(post.clone(), &url, Some(API_KEY), Some(usage.clone()), &[]).await;
+    assert_eq!(receipt, json!({"accepted": 2, "duplicates": 0}));
+    let (_, receipt, _) = call(post.clone(), &url, Some(API_KEY), Some(usage), &[]).await;
+    assert_eq!(receipt, json!({"accepted": 0, "duplicates": 2}));
+    let (_, totals, _) = call(
+        get.clone(),
+        &format!("{api}/admin/services/{SERVICE}/usage?tenant_id=hallym"),
+        Some(OPERATOR),
+        None,
+        &[],
+    )
+    .await;
+    let requests: Vec<&Value> = totals
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["dimension"] == "requests")
+        .collect();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0]["quantity"], 42);
+
+    // Alerts: the seed's body (no event_id) twice is stored once.
+    let alert = serde_json::to_vec(&json!({
+        "service_id": SERVICE, "alert_type": "cross_tenant_access_attempt", "severity": "high",
+        "details": {"source_tenant": "hallym", "target_tenant": "korea", "endpoint": "/api/courses/123", "ip_address": "123.45.67.89"},
+        "timestamp": "2026-01-03T12:00:00Z"
+    }))
+    .unwrap();
+    let url = format!("{api}/audit/alerts");
+    assert_eq!(
+        call(post.clone(), &url, Some(API_KEY), Some(alert.clone()), &[])
+            .await
+            .0,
+        201
+    );
+    let (status, body, _) = call(post.clone(), &url, Some(API_KEY), Some(alert), &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["duplicate"], true);
+    let (_, alerts, _) = call(
+        get.clone(),
+        &format!("{api}/admin/alerts?service_id={SERVICE}"),
+        Some(OPERATOR),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(alerts.as_array().unwrap().len(), 1);
+    assert_eq!(alerts[0]["details"]["ip_address"], "123.45.67.89");
+    market.running.stop().await;
+}
+
+#[tokio::test]
+async fn sso_issues_a_code_redeemable_once_with_the_pkce_verifier() {
+    let dir = tempfile::tempdir().unwrap();
+    let market = start_market(&format!("sqlite://{}/m.db", dir.path().display()), None).await;
+    register_service(&market.url, Some("http://service.example".to_owned())).await;
+    subscribe(&market.url, "hallym", "basic", false).await;
+    let (status, _) = crate::helpers::operator(
+        &market.url,
+        reqwest::Method::POST,
+        "/users",
+        Some(json!({"id": "alice", "tenant_id": "hallym", "name": "Alice", "email": "alice@hallym.ac.kr", "password": "correct-horse"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+    let redirect = "http://service.example/auth/marketplace/callback";
+    let params: Vec<(&str, &str)> = vec![
+        ("response_type", "code"),
+        ("client_id", SERVICE),
+        ("redirect_uri", redirect),
+        ("state", "st-123"),
+        ("code_challenge", challenge),
+        ("code_challenge_method", "S256"),
+    ];
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let authorize = format!("{}/api/v1/sso/authorize", market.url);
+    let form = http.get(&authorize).query(&params).send().await.unwrap();
+    assert_eq!(form.status(), 200);
+    assert!(form.text().await.unwrap().contains("<form"));
+
+    let mut wrong = params.clone();
+    wrong.push(("username", "alice"));
+    wrong.push(("password", "wrong"));
+    assert_eq!(
+        http.post(&authorize)
+            .form(&wrong)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let mut evil = params.clone();
+    evil[2] = ("redirect_uri", "http://evil.example/steal");
+    evil.push(("username", "alice"));
+    evil.push(("password", "correct-horse"));
+    assert_eq!(
+        http.post(&authorize)
+            .form(&evil)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        422
+    );
+
+    let mut login = params.clone();
+    login.push(("username", "alice"));
+    login.push(("password", "correct-horse"));
+    let redirected = http.post(&authorize).form(&login).send().await.unwrap();
+    assert_eq!(redirected.status(), 302);
+    let location = redirected.headers()["location"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(location.starts_with(redirect));
+    let query: HashMap<String, String> =
+        form_urlencoded::parse(location.split_once('?').unwrap().1.as_bytes())
+            .into_owned()
+            .collect();
+    assert_eq!(query["state"], "st-123");
+    let code = &query["code"];
+
+    let token = format!("{}/api/v1/sso/token", market.url);
+    let exchange = |verifier: &str| json!({"grant_type": "authorization_code", "code": code, "redirect_uri": redirect, "code_verifier": verifier});
+    let bad = http
+        .post(&token)
+        .bearer_auth(API_KEY)
+        .json(&exchange(&"x".repeat(43)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400, "a wrong verifier burns the code");
+    // A fresh code for the real exchange.
+    let redirected = http.post(&authorize).form(&login).send().await.unwrap();
+    let location = redirected.headers()["location"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let query: HashMap<String, String> =
+        form_urlencoded::parse(location.split_once('?').unwrap().1.as_bytes())
+            .into_owned()
+            .collect();
+    let body = json!({"grant_type": "authorization_code", "code": query["code"], "redirect_uri": redirect, "code_verifier": verifier});
+    let user: Value = http
+        .post(&token)
+        .bearer_auth(API_KEY)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(user["sub"], "alice");
+    assert_eq!(user["tenant_id"], "hallym");
+    let reused = http
+        .post(&token)
+        .bearer_auth(API_KEY)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reused.status(), 400, "a code works once");
+    market.running.stop().await;
+}
