@@ -1,4 +1,6 @@
-//! `mt-paas`: check a configuration and manage the tenants of a service.
+//! `mt-paas`: check a configuration, manage the tenants of a service, run the dev stack.
+
+mod dev;
 
 use std::{
     path::PathBuf,
@@ -57,6 +59,22 @@ enum Command {
     Tenant(TenantCommand),
     /// Mint a JWT signed with auth.jwt.secret (for development and tests).
     Token(TokenArgs),
+    /// Run the whole loop on this machine: the reference market on 127.0.0.1:8505 and the
+    /// service with MT_PAAS_ENV=dev, until Ctrl-C.
+    Dev(DevArgs),
+}
+
+#[derive(Debug, Args)]
+struct DevArgs {
+    /// The market's configuration (embedded defaults when the file is absent).
+    #[arg(long, default_value = "market.yaml")]
+    market_config: PathBuf,
+    /// Where the service answers, to wait for it and print the curl lines.
+    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    service_url: String,
+    /// The command that runs the service (default: basic_service from this repository).
+    #[arg(last = true)]
+    service: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -192,6 +210,16 @@ fn load(global: &Global) -> Result<Config, ExitCode> {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Dev(args) = &cli.command {
+        let service = if args.service.is_empty() {
+            ["cargo", "run", "-q", "-p", "basic_service"]
+                .map(str::to_owned)
+                .to_vec()
+        } else {
+            args.service.clone()
+        };
+        return dev::run(&args.market_config, &service, &args.service_url).await;
+    }
     let config = match load(&cli.global) {
         Ok(config) => config,
         Err(code) => return Ok(code),
@@ -222,6 +250,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", keys.issue(claims)?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Dev(_) => Ok(ExitCode::SUCCESS),
     }
 }
 

@@ -161,7 +161,12 @@ async fn push(inner: &Inner, service_id: &str, command: &Command, attempts: i64)
         }
         Err(error) => {
             let wait = backoff(u32::try_from(attempts).unwrap_or(u32::MAX));
-            tracing::warn!(command = id, service = service_id, error = %error, retry_in = ?wait, "command push failed");
+            // A service that is starting refuses a few pushes; only persistence is news.
+            if attempts >= 4 {
+                tracing::warn!(command = id, service = service_id, error = %error, retry_in = ?wait, "command push failed");
+            } else {
+                tracing::debug!(command = id, service = service_id, error = %error, retry_in = ?wait, "command push failed");
+            }
             let next = OffsetDateTime::now_utc() + wait;
             if let Err(e) = inner.store.push_failed(id, &error, next).await {
                 tracing::error!(error = %e, "cannot record a failed push");

@@ -211,6 +211,16 @@ impl Market {
         self.inner.deliveries.notify_one();
     }
 
+    /// The service just reached us, so it is up: push what waits for it now rather than at
+    /// the end of its backoff.
+    pub(crate) async fn service_alive(&self, service_id: &str) {
+        match self.inner.store.reschedule(service_id).await {
+            Ok(0) => {}
+            Ok(_) => self.kick(),
+            Err(e) => tracing::warn!(error = %e, "cannot reschedule commands"),
+        }
+    }
+
     async fn existing(
         &self,
         service_id: &str,

@@ -763,6 +763,19 @@ impl Store {
         rows.into_iter().map(QueuedCommand::try_from).collect()
     }
 
+    /// Makes a service's pending commands due now (the service just showed it is up).
+    /// Returns how many were waiting.
+    pub async fn reschedule(&self, service_id: &str) -> Result<u64> {
+        Ok(on_pool!(&self.db, pool => {
+            sqlx::query("UPDATE commands SET next_attempt_at = $1 WHERE service_id = $2 AND status = 'pending' AND next_attempt_at > $1")
+                .bind(now())
+                .bind(service_id)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        }))
+    }
+
     /// Records a failed push attempt.
     pub async fn push_failed(
         &self,

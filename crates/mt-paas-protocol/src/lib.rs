@@ -15,6 +15,7 @@
 //! assert!(verifier.verify(&headers.id, &headers.timestamp, &headers.signature, body, 1_767_441_600).is_ok());
 //! ```
 
+pub mod openapi;
 pub mod paths;
 pub mod types;
 pub mod webhook;

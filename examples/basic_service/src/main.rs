@@ -18,6 +18,11 @@ async fn main() -> anyhow::Result<()> {
     }
     let app = framework.create_app(basic_service::router());
     let addr = framework.config().service.listen;
+    if std::env::var_os("MT_PAAS_DEV_STACK").is_some() {
+        // `mt-paas dev` prints the lines to try once both servers are up.
+        framework.serve(app).await?;
+        return Ok(());
+    }
     println!("basic_service on http://{addr} — try:");
     println!("  curl -H 'X-Tenant-ID: hallym' http://{addr}/courses");
     println!("  curl -H 'Host: hallym.localhost' http://{addr}/courses");

@@ -69,6 +69,7 @@ async fn heartbeat(
         return Err(invalid("active_tenants", "at most 100000 tenants"));
     }
     let accepted = market.store().record_heartbeat(&heartbeat).await?;
+    market.service_alive(&service.id).await;
     let commands = market
         .store()
         .commands(&service.id, true, MAX_PULLED)
@@ -120,6 +121,7 @@ async fn entitlements(
     if since.since_revision < 0 {
         return Err(invalid("since_revision", "must not be negative"));
     }
+    market.service_alive(&service.id).await;
     let changed = market
         .store()
         .subscriptions_since(&service.id, since.since_revision, PAGE)
