@@ -219,9 +219,38 @@ async fn bad_input_gets_4xx_problems() {
 }
 
 #[tokio::test]
-async fn entitlements_heartbeats_usage_and_alerts() {
+async fn entitlements_heartbeats_usage_and_alerts_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let market = start_market(&format!("sqlite://{}/m.db", dir.path().display()), None).await;
+    entitlements_heartbeats_usage_and_alerts(&format!("sqlite://{}/m.db", dir.path().display()))
+        .await;
+}
+
+#[tokio::test]
+async fn entitlements_heartbeats_usage_and_alerts_on_postgres() {
+    let admin = std::env::var("MT_PAAS_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    if sqlx::PgPool::connect(&admin).await.is_err() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "Postgres is required in CI"
+        );
+        eprintln!("skipped: Postgres is not reachable");
+        return;
+    }
+    let name = format!("mtp_test_market_{}", std::process::id());
+    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    entitlements_heartbeats_usage_and_alerts(&url).await;
+    let pool = sqlx::PgPool::connect(&admin).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+}
+
+async fn entitlements_heartbeats_usage_and_alerts(db_url: &str) {
+    let market = start_market(db_url, None).await;
     register_service(&market.url, None).await;
     subscribe(&market.url, "hallym", "premium", false).await;
     subscribe(&market.url, "korea", "basic", true).await;
