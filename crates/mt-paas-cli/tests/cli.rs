@@ -41,7 +41,10 @@ fn config_check_prints_the_effective_config_without_secrets() {
     let vars = [
         ("MARKETPLACE_API_KEY", "mk_live_secret_value"),
         ("JWT_SECRET", "jwt_secret_value"),
-        ("AES_SECRET_KEY", "aes_secret_value"),
+        (
+            "AES_SECRET_KEY",
+            "YWVzLXNlY3JldC12YWx1ZS14eXotMzItYnl0ZXMhIQ==",
+        ),
     ];
     let out = mt_paas(
         dir.path(),

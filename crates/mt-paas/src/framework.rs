@@ -15,16 +15,23 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::{
     config::{Config, ConfigError, ConfigLoader},
-    control::{Control, KillSwitch},
+    control::{AuditLogger, Control, KillSwitch},
     core::{
         central::{CentralDb, CentralDbError},
         database::{DatabaseRouter, DbError},
         manager::{ManagerError, TenantManager},
         tenant::Features,
     },
+    encryption::{EncryptionError, FieldCipher},
     http::{ApiError, ProblemCode, ProblemLayer, panic_response},
     integrations::{Entitlements, MarketError, MarketplaceClient},
-    middleware::{subscription::SubscriptionLayer, tenant::TenantLayer},
+    middleware::{
+        auth::{AuthLayer, JwtKeys},
+        rate_limit::{RateLimitLayer, RedisLimiter},
+        subscription::SubscriptionLayer,
+        tenant::TenantLayer,
+    },
+    outbox::{LrsClient, Outbox, Sinks},
     provisioning::{ProvisionError, Provisioner},
 };
 use mt_paas_protocol::webhook::Verifier;
@@ -98,6 +105,11 @@ struct Inner {
     marketplace: Option<MarketplaceClient>,
     entitlements: Option<Entitlements>,
     control: Option<Control>,
+    outbox: Outbox,
+    audit: AuditLogger,
+    auth_layer: AuthLayer,
+    rate_limit_layer: Option<RateLimitLayer>,
+    cipher: Option<FieldCipher>,
 }
 
 impl std::fmt::Debug for ServiceMarketFramework {
@@ -182,6 +194,76 @@ impl ServiceMarketFramework {
             config.features.controlled_by_subscription,
             market.grace_period_hours,
         );
+        let sinks = Sinks {
+            market: marketplace.clone(),
+            lrs: if config.logging.activity_log.enabled {
+                LrsClient::new(
+                    &config.logging.activity_log,
+                    Duration::from_millis(market.request_timeout_ms.max(5000)),
+                )
+            } else {
+                None
+            },
+        };
+        let outbox = Outbox::new(central.clone(), config.logging.outbox.clone(), sinks);
+        outbox.spawn_workers();
+        let audit = AuditLogger::new(outbox.clone(), config.service.id.clone());
+        let tenant_claim = config
+            .tenant_identification
+            .methods
+            .iter()
+            .find_map(|m| match m {
+                crate::config::IdentificationMethod::JwtClaim { claim_name } => {
+                    Some(claim_name.clone())
+                }
+                _ => None,
+            })
+            .unwrap_or_else(|| "tenant_id".to_owned());
+        let auth_layer = AuthLayer::new(
+            JwtKeys::from_config(&config.auth.jwt),
+            tenant_claim,
+            config.security.cross_tenant_audit.then(|| audit.clone()),
+        );
+        let encryption = &config.security.encryption;
+        let cipher = match (&encryption.enabled, &encryption.key) {
+            (true, Some(key)) => {
+                let previous: Vec<&str> = encryption
+                    .previous_keys
+                    .iter()
+                    .map(crate::config::Secret::expose)
+                    .collect();
+                Some(FieldCipher::new(key.expose(), &previous).map_err(|e| {
+                    Error::Config(ConfigError {
+                        problems: vec![crate::config::ConfigProblem {
+                            file: config.sources.base.display().to_string(),
+                            key: "security.encryption.key".to_owned(),
+                            message: e.to_string(),
+                        }],
+                    })
+                })?)
+            }
+            _ => None,
+        };
+        let limits = &config.security.rate_limit;
+        let rate_limit_layer = if limits.enabled {
+            let redis = match &limits.redis_url {
+                Some(url) => match RedisLimiter::connect(url.expose(), &config.service.id).await {
+                    Ok(redis) => Some(redis),
+                    Err(e) => {
+                        tracing::error!(url = %url, error = %e, "security.rate_limit.redis_url cannot be reached; limiting per replica until it can");
+                        None
+                    }
+                },
+                None => None,
+            };
+            Some(RateLimitLayer::new(
+                limits.default_rpm,
+                redis,
+                Some(audit.clone()),
+            ))
+        } else {
+            None
+        };
         let control = market.webhook_secret.as_ref().map(|secrets| {
             let secrets = secrets
                 .expose()
@@ -196,6 +278,7 @@ impl ServiceMarketFramework {
                 provisioner: provisioner.clone(),
                 entitlements: entitlements.clone(),
                 client: marketplace.clone(),
+                audit: audit.clone(),
             }
         });
         if let Some(control) = &control {
@@ -214,6 +297,11 @@ impl ServiceMarketFramework {
                 marketplace,
                 entitlements,
                 control,
+                outbox,
+                audit,
+                auth_layer,
+                rate_limit_layer,
+                cipher,
             }),
         })
     }
@@ -263,6 +351,24 @@ impl ServiceMarketFramework {
         self.inner.entitlements.as_ref()
     }
 
+    /// The durable outbox (audit alerts, usage, xAPI statements).
+    pub fn outbox(&self) -> &Outbox {
+        &self.inner.outbox
+    }
+
+    /// Field encryption (`security.encryption`).
+    pub fn encryption(&self) -> Result<&FieldCipher, EncryptionError> {
+        self.inner
+            .cipher
+            .as_ref()
+            .ok_or(EncryptionError::NotConfigured)
+    }
+
+    /// The audit logger (security events to the market).
+    pub fn audit(&self) -> &AuditLogger {
+        &self.inner.audit
+    }
+
     /// A connection to the current request's tenant's database (seed §4.1 `get_tenant_db()`).
     /// The [`TenantDb`](crate::TenantDb) extractor is the same thing for handlers.
     pub async fn get_tenant_db(&self) -> Result<crate::TenantDb, DbError> {
@@ -280,8 +386,10 @@ impl ServiceMarketFramework {
         self.inner.tenant_layer.clone()
     }
 
-    /// Makes `router` multi-tenant: each of its routes gets the tenant pipeline, and the
-    /// public routes `/healthz` and `/readyz` (no tenant) are added. Every error answers as
+    /// Makes `router` multi-tenant: each of its routes gets the pipeline of DESIGN §4 —
+    /// tenant, auth, subscription and kill switch, rate limit — and the public routes
+    /// `/healthz` and `/readyz` (no tenant), plus the signed control endpoints when
+    /// `marketplace.webhook_secret` is set, are added. Every error answers as
     /// problem+json in the caller's language; a panicking handler answers 500.
     ///
     /// Requests that match none of `router`'s routes get a 404 without tenant checks.
@@ -293,8 +401,13 @@ impl ServiceMarketFramework {
         // route_layer panics on a router without routes; such a router has nothing to guard.
         // The last layer added runs first: tenant, then subscription and kill switch.
         let tenant_routes = if router.has_routes() {
+            let router = match &self.inner.rate_limit_layer {
+                Some(layer) => router.route_layer(layer.clone()),
+                None => router,
+            };
             router
                 .route_layer(self.inner.subscription_layer.clone())
+                .route_layer(self.inner.auth_layer.clone())
                 .route_layer(self.tenant_layer())
         } else {
             router
@@ -337,7 +450,8 @@ impl ServiceMarketFramework {
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(Error::Serve)?;
-        tracing::info!("stopped; closing the central DB");
+        tracing::info!("stopped; delivering what the outbox holds, then closing the central DB");
+        self.inner.outbox.shutdown(Duration::from_secs(5)).await;
         self.inner.central.close().await;
         Ok(())
     }

@@ -29,11 +29,13 @@ pub mod config;
 mod context;
 pub mod control;
 pub mod core;
+pub mod encryption;
 mod framework;
 pub mod http;
 pub mod integrations;
 pub mod logging;
 pub mod middleware;
+pub mod outbox;
 pub mod provisioning;
 
 pub use crate::{
@@ -45,5 +47,8 @@ pub use crate::{
         tenant::{Features, Tenant},
     },
     framework::{Error, ServiceMarketFramework, shutdown_signal},
-    middleware::tenant::TenantLayer,
+    middleware::{
+        auth::{CurrentUser, current_user},
+        tenant::TenantLayer,
+    },
 };

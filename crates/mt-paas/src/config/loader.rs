@@ -1024,6 +1024,30 @@ fn check_rules(
             "security.encryption.enabled is true, so a key is required (e.g. key: \"${AES_SECRET_KEY}\")".to_owned(),
         );
     }
+    let encryption = &config.security.encryption;
+    if ok(&[
+        "security.encryption.key",
+        "security.encryption.previous_keys",
+    ]) && encryption.enabled
+        && let Some(key) = &encryption.key
+    {
+        let previous: Vec<&str> = encryption
+            .previous_keys
+            .iter()
+            .map(super::Secret::expose)
+            .collect();
+        if let Err(e) = crate::encryption::FieldCipher::new(key.expose(), &previous) {
+            let (path, message) = match e {
+                crate::encryption::EncryptionError::InvalidKey(which) => (
+                    format!("security.encryption.{which}"),
+                    "a key is base64 of exactly 32 bytes (e.g. `openssl rand -base64 32`)"
+                        .to_owned(),
+                ),
+                other => ("security.encryption.key".to_owned(), other.to_string()),
+            };
+            report(&path, message);
+        }
+    }
     if ok(&["security.rate_limit.default_rpm"])
         && config.security.rate_limit.enabled
         && config.security.rate_limit.default_rpm == 0

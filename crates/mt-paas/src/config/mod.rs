@@ -477,9 +477,12 @@ pub struct SecurityConfig {
 pub struct EncryptionConfig {
     /// Whether field encryption is on.
     pub enabled: bool,
-    /// The AES-256 key.
+    /// The AES-256 key that seals: base64 of 32 bytes.
     #[serde(with = "secret::optional")]
     pub key: Option<Secret>,
+    /// Earlier keys that still open what they sealed (rotation).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous_keys: Vec<Secret>,
 }
 
 /// `security.rate_limit`.
@@ -491,6 +494,10 @@ pub struct RateLimitConfig {
     pub enabled: bool,
     /// Requests per minute when the plan names no limit.
     pub default_rpm: u32,
+    /// A Redis server that makes the limit hold across replicas (`redis://127.0.0.1:6379`);
+    /// each replica limits on its own without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_url: Option<DatabaseUrl>,
 }
 
 /// `logging`.
@@ -504,6 +511,8 @@ pub struct LoggingConfig {
     pub activity_log: ActivityLogConfig,
     /// Usage reports to the market.
     pub usage_report: UsageReportConfig,
+    /// Delivery of what the service reports.
+    pub outbox: OutboxConfig,
 }
 
 /// `logging.level`.
@@ -548,9 +557,36 @@ impl LogLevel {
 pub struct ActivityLogConfig {
     /// Whether statements are sent.
     pub enabled: bool,
-    /// The LRS's xAPI base URL.
+    /// The LRS's xAPI base URL (statements go to `{endpoint}/statements`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+    /// The LRS's Basic-auth user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// The LRS's Basic-auth password.
+    #[serde(
+        default,
+        with = "secret::optional",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub password: Option<Secret>,
+    /// The IRI base of activities: `{activity_base}/{object}`.
+    pub activity_base: String,
+    /// The `homePage` of actors' accounts.
+    pub actor_home_page: String,
+}
+
+/// `logging.outbox`: delivery of audit alerts, usage and xAPI statements.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct OutboxConfig {
+    /// Attempts before an item is dead-lettered.
+    pub max_attempts: u32,
+    /// Items sent in one request (xAPI statements, usage records).
+    pub batch_size: u32,
+    /// Seconds a delivered item is kept (for `mt-paas outbox list`).
+    pub keep_delivered_seconds: u64,
 }
 
 /// `logging.usage_report`.

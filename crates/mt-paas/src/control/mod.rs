@@ -6,6 +6,7 @@
 //! ±300 s, and a `webhook-id` never seen before (kept in the central DB, so a replay is
 //! refused after a restart too). A refused command answers 401 and changes nothing.
 
+pub mod audit;
 pub mod kill_switch;
 
 use std::{sync::Arc, time::Duration};
@@ -25,7 +26,10 @@ use mt_paas_protocol::{
 use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 
-pub use self::kill_switch::{Access, KillSwitch, SwitchState};
+pub use self::{
+    audit::AuditLogger,
+    kill_switch::{Access, KillSwitch, SwitchState},
+};
 use crate::{
     config::Config,
     core::{
@@ -52,6 +56,7 @@ pub(crate) struct Control {
     pub(crate) provisioner: Provisioner,
     pub(crate) entitlements: Option<Entitlements>,
     pub(crate) client: Option<MarketplaceClient>,
+    pub(crate) audit: AuditLogger,
 }
 
 /// The control routes, for a service whose id is `service_id`.
@@ -99,6 +104,13 @@ impl Control {
             now,
         ) {
             tracing::warn!(error = %e, "a control command was refused");
+            self.audit
+                .report(
+                    audit::SIGNATURE_FAILURE,
+                    mt_paas_protocol::Severity::Medium,
+                    serde_json::json!({ "reason": e.to_string(), "webhook_id": id.chars().take(100).collect::<String>() }),
+                )
+                .await;
             return Err(refused(match e {
                 WebhookError::OutsideTolerance { .. } => "timestamp outside ±300 s",
                 WebhookError::NoMatchingSignature => "signature mismatch",
@@ -117,6 +129,13 @@ impl Control {
         .map_err(ApiError::database)?;
         if !first_sight {
             tracing::warn!(webhook_id = id, "a replayed control command was refused");
+            self.audit
+                .report(
+                    audit::SIGNATURE_FAILURE,
+                    mt_paas_protocol::Severity::High,
+                    serde_json::json!({ "reason": "replayed webhook-id", "webhook_id": id }),
+                )
+                .await;
             return Err(refused("webhook-id already used"));
         }
         serde_json::from_slice(body).map_err(|e| {

@@ -32,6 +32,10 @@ pub enum ProblemCode {
     TenantArchived,
     /// A bearer token failed verification (401).
     InvalidToken,
+    /// The route needs a signed-in user and the request has none (401).
+    AuthenticationRequired,
+    /// A token of one tenant was used on another tenant (403).
+    CrossTenantAccess,
     /// The tenant's plan lacks a feature (403).
     FeatureNotAvailable,
     /// The central database cannot be reached (503).
@@ -66,6 +70,8 @@ pub enum ProblemCode {
     Conflict,
     /// The body is too large (413).
     PayloadTooLarge,
+    /// The tenant used up its requests per minute (429).
+    RateLimited,
     /// The body's media type is not accepted (415).
     UnsupportedMediaType,
     /// The body is well-formed but unusable (422).
@@ -96,6 +102,8 @@ impl ProblemCode {
             Self::TenantSuspended => "tenant_suspended",
             Self::TenantArchived => "tenant_archived",
             Self::InvalidToken => "invalid_token",
+            Self::AuthenticationRequired => "authentication_required",
+            Self::CrossTenantAccess => "cross_tenant_access",
             Self::FeatureNotAvailable => "feature_not_available",
             Self::CentralDbUnavailable => "central_db_unavailable",
             Self::TenantDbUnavailable => "tenant_db_unavailable",
@@ -113,6 +121,7 @@ impl ProblemCode {
             Self::Forbidden => "forbidden",
             Self::Conflict => "conflict",
             Self::PayloadTooLarge => "payload_too_large",
+            Self::RateLimited => "rate_limited",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::UnprocessableEntity => "unprocessable_entity",
             Self::HttpError => "http_error",
@@ -136,6 +145,7 @@ impl ProblemCode {
             StatusCode::NOT_FOUND => Self::NotFound,
             StatusCode::METHOD_NOT_ALLOWED => Self::MethodNotAllowed,
             StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge,
+            StatusCode::TOO_MANY_REQUESTS => Self::RateLimited,
             StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType,
             StatusCode::UNPROCESSABLE_ENTITY => Self::UnprocessableEntity,
             s if s.is_server_error() => Self::Internal,
@@ -207,6 +217,20 @@ impl ProblemCode {
                 "Invalid token",
                 "인증 토큰이 유효하지 않습니다: {reason}",
                 "The bearer token is invalid: {reason}",
+            ),
+            Self::AuthenticationRequired => t(
+                StatusCode::UNAUTHORIZED,
+                "로그인 필요",
+                "Authentication required",
+                "로그인이 필요합니다. Authorization: Bearer 토큰을 보내세요.",
+                "Sign in first: send an Authorization: Bearer token.",
+            ),
+            Self::CrossTenantAccess => t(
+                StatusCode::FORBIDDEN,
+                "다른 테넌트 접근",
+                "Cross-tenant access",
+                "'{token_tenant}' 테넌트의 토큰으로 '{tenant_id}' 테넌트에 접근할 수 없습니다.",
+                "A token of tenant '{token_tenant}' cannot be used for tenant '{tenant_id}'.",
             ),
             Self::FeatureNotAvailable => t(
                 StatusCode::FORBIDDEN,
@@ -326,6 +350,13 @@ impl ProblemCode {
                 "Payload too large",
                 "요청 본문이 허용된 크기를 넘었습니다.",
                 "The request body exceeds the allowed size.",
+            ),
+            Self::RateLimited => t(
+                StatusCode::TOO_MANY_REQUESTS,
+                "요청 한도 초과",
+                "Too many requests",
+                "요청 한도(분당 {limit}회)를 넘었습니다. {retry_after}초 후에 다시 시도하세요.",
+                "The limit of {limit} requests per minute is used up; try again in {retry_after} s.",
             ),
             Self::UnsupportedMediaType => t(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -583,6 +614,8 @@ mod tests {
             ProblemCode::TenantSuspended,
             ProblemCode::TenantArchived,
             ProblemCode::InvalidToken,
+            ProblemCode::AuthenticationRequired,
+            ProblemCode::CrossTenantAccess,
             ProblemCode::FeatureNotAvailable,
             ProblemCode::CentralDbUnavailable,
             ProblemCode::TenantDbUnavailable,
@@ -600,6 +633,7 @@ mod tests {
             ProblemCode::Forbidden,
             ProblemCode::Conflict,
             ProblemCode::PayloadTooLarge,
+            ProblemCode::RateLimited,
             ProblemCode::UnsupportedMediaType,
             ProblemCode::UnprocessableEntity,
             ProblemCode::HttpError,

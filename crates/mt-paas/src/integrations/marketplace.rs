@@ -29,6 +29,8 @@ pub enum MarketError {
         status: u16,
         /// The problem's detail or the body.
         detail: String,
+        /// The market's `Retry-After`, in seconds.
+        retry_after: Option<u64>,
     },
     /// The answer is not what the protocol says.
     #[error("the market's answer is not valid: {0}")]
@@ -134,6 +136,11 @@ impl MarketplaceClient {
             }
             StatusCode::UNAUTHORIZED => Err(MarketError::Unauthorized),
             status => {
+                let retry_after = response
+                    .headers()
+                    .get(header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse().ok());
                 let body = response.text().await.unwrap_or_default();
                 let detail = serde_json::from_str::<mt_paas_protocol::Problem>(&body)
                     .map(|p| p.detail)
@@ -141,6 +148,7 @@ impl MarketplaceClient {
                 Err(MarketError::Status {
                     status: status.as_u16(),
                     detail,
+                    retry_after,
                 })
             }
         }
@@ -174,6 +182,7 @@ impl MarketplaceClient {
                     .chars()
                     .take(300)
                     .collect(),
+                retry_after: None,
             });
         }
         if response.status() == StatusCode::NO_CONTENT {
@@ -227,6 +236,7 @@ impl MarketplaceClient {
             return Err(MarketError::Status {
                 status: 404,
                 detail: "the market does not know this service".to_owned(),
+                retry_after: None,
             });
         }
         Self::json(response).await

@@ -15,7 +15,10 @@ fn example_path() -> PathBuf {
 const EXAMPLE_VARS: &[(&str, &str)] = &[
     ("MARKETPLACE_API_KEY", "mk_live_0123456789"),
     ("JWT_SECRET", "jwt-secret-value-xyz"),
-    ("AES_SECRET_KEY", "aes-secret-value-xyz"),
+    (
+        "AES_SECRET_KEY",
+        "YWVzLXNlY3JldC12YWx1ZS14eXotMzItYnl0ZXMhIQ==",
+    ),
 ];
 
 fn write(dir: &Path, name: &str, yaml: &str) -> PathBuf {
@@ -455,7 +458,7 @@ fn secrets_never_appear_in_debug_output_or_the_redacted_config() {
     let secrets = [
         "mk_live_0123456789",
         "jwt-secret-value-xyz",
-        "aes-secret-value-xyz",
+        "YWVzLXNlY3JldC12YWx1ZS14eXotMzItYnl0ZXMhIQ==",
         "pg-password-value",
         "custom-key-value",
     ];

@@ -9,7 +9,7 @@ use crate::{
     config::{Config, ConfigError, ConfigProblem, IdentificationMethod},
     core::models::TenantId,
     http::{ApiError, ProblemCode},
-    middleware::auth::JwtKeys,
+    middleware::auth::{JwtKeys, bearer_token},
 };
 
 /// Where an id came from, worded for the caller.
@@ -271,18 +271,6 @@ fn from_token(
     }
 }
 
-/// The token of `Authorization: Bearer <token>`, if that is the scheme. A bearer header
-/// with an empty or non-ASCII token yields `""`, which fails verification as malformed.
-fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.as_bytes();
-    let value = value.trim_ascii();
-    let scheme_end = value.iter().position(|b| *b == b' ').unwrap_or(value.len());
-    if !value[..scheme_end].eq_ignore_ascii_case(b"bearer") {
-        return None;
-    }
-    Some(std::str::from_utf8(&value[scheme_end..]).map_or("", str::trim))
-}
-
 fn from_query(uri: &Uri, name: &str, source: &Source) -> Result<Option<String>, ApiError> {
     let Some(query) = uri.query() else {
         return Ok(None);
@@ -327,29 +315,5 @@ mod tests {
         assert_eq!(host_name("[::1]"), None);
         assert_eq!(host_name(""), None);
         assert_eq!(host_name("a.b:port"), None);
-    }
-
-    #[test]
-    fn bearer_scheme_is_case_insensitive() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_static("bearer  abc "),
-        );
-        assert_eq!(bearer_token(&h), Some("abc"));
-        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
-        assert_eq!(bearer_token(&h), None);
-        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer"));
-        assert_eq!(bearer_token(&h), Some(""));
-        h.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_bytes(b"Bearer \xff").unwrap(),
-        );
-        assert_eq!(bearer_token(&h), Some(""));
-        h.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_static("Bearerx abc"),
-        );
-        assert_eq!(bearer_token(&h), None);
     }
 }

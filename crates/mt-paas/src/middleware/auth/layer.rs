@@ -1,0 +1,284 @@
+//! [`AuthLayer`] and [`CurrentUser`].
+
+use std::{
+    convert::Infallible,
+    future::Future,
+    net::SocketAddr,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use axum::{
+    extract::{ConnectInfo, FromRequestParts, OptionalFromRequestParts},
+    response::{IntoResponse, Response},
+};
+use http::{HeaderValue, Request, header, request::Parts};
+use mt_paas_protocol::Severity;
+use serde_json::{Value, json};
+use tower::{Layer, Service};
+
+use super::{Claims, JwtKeys, bearer_token};
+use crate::{
+    control::{AuditLogger, audit::CROSS_TENANT_ACCESS_ATTEMPT},
+    core::{models::TenantId, tenant::Tenant},
+    http::{ApiError, ProblemCode},
+};
+
+tokio::task_local! {
+    static CURRENT_USER: CurrentUser;
+}
+
+/// The signed-in user of the request, from its verified bearer token.
+///
+/// As an extractor it answers 401 `authentication_required` when the request has no user;
+/// take `Option<CurrentUser>` where a user is optional.
+#[derive(Debug, Clone)]
+pub struct CurrentUser(Arc<UserInner>);
+
+#[derive(Debug)]
+struct UserInner {
+    sub: String,
+    tenant_id: Option<TenantId>,
+    claims: Claims,
+}
+
+impl CurrentUser {
+    /// The user's id (`sub`).
+    pub fn sub(&self) -> &str {
+        &self.0.sub
+    }
+
+    /// The tenant named by the token, if any.
+    pub fn tenant_id(&self) -> Option<&TenantId> {
+        self.0.tenant_id.as_ref()
+    }
+
+    /// The user's name (`name` claim), if the token has one.
+    pub fn name(&self) -> Option<&str> {
+        self.0.claims.get("name").and_then(Value::as_str)
+    }
+
+    /// Every claim of the token.
+    pub fn claims(&self) -> &Claims {
+        &self.0.claims
+    }
+}
+
+/// The user of the request being served, anywhere inside it; `None` without one.
+pub fn current_user() -> Option<CurrentUser> {
+    CURRENT_USER.try_with(CurrentUser::clone).ok()
+}
+
+fn authentication_required() -> ApiError {
+    ApiError::new(ProblemCode::AuthenticationRequired)
+        .header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<CurrentUser>()
+            .cloned()
+            .ok_or_else(authentication_required)
+    }
+}
+
+impl<S: Send + Sync> OptionalFromRequestParts<S> for CurrentUser {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(parts.extensions.get::<CurrentUser>().cloned())
+    }
+}
+
+/// Verifies bearer tokens and refuses a token of one tenant on another.
+#[derive(Clone)]
+pub struct AuthLayer {
+    state: Arc<State>,
+}
+
+struct State {
+    keys: Option<JwtKeys>,
+    tenant_claim: String,
+    audit: Option<AuditLogger>,
+}
+
+impl std::fmt::Debug for AuthLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthLayer")
+            .field("verifies", &self.state.keys.is_some())
+            .field("audits", &self.state.audit.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuthLayer {
+    /// A layer verifying with `keys` (no user is ever set without keys), reading the
+    /// tenant from the `tenant_claim` claim, and reporting cross-tenant attempts to `audit`.
+    pub fn new(
+        keys: Option<JwtKeys>,
+        tenant_claim: impl Into<String>,
+        audit: Option<AuditLogger>,
+    ) -> Self {
+        Self {
+            state: Arc::new(State {
+                keys,
+                tenant_claim: tenant_claim.into(),
+                audit,
+            }),
+        }
+    }
+}
+
+/// What a verified token says.
+struct Verified {
+    sub: Option<String>,
+    tenant_id: Option<TenantId>,
+    claims: Claims,
+}
+
+impl State {
+    fn verify<B>(&self, request: &Request<B>) -> Result<Option<Verified>, ApiError> {
+        let (Some(keys), Some(token)) = (&self.keys, bearer_token(request.headers())) else {
+            return Ok(None);
+        };
+        let claims = keys.verify(token).map_err(|e| {
+            let (ko, en) = e.localized();
+            ApiError::new(ProblemCode::InvalidToken)
+                .localized_param("reason", ko, en)
+                .header(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                )
+        })?;
+        let malformed = |ko: &'static str, en: &'static str| {
+            ApiError::new(ProblemCode::InvalidToken).localized_param("reason", ko, en)
+        };
+        let tenant_id = match claims.get(&self.tenant_claim) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(TenantId::parse_lenient(s).map_err(|_| {
+                malformed(
+                    "토큰의 테넌트 ID가 올바르지 않습니다.",
+                    "its tenant id is malformed.",
+                )
+            })?),
+            Some(_) => {
+                return Err(malformed(
+                    "토큰의 테넌트 ID가 문자열이 아닙니다.",
+                    "its tenant id is not a string.",
+                ));
+            }
+        };
+        // A token without a subject names a tenant, not a user.
+        let sub = claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned);
+        Ok(Some(Verified {
+            sub,
+            tenant_id,
+            claims,
+        }))
+    }
+}
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = AuthService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthService {
+            inner,
+            state: self.state.clone(),
+        }
+    }
+}
+
+/// The service of [`AuthLayer`].
+#[derive(Clone)]
+pub struct AuthService<S> {
+    inner: S,
+    state: Arc<State>,
+}
+
+impl<S> std::fmt::Debug for AuthService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthService").finish_non_exhaustive()
+    }
+}
+
+impl<S, B> Service<Request<B>> for AuthService<S>
+where
+    S: Service<Request<B>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let state = self.state.clone();
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let verified = state.verify(&request);
+        Box::pin(async move {
+            let verified = match verified {
+                Ok(Some(verified)) => verified,
+                Ok(None) => return inner.call(request).await,
+                Err(error) => return Ok(error.into_response()),
+            };
+            let tenant = request.extensions().get::<Tenant>().map(|t| t.id().clone());
+            if let (Some(claimed), Some(tenant)) = (&verified.tenant_id, &tenant)
+                && claimed != tenant
+            {
+                let path = request.uri().path().to_owned();
+                let ip = request
+                    .extensions()
+                    .get::<ConnectInfo<SocketAddr>>()
+                    .map(|c| c.0.ip().to_string())
+                    .unwrap_or_default();
+                if let Some(audit) = &state.audit {
+                    audit
+                        .report(
+                            CROSS_TENANT_ACCESS_ATTEMPT,
+                            Severity::High,
+                            json!({
+                                "source_tenant": claimed,
+                                "target_tenant": tenant,
+                                "endpoint": path,
+                                "ip_address": ip,
+                                "user": verified.sub,
+                            }),
+                        )
+                        .await;
+                }
+                return Ok(ApiError::new(ProblemCode::CrossTenantAccess)
+                    .param("tenant_id", tenant.to_string())
+                    .param("token_tenant", claimed.to_string())
+                    .into_response());
+            }
+            let Some(sub) = verified.sub else {
+                return inner.call(request).await;
+            };
+            let user = CurrentUser(Arc::new(UserInner {
+                sub,
+                tenant_id: verified.tenant_id,
+                claims: verified.claims,
+            }));
+            request.extensions_mut().insert(user.clone());
+            CURRENT_USER.scope(user, inner.call(request)).await
+        })
+    }
+}

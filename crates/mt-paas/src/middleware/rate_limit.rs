@@ -1,0 +1,410 @@
+//! [`RateLimitLayer`]: requests per minute per tenant, from the plan
+//! (`limits.requests_per_minute`) or `security.rate_limit.default_rpm`.
+//!
+//! The algorithm is GCRA: a tenant may send its whole minute's allowance at once, then one
+//! request per `60 s / rpm`; exactly `rpm` requests pass in any burst, the next gets 429 with
+//! `Retry-After`. Every answer carries `RateLimit-Limit`, `RateLimit-Remaining` and
+//! `RateLimit-Reset`. In memory, state is one integer per active tenant, dropped two minutes
+//! after its last request (memory stays bounded as tenants come and go). With
+//! `security.rate_limit.redis_url` the same algorithm runs atomically in Redis (one Lua script,
+//! Redis's clock), so the limit holds across replicas; if Redis fails, each replica falls back
+//! to its own memory rather than refusing or admitting everything.
+
+use std::{
+    convert::Infallible,
+    future::Future,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    task::{Context, Poll},
+    time::{Duration, Instant},
+};
+
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderValue, Request, header};
+use moka::future::Cache;
+use mt_paas_protocol::Severity;
+use tower::{Layer, Service};
+
+use crate::{
+    control::{AuditLogger, audit::RATE_LIMIT_EXCEEDED},
+    core::{models::TenantId, tenant::Tenant},
+    http::{ApiError, ProblemCode},
+};
+
+/// 429s within a minute after which a tenant is reported to the market.
+const REPORT_AFTER: u64 = 100;
+
+/// One decision of the limiter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// Whether the request passes.
+    pub allowed: bool,
+    /// The limit per minute.
+    pub limit: u32,
+    /// Requests left right now.
+    pub remaining: u32,
+    /// Seconds until the allowance is whole again.
+    pub reset: u64,
+    /// Seconds until a refused request would pass.
+    pub retry_after: u64,
+}
+
+/// The in-memory GCRA state of every active tenant.
+#[derive(Clone)]
+pub struct MemoryLimiter {
+    epoch: Instant,
+    tats: Cache<TenantId, Arc<AtomicU64>>,
+}
+
+impl std::fmt::Debug for MemoryLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryLimiter")
+            .field("tenants", &self.tats.entry_count())
+            .finish()
+    }
+}
+
+impl Default for MemoryLimiter {
+    fn default() -> Self {
+        Self {
+            epoch: Instant::now(),
+            tats: Cache::builder()
+                .max_capacity(1_000_000)
+                .time_to_idle(Duration::from_secs(120))
+                .build(),
+        }
+    }
+}
+
+/// GCRA on nanosecond clocks: `tat` is the theoretical arrival time.
+fn gcra(tat: u64, now: u64, limit: u32) -> (Option<u64>, Decision) {
+    let limit = limit.max(1);
+    let interval = 60_000_000_000 / u64::from(limit);
+    let tolerance = interval * u64::from(limit);
+    let new_tat = tat.max(now) + interval;
+    let allow_at = new_tat.saturating_sub(tolerance);
+    let secs = |nanos: u64| nanos.div_ceil(1_000_000_000);
+    if allow_at > now {
+        return (
+            None,
+            Decision {
+                allowed: false,
+                limit,
+                remaining: 0,
+                reset: secs(tat.max(now) - now),
+                retry_after: secs(allow_at - now).max(1),
+            },
+        );
+    }
+    let remaining = (now + tolerance - new_tat) / interval;
+    (
+        Some(new_tat),
+        Decision {
+            allowed: true,
+            limit,
+            remaining: u32::try_from(remaining).unwrap_or(u32::MAX),
+            reset: secs(new_tat - now),
+            retry_after: 0,
+        },
+    )
+}
+
+impl MemoryLimiter {
+    /// Counts one request of `tenant` against `limit` per minute.
+    pub async fn check(&self, tenant: &TenantId, limit: u32) -> Decision {
+        let tat = self
+            .tats
+            .get_with_by_ref(tenant, async { Arc::new(AtomicU64::new(0)) })
+            .await;
+        let now = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let mut current = tat.load(Ordering::Acquire);
+        loop {
+            let (next, decision) = gcra(current, now, limit);
+            let Some(next) = next else { return decision };
+            match tat.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return decision,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Tenants with state in memory.
+    pub async fn tracked(&self) -> u64 {
+        self.tats.run_pending_tasks().await;
+        self.tats.entry_count()
+    }
+}
+
+const GCRA_SCRIPT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local tolerance = interval * tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new_tat = tat + interval
+local allow_at = new_tat - tolerance
+if allow_at > now then
+  return {0, 0, tat - now, allow_at - now}
+end
+redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil((new_tat - now) / 1000) + 1000)
+return {1, math.floor((now + tolerance - new_tat) / interval), new_tat - now, 0}
+";
+
+/// GCRA in Redis: one atomic script per request, Redis's clock for every replica.
+#[derive(Clone)]
+pub struct RedisLimiter {
+    connection: redis::aio::ConnectionManager,
+    script: Arc<redis::Script>,
+    prefix: String,
+}
+
+impl std::fmt::Debug for RedisLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisLimiter")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisLimiter {
+    /// Connects to `url`; keys are `mt-paas:rl:{service_id}:{tenant}`.
+    pub async fn connect(url: &str, service_id: &str) -> Result<Self, redis::RedisError> {
+        let client = redis::Client::open(url)?;
+        let connection = redis::aio::ConnectionManager::new(client).await?;
+        Ok(Self {
+            connection,
+            script: Arc::new(redis::Script::new(GCRA_SCRIPT)),
+            prefix: format!("mt-paas:rl:{service_id}:"),
+        })
+    }
+
+    /// Counts one request of `tenant` against `limit` per minute.
+    pub async fn check(
+        &self,
+        tenant: &TenantId,
+        limit: u32,
+    ) -> Result<Decision, redis::RedisError> {
+        let limit = limit.max(1);
+        let interval = 60_000_000 / u64::from(limit);
+        let mut connection = self.connection.clone();
+        let (allowed, remaining, reset, retry): (i64, i64, i64, i64) = self
+            .script
+            .key(format!("{}{tenant}", self.prefix))
+            .arg(interval)
+            .arg(limit)
+            .invoke_async(&mut connection)
+            .await?;
+        let secs = |micros: i64| {
+            u64::try_from(micros.max(0))
+                .unwrap_or_default()
+                .div_ceil(1_000_000)
+        };
+        Ok(Decision {
+            allowed: allowed == 1,
+            limit,
+            remaining: u32::try_from(remaining.max(0)).unwrap_or(u32::MAX),
+            reset: secs(reset),
+            retry_after: if allowed == 1 { 0 } else { secs(retry).max(1) },
+        })
+    }
+}
+
+/// Limits each tenant's requests per minute.
+#[derive(Clone)]
+pub struct RateLimitLayer {
+    state: Arc<State>,
+}
+
+struct State {
+    memory: MemoryLimiter,
+    redis: Option<RedisLimiter>,
+    default_rpm: u32,
+    audit: Option<AuditLogger>,
+    refusals: Cache<TenantId, Arc<AtomicU64>>,
+}
+
+impl std::fmt::Debug for RateLimitLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimitLayer")
+            .field("default_rpm", &self.state.default_rpm)
+            .field("redis", &self.state.redis.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RateLimitLayer {
+    /// A limiter with `default_rpm` for tenants whose plan names no limit, across replicas
+    /// when `redis` is given; repeated refusals are reported to `audit`.
+    pub fn new(default_rpm: u32, redis: Option<RedisLimiter>, audit: Option<AuditLogger>) -> Self {
+        Self {
+            state: Arc::new(State {
+                memory: MemoryLimiter::default(),
+                redis,
+                default_rpm,
+                audit,
+                refusals: Cache::builder()
+                    .time_to_live(Duration::from_secs(60))
+                    .max_capacity(100_000)
+                    .build(),
+            }),
+        }
+    }
+
+    /// The in-memory limiter (for tests and diagnostics).
+    pub fn memory(&self) -> &MemoryLimiter {
+        &self.state.memory
+    }
+}
+
+impl State {
+    async fn decide(&self, tenant: &Tenant) -> Decision {
+        let limit = tenant
+            .entitlement()
+            .and_then(|e| e.entitlement.limits.requests_per_minute)
+            .unwrap_or(self.default_rpm);
+        if let Some(redis) = &self.redis {
+            match redis.check(tenant.id(), limit).await {
+                Ok(decision) => return decision,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the Redis rate limiter failed; limiting in memory")
+                }
+            }
+        }
+        self.memory.check(tenant.id(), limit).await
+    }
+
+    async fn refused(&self, tenant: &TenantId, limit: u32) {
+        let count = self
+            .refusals
+            .get_with_by_ref(tenant, async { Arc::new(AtomicU64::new(0)) })
+            .await
+            .fetch_add(1, Ordering::Relaxed)
+            + 1;
+        if count == REPORT_AFTER
+            && let Some(audit) = &self.audit
+        {
+            audit
+                .report(
+                    RATE_LIMIT_EXCEEDED,
+                    Severity::Medium,
+                    serde_json::json!({ "tenant": tenant, "limit_per_minute": limit, "refused_in_a_minute": count }),
+                )
+                .await;
+        }
+    }
+}
+
+fn set_headers(headers: &mut HeaderMap, decision: &Decision) {
+    let mut put = |name: &'static str, value: u64| {
+        if let Ok(v) = HeaderValue::from_str(&value.to_string()) {
+            headers.insert(name, v);
+        }
+    };
+    put("ratelimit-limit", u64::from(decision.limit));
+    put("ratelimit-remaining", u64::from(decision.remaining));
+    put("ratelimit-reset", decision.reset);
+}
+
+impl<S> Layer<S> for RateLimitLayer {
+    type Service = RateLimitService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RateLimitService {
+            inner,
+            state: self.state.clone(),
+        }
+    }
+}
+
+/// The service of [`RateLimitLayer`].
+#[derive(Clone)]
+pub struct RateLimitService<S> {
+    inner: S,
+    state: Arc<State>,
+}
+
+impl<S> std::fmt::Debug for RateLimitService<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimitService").finish_non_exhaustive()
+    }
+}
+
+impl<S, B> Service<Request<B>> for RateLimitService<S>
+where
+    S: Service<Request<B>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let state = self.state.clone();
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let tenant = request.extensions().get::<Tenant>().cloned();
+        Box::pin(async move {
+            let Some(tenant) = tenant else {
+                return inner.call(request).await;
+            };
+            let decision = state.decide(&tenant).await;
+            if !decision.allowed {
+                state.refused(tenant.id(), decision.limit).await;
+                let mut response = ApiError::new(ProblemCode::RateLimited)
+                    .param("limit", decision.limit.to_string())
+                    .param("retry_after", decision.retry_after.to_string())
+                    .into_response();
+                set_headers(response.headers_mut(), &decision);
+                if let Ok(v) = HeaderValue::from_str(&decision.retry_after.to_string()) {
+                    response.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+                return Ok(response);
+            }
+            let mut response = inner.call(request).await?;
+            set_headers(response.headers_mut(), &decision);
+            Ok(response)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gcra_admits_exactly_the_limit_in_a_burst() {
+        let mut tat = 0;
+        let now = 10_000_000_000;
+        let mut passed = 0;
+        for _ in 0..100 {
+            let (next, decision) = gcra(tat, now, 60);
+            if let Some(next) = next {
+                tat = next;
+                passed += 1;
+            } else {
+                assert_eq!(decision.retry_after, 1);
+            }
+        }
+        assert_eq!(passed, 60);
+        // One interval later (1 s for 60/min) exactly one more passes.
+        let later = now + 1_000_000_000;
+        assert!(gcra(tat, later, 60).0.is_some());
+    }
+
+    #[test]
+    fn remaining_counts_down() {
+        let (tat, first) = gcra(0, 1_000, 10);
+        assert_eq!(first.remaining, 9);
+        let (_, second) = gcra(tat.unwrap(), 1_000, 10);
+        assert_eq!(second.remaining, 8);
+    }
+}

@@ -1,0 +1,577 @@
+//! The durable outbox (DESIGN §7): audit alerts, usage records and xAPI statements are kept in
+//! the central DB until their receiver has them, and delivered in the background — a request
+//! never waits on these networks.
+//!
+//! - [`Outbox::push`] costs a channel send on the request path; a writer task moves items into
+//!   the central DB within milliseconds, in batches. [`Outbox::push_now`] writes before it
+//!   returns (high and critical alerts).
+//! - Workers claim due items with a lease (so several replicas on one Postgres central DB never
+//!   send one item at the same time), deliver them in bounded batches, and on failure back off
+//!   exponentially with jitter, honouring `Retry-After`. After `logging.outbox.max_attempts` an
+//!   item is dead-lettered; `mt-paas outbox list|retry|purge` handles those.
+//! - Every item has a stable id (statement id, `event_id`, usage key): a redelivery after a
+//!   crash is recognised by the receiver, never counted twice.
+//! - A graceful shutdown flushes the buffer and tries to deliver what is due.
+
+mod sinks;
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use tokio::sync::{Notify, mpsc, oneshot};
+
+pub use self::sinks::{Delivery, LrsClient, Sinks};
+use crate::{
+    config::OutboxConfig,
+    core::central::{CentralDb, on_pool},
+};
+
+/// How long a claimed batch is reserved for its worker.
+const LEASE: Duration = Duration::from_secs(60);
+/// The longest backoff between attempts of one item.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Items written to the central DB in one transaction.
+const WRITE_BATCH: usize = 1000;
+
+/// What an item is, and so where it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Kind {
+    /// An audit alert → the market's `/audit/alerts`.
+    Audit,
+    /// A usage record → the market's usage intake.
+    Usage,
+    /// An xAPI statement → the LRS.
+    Activity,
+}
+
+impl Kind {
+    /// Every kind.
+    pub const ALL: [Self; 3] = [Self::Audit, Self::Usage, Self::Activity];
+
+    /// The stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Audit => "audit",
+            Self::Usage => "usage",
+            Self::Activity => "activity",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// One item: a stable id, its kind and its JSON body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    /// The stable id.
+    pub id: String,
+    /// The kind.
+    pub kind: Kind,
+    /// The body, as the receiver gets it.
+    pub body: serde_json::Value,
+}
+
+enum Message {
+    Item(Item),
+    /// Answered once everything sent before it is in the central DB.
+    Flush(oneshot::Sender<()>),
+}
+
+/// An item as stored, for `mt-paas outbox list`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredItem {
+    /// The stable id.
+    pub id: String,
+    /// The kind.
+    pub kind: String,
+    /// `pending`, `delivered` or `dead`.
+    pub status: String,
+    /// Delivery attempts so far.
+    pub attempts: i64,
+    /// The last delivery error.
+    pub last_error: Option<String>,
+    /// When it was accepted.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+/// Counts per status, for operators and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Counts {
+    /// Waiting for delivery.
+    pub pending: u64,
+    /// Delivered.
+    pub delivered: u64,
+    /// Dead-lettered.
+    pub dead: u64,
+}
+
+/// The outbox of one service.
+#[derive(Clone)]
+pub struct Outbox {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: CentralDb,
+    config: OutboxConfig,
+    sinks: Sinks,
+    tx: mpsc::UnboundedSender<Message>,
+    due: Notify,
+    stopping: AtomicBool,
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct Claimed {
+    id: String,
+    body: String,
+    attempts: i64,
+}
+
+fn now() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    now.replace_nanosecond(now.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(now)
+}
+
+impl Outbox {
+    /// An outbox in `db` delivering to `sinks`; starts its writer. Call
+    /// [`spawn_workers`](Self::spawn_workers) to deliver.
+    pub fn new(db: CentralDb, config: OutboxConfig, sinks: Sinks) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let this = Self {
+            inner: Arc::new(Inner {
+                db,
+                config,
+                sinks,
+                tx,
+                due: Notify::new(),
+                stopping: AtomicBool::new(false),
+            }),
+        };
+        tokio::spawn(writer(Arc::downgrade(&this.inner), rx));
+        this
+    }
+
+    /// Accepts an item without waiting (the request path). It reaches the central DB within
+    /// milliseconds; [`flush`](Self::flush) waits for that.
+    pub fn push(&self, item: Item) {
+        if self.inner.tx.send(Message::Item(item)).is_err() {
+            tracing::error!("the outbox writer is gone; an item was not accepted");
+        }
+    }
+
+    /// Writes an item to the central DB before returning, and starts its delivery.
+    pub async fn push_now(&self, item: Item) -> Result<(), sqlx::Error> {
+        insert(&self.inner.db, std::slice::from_ref(&item)).await?;
+        self.inner.due.notify_one();
+        Ok(())
+    }
+
+    /// Waits until every item pushed before is in the central DB.
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.inner.tx.send(Message::Flush(done)).is_ok() {
+            let _ = wait.await;
+        }
+    }
+
+    /// Starts one delivery worker per kind.
+    pub fn spawn_workers(&self) {
+        for kind in Kind::ALL {
+            let weak = Arc::downgrade(&self.inner);
+            tokio::spawn(async move {
+                loop {
+                    let Some(inner) = weak.upgrade() else { return };
+                    let this = Outbox { inner };
+                    let woken = this.inner.due.notified();
+                    let delivered = match this.deliver(kind).await {
+                        Ok(n) => n,
+                        Err(e) => {
+                            tracing::warn!(kind = kind.as_str(), error = %e, "outbox delivery round failed");
+                            0
+                        }
+                    };
+                    if this.inner.stopping.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    if delivered == 0 {
+                        // Nothing due: wait for new items or the next retry.
+                        let _ = tokio::time::timeout(Duration::from_millis(500), woken).await;
+                    }
+                }
+            });
+        }
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                let keep = Duration::from_secs(inner.config.keep_delivered_seconds);
+                if let Err(e) = (Outbox { inner }).purge("delivered", keep).await {
+                    tracing::warn!(error = %e, "pruning delivered outbox items failed");
+                }
+            }
+        });
+    }
+
+    /// One delivery round for `kind`: claims due items, delivers them, records the outcome.
+    /// Returns how many were delivered.
+    pub async fn deliver(&self, kind: Kind) -> Result<usize, sqlx::Error> {
+        if !self.inner.sinks.handles(kind) {
+            return Ok(0);
+        }
+        let batch = i64::from(self.inner.config.batch_size.max(1));
+        let claimed = self.claim(kind, batch).await?;
+        if claimed.is_empty() {
+            return Ok(0);
+        }
+        let mut items = Vec::with_capacity(claimed.len());
+        let mut attempts = Vec::with_capacity(claimed.len());
+        for row in claimed {
+            match serde_json::from_str(&row.body) {
+                Ok(body) => {
+                    attempts.push(row.attempts);
+                    items.push(Item {
+                        id: row.id,
+                        kind,
+                        body,
+                    });
+                }
+                Err(e) => self.dead(&row.id, &format!("unreadable body: {e}")).await?,
+            }
+        }
+        let delivery = self.inner.sinks.deliver(kind, &items).await;
+        let mut delivered = 0;
+        for (item, attempts) in items.iter().zip(attempts) {
+            match delivery.outcome(&item.id) {
+                Ok(()) => {
+                    self.delivered(&item.id).await?;
+                    delivered += 1;
+                }
+                Err(failure) => {
+                    let attempts = attempts + 1;
+                    if failure.permanent || attempts >= i64::from(self.inner.config.max_attempts) {
+                        tracing::error!(id = %item.id, kind = kind.as_str(), error = %failure.error, "outbox item dead-lettered");
+                        self.dead(&item.id, &failure.error).await?;
+                    } else {
+                        let wait = failure.retry_after.unwrap_or_else(|| backoff(attempts));
+                        self.retry_later(&item.id, &failure.error, wait).await?;
+                    }
+                }
+            }
+        }
+        Ok(delivered)
+    }
+
+    async fn claim(&self, kind: Kind, limit: i64) -> Result<Vec<Claimed>, sqlx::Error> {
+        let stamp = now();
+        let until = stamp + LEASE;
+        // Postgres skips rows another replica is claiming; SQLite serializes writers.
+        let rows: Vec<Claimed> = match &self.inner.db {
+            CentralDb::Sqlite(pool) => {
+                sqlx::query_as(
+                    "UPDATE outbox SET leased_until = $1 WHERE id IN (SELECT id FROM outbox WHERE kind = $2 AND status = 'pending' \
+                     AND next_attempt_at <= $3 AND (leased_until IS NULL OR leased_until < $3) ORDER BY created_at, id LIMIT $4) \
+                     RETURNING id, body, attempts",
+                )
+                .bind(until)
+                .bind(kind.as_str())
+                .bind(stamp)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+            }
+            CentralDb::Postgres(pool) => {
+                sqlx::query_as(
+                    "UPDATE outbox SET leased_until = $1 WHERE id IN (SELECT id FROM outbox WHERE kind = $2 AND status = 'pending' \
+                     AND next_attempt_at <= $3 AND (leased_until IS NULL OR leased_until < $3) ORDER BY created_at, id LIMIT $4 \
+                     FOR UPDATE SKIP LOCKED) RETURNING id, body, attempts",
+                )
+                .bind(until)
+                .bind(kind.as_str())
+                .bind(stamp)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+            }
+        };
+        Ok(rows)
+    }
+
+    async fn delivered(&self, id: &str) -> Result<(), sqlx::Error> {
+        on_pool!(&self.inner.db, pool => {
+            sqlx::query("UPDATE outbox SET status = 'delivered', delivered_at = $1, leased_until = NULL, attempts = attempts + 1, last_error = NULL WHERE id = $2")
+                .bind(now())
+                .bind(id)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    async fn retry_later(&self, id: &str, error: &str, wait: Duration) -> Result<(), sqlx::Error> {
+        on_pool!(&self.inner.db, pool => {
+            sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2, leased_until = NULL WHERE id = $3")
+                .bind(error.chars().take(500).collect::<String>())
+                .bind(now() + wait)
+                .bind(id)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    async fn dead(&self, id: &str, error: &str) -> Result<(), sqlx::Error> {
+        on_pool!(&self.inner.db, pool => {
+            sqlx::query("UPDATE outbox SET status = 'dead', attempts = attempts + 1, last_error = $1, leased_until = NULL WHERE id = $2")
+                .bind(error.chars().take(500).collect::<String>())
+                .bind(id)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Counts per status, of one kind or of all.
+    pub async fn counts(&self, kind: Option<Kind>) -> Result<Counts, sqlx::Error> {
+        let rows: Vec<(String, i64)> = on_pool!(&self.inner.db, pool => {
+            sqlx::query_as("SELECT status, COUNT(*) FROM outbox WHERE ($1 IS NULL OR kind = $1) GROUP BY status")
+                .bind(kind.map(Kind::as_str))
+                .fetch_all(pool)
+                .await?
+        });
+        let mut counts = Counts::default();
+        for (status, n) in rows {
+            let n = u64::try_from(n).unwrap_or_default();
+            match status.as_str() {
+                "pending" => counts.pending = n,
+                "delivered" => counts.delivered = n,
+                "dead" => counts.dead = n,
+                _ => {}
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Items with `status` (any when `None`), newest first.
+    pub async fn list(
+        &self,
+        status: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<StoredItem>, sqlx::Error> {
+        let rows: Vec<(String, String, String, i64, Option<String>, OffsetDateTime)> = on_pool!(&self.inner.db, pool => {
+            sqlx::query_as(
+                "SELECT id, kind, status, attempts, last_error, created_at FROM outbox WHERE ($1 IS NULL OR status = $1) \
+                 ORDER BY created_at DESC, id LIMIT $2",
+            )
+            .bind(status)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, kind, status, attempts, last_error, created_at)| StoredItem {
+                    id,
+                    kind,
+                    status,
+                    attempts,
+                    last_error,
+                    created_at,
+                },
+            )
+            .collect())
+    }
+
+    /// Puts dead items (one, or all when `id` is `None`) back in the queue with fresh
+    /// attempts. Returns how many.
+    pub async fn retry(&self, id: Option<&str>) -> Result<u64, sqlx::Error> {
+        let n = on_pool!(&self.inner.db, pool => {
+            sqlx::query(
+                "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = $1, leased_until = NULL \
+                 WHERE status = 'dead' AND ($2 IS NULL OR id = $2)",
+            )
+            .bind(now())
+            .bind(id)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        self.inner.due.notify_waiters();
+        Ok(n)
+    }
+
+    /// Deletes items with `status` older than `older_than`. Returns how many.
+    pub async fn purge(&self, status: &str, older_than: Duration) -> Result<u64, sqlx::Error> {
+        let before = now() - older_than;
+        Ok(on_pool!(&self.inner.db, pool => {
+            sqlx::query("DELETE FROM outbox WHERE status = $1 AND created_at <= $2")
+                .bind(status)
+                .bind(before)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        }))
+    }
+
+    /// On shutdown: everything pushed goes to the central DB, then what is due is delivered
+    /// until `deadline` passes. Nothing is lost either way: the rest waits in the central DB.
+    pub async fn shutdown(&self, deadline: Duration) {
+        self.flush().await;
+        self.inner.stopping.store(true, Ordering::Relaxed);
+        let until = tokio::time::Instant::now() + deadline;
+        for kind in Kind::ALL {
+            while tokio::time::Instant::now() < until {
+                match tokio::time::timeout_at(until, self.deliver(kind)).await {
+                    Ok(Ok(n)) if n > 0 => continue,
+                    _ => break,
+                }
+            }
+        }
+    }
+}
+
+/// Moves pushed items into the central DB in batches; answers flushes in order.
+async fn writer(inner: std::sync::Weak<Inner>, mut rx: mpsc::UnboundedReceiver<Message>) {
+    let mut batch = Vec::new();
+    let mut waiting = Vec::new();
+    while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        while let Some(message) = next.take() {
+            match message {
+                Message::Item(item) => batch.push(item),
+                Message::Flush(done) => waiting.push(done),
+            }
+            if batch.len() >= WRITE_BATCH {
+                break;
+            }
+            next = rx.try_recv().ok();
+        }
+        let Some(inner) = inner.upgrade() else { return };
+        // The write is retried until it succeeds: an accepted item is never dropped.
+        let mut wait = Duration::from_millis(50);
+        while !batch.is_empty() {
+            match insert(&inner.db, &batch).await {
+                Ok(()) => batch.clear(),
+                Err(e) => {
+                    tracing::error!(error = %e, items = batch.len(), "writing to the outbox failed; retrying");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        inner.due.notify_waiters();
+        for done in waiting.drain(..) {
+            let _ = done.send(());
+        }
+    }
+}
+
+async fn insert(db: &CentralDb, items: &[Item]) -> Result<(), sqlx::Error> {
+    let stamp = now();
+    on_pool!(db, pool => {
+        let mut tx = pool.begin().await?;
+        for item in items {
+            sqlx::query(
+                "INSERT INTO outbox (id, kind, body, status, attempts, next_attempt_at, created_at) \
+                 VALUES ($1, $2, $3, 'pending', 0, $4, $4) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(&item.id)
+            .bind(item.kind.as_str())
+            .bind(item.body.to_string())
+            .bind(stamp)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+    });
+    Ok(())
+}
+
+/// 1 s × 2^(attempts-1), capped at five minutes, ±25 % jitter.
+fn backoff(attempts: i64) -> Duration {
+    let exponent = u32::try_from(attempts.saturating_sub(1).clamp(0, 16)).unwrap_or(16);
+    let base = Duration::from_secs(1)
+        .saturating_mul(2u32.saturating_pow(exponent))
+        .min(MAX_BACKOFF);
+    let mut byte = [0u8; 1];
+    let _ = aws_lc_rs::rand::fill(&mut byte);
+    base.mul_f64(0.75 + f64::from(byte[0]) / 510.0)
+}
+
+/// A new UUID (v4), the form xAPI statement ids and event ids take.
+pub fn uuid_v4() -> String {
+    let mut b = [0u8; 16];
+    let _ = aws_lc_rs::rand::fill(&mut b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    format!(
+        "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
+        b[0],
+        b[1],
+        b[2],
+        b[3],
+        b[4],
+        b[5],
+        b[6],
+        b[7],
+        b[8],
+        b[9],
+        b[10],
+        b[11],
+        b[12],
+        b[13],
+        b[14],
+        b[15]
+    )
+}
+
+impl Kind {
+    /// Parses the stored form.
+    pub fn from_stored(s: &str) -> Option<Self> {
+        Self::parse(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_the_cap() {
+        assert!(backoff(1) <= Duration::from_millis(1300));
+        assert!(backoff(5) >= Duration::from_secs(12));
+        assert!(backoff(100) <= MAX_BACKOFF.mul_f64(1.25));
+    }
+
+    #[test]
+    fn uuids_are_version_4() {
+        let id = uuid_v4();
+        assert_eq!(id.len(), 36);
+        assert_eq!(&id[14..15], "4");
+        assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"));
+        assert_ne!(id, uuid_v4());
+    }
+}
