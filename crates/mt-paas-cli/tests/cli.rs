@@ -43,7 +43,7 @@ fn config_check_prints_the_effective_config_without_secrets() {
         ("JWT_SECRET", "jwt_secret_value"),
         (
             "AES_SECRET_KEY",
-            "YWVzLXNlY3JldC12YWx1ZS14eXotMzItYnl0ZXMhIQ==",
+            "YWVzLXNlY3JldC12YWx1ZS14eXotMzItYnl0ZXMhISE=",
         ),
     ];
     let out = mt_paas(

@@ -110,6 +110,7 @@ struct Inner {
     auth_layer: AuthLayer,
     rate_limit_layer: Option<RateLimitLayer>,
     cipher: Option<FieldCipher>,
+    sso: Option<crate::middleware::auth::sso::Sso>,
 }
 
 impl std::fmt::Debug for ServiceMarketFramework {
@@ -224,6 +225,21 @@ impl ServiceMarketFramework {
             tenant_claim,
             config.security.cross_tenant_audit.then(|| audit.clone()),
         );
+        let sso_config = &config.auth.marketplace_sso;
+        let sso = match (
+            sso_config.enabled,
+            &marketplace,
+            JwtKeys::from_config(&config.auth.jwt),
+        ) {
+            (true, Some(client), Some(keys)) => Some(crate::middleware::auth::sso::Sso {
+                client: client.clone(),
+                keys,
+                db: central.clone(),
+                redirect_uri: format!("{}{}", config.service.public_url(), sso_config.callback_url),
+                expiry_hours: config.auth.jwt.expiry_hours,
+            }),
+            _ => None,
+        };
         let encryption = &config.security.encryption;
         let cipher = match (&encryption.enabled, &encryption.key) {
             (true, Some(key)) => {
@@ -284,6 +300,14 @@ impl ServiceMarketFramework {
         if let Some(control) = &control {
             control.spawn_pruning();
         }
+        if let CentralDb::Postgres(_) = &central {
+            spawn_change_listener(
+                config.database.central.url.clone(),
+                tenants.clone(),
+                kill_switch.clone(),
+                entitlements.clone(),
+            );
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
@@ -302,6 +326,7 @@ impl ServiceMarketFramework {
                 auth_layer,
                 rate_limit_layer,
                 cipher,
+                sso,
             }),
         })
     }
@@ -416,6 +441,15 @@ impl ServiceMarketFramework {
             Some(control) => public.merge(crate::control::router(control.clone())),
             None => public,
         };
+        let sso = &self.inner.config.auth.marketplace_sso;
+        let public = match &self.inner.sso {
+            Some(state) => public.merge(crate::middleware::auth::sso::router(
+                state.clone(),
+                &sso.login_url,
+                &sso.callback_url,
+            )),
+            None => public,
+        };
         public
             .merge(tenant_routes)
             .layer(CatchPanicLayer::custom(panic_response))
@@ -469,6 +503,81 @@ async fn readyz(State(framework): State<ServiceMarketFramework>) -> Response {
             ApiError::new(ProblemCode::CentralDbUnavailable).into_response()
         }
     }
+}
+
+/// Applies what other replicas announce on the central Postgres DB: a kill-switch change is
+/// enforced here within the notification's latency (well under a second), entitlement and
+/// registry changes drop this replica's cached copies. After a lost connection everything is
+/// re-read, since notifications sent meanwhile are gone.
+fn spawn_change_listener(
+    url: crate::config::DatabaseUrl,
+    tenants: TenantManager,
+    kill_switch: KillSwitch,
+    entitlements: Option<Entitlements>,
+) {
+    tokio::spawn(async move {
+        loop {
+            let listener = async {
+                let options = url.pg_options()?;
+                let mut listener = sqlx::postgres::PgListener::connect_with(
+                    &sqlx::PgPool::connect_lazy_with(options),
+                )
+                .await?;
+                listener
+                    .listen(crate::core::central::CHANGES_CHANNEL)
+                    .await?;
+                Ok::<_, sqlx::Error>(listener)
+            };
+            let mut listener = match listener.await {
+                Ok(listener) => listener,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for replica changes; retrying");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    continue;
+                }
+            };
+            // Anything missed while not listening: read the kill switch again.
+            if let Err(e) = kill_switch.reload().await {
+                tracing::warn!(error = %e, "reloading the kill switch failed");
+            }
+            loop {
+                match listener.try_recv().await {
+                    Ok(Some(notification)) => {
+                        let Some((topic, key)) = notification.payload().split_once(':') else {
+                            continue;
+                        };
+                        let Ok(id) = crate::TenantId::parse(key) else {
+                            continue;
+                        };
+                        match topic {
+                            "kill_switch" => {
+                                if let Err(e) = kill_switch.reload_tenant(&id).await {
+                                    tracing::warn!(error = %e, tenant = %id, "reloading a kill-switch state failed");
+                                }
+                            }
+                            "entitlement" => {
+                                if let Some(entitlements) = &entitlements {
+                                    entitlements.forget(&id).await;
+                                }
+                            }
+                            "tenant" => tenants.forget(&id).await,
+                            _ => {}
+                        }
+                    }
+                    // The connection dropped and came back: notifications may be lost.
+                    Ok(None) => {
+                        if let Err(e) = kill_switch.reload().await {
+                            tracing::warn!(error = %e, "reloading the kill switch failed");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "listening for replica changes failed; reconnecting");
+                        break;
+                    }
+                }
+            }
+        }
+    });
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

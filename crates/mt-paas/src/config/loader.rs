@@ -1012,6 +1012,32 @@ fn check_rules(
         }
     }
 
+    let sso = &config.auth.marketplace_sso;
+    if sso.enabled {
+        for (key, path) in [
+            ("auth.marketplace_sso.callback_url", &sso.callback_url),
+            ("auth.marketplace_sso.login_url", &sso.login_url),
+        ] {
+            if ok(&[key]) && !path.starts_with('/') {
+                report(
+                    key,
+                    format!("{path:?} is a path on this service and starts with '/'"),
+                );
+            }
+        }
+        if ok(&["auth.jwt.secret"]) && config.auth.jwt.secret.is_none() {
+            report(
+                "auth.jwt.secret",
+                "auth.marketplace_sso.enabled is true: the service signs its own tokens after sign-in, so a secret is required".to_owned(),
+            );
+        }
+        if ok(&["marketplace.api_key"]) && config.marketplace.api_key.is_none() {
+            report(
+                "marketplace.api_key",
+                "auth.marketplace_sso.enabled is true: exchanging codes with the market needs the API key".to_owned(),
+            );
+        }
+    }
     if ok(&["auth.jwt.expiry_hours"]) && config.auth.jwt.expiry_hours == 0 {
         report("auth.jwt.expiry_hours", "must be at least 1".to_owned());
     }

@@ -158,6 +158,21 @@ pub struct ServiceConfig {
     pub description: String,
     /// The address [`serve`](crate::ServiceMarketFramework::serve) binds.
     pub listen: SocketAddr,
+    /// Where people reach the service (SSO redirects are built from it); `http://{listen}`
+    /// when not set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+}
+
+impl ServiceConfig {
+    /// [`public_url`](Self::public_url), or `http://{listen}`.
+    pub fn public_url(&self) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
+            .trim_end_matches('/')
+            .to_owned()
+    }
 }
 
 /// `marketplace`: the link to the market.
@@ -444,6 +459,8 @@ pub struct MarketplaceSsoConfig {
     pub enabled: bool,
     /// The path of the callback route.
     pub callback_url: String,
+    /// The path that starts a sign-in (redirects to the market).
+    pub login_url: String,
 }
 
 /// `features`.

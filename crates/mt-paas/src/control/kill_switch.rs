@@ -125,6 +125,33 @@ impl KillSwitch {
         Ok(())
     }
 
+    /// Reads one tenant's state from the central DB again (another replica changed it).
+    pub async fn reload_tenant(&self, id: &TenantId) -> Result<(), sqlx::Error> {
+        let row: Option<Row> = on_pool!(&self.inner.db, pool => {
+            sqlx::query_as("SELECT tenant_id, sequence, command_id, block FROM kill_switch WHERE tenant_id = $1")
+                .bind(id.as_str())
+                .fetch_optional(pool)
+                .await?
+        });
+        let mut states = self.inner.states.write().await;
+        match row {
+            Some(row) => {
+                states.insert(
+                    id.clone(),
+                    SwitchState {
+                        sequence: u64::try_from(row.sequence).unwrap_or_default(),
+                        command_id: row.command_id,
+                        block: row.block.and_then(|b| serde_json::from_str(&b).ok()),
+                    },
+                );
+            }
+            None => {
+                states.remove(id);
+            }
+        }
+        Ok(())
+    }
+
     /// A tenant's state.
     pub async fn state(&self, id: &TenantId) -> Option<SwitchState> {
         self.inner.states.read().await.get(id).cloned()
@@ -187,6 +214,7 @@ impl KillSwitch {
             .rows_affected()
         });
         if written > 0 {
+            self.inner.db.notify("kill_switch", id.as_str()).await;
             self.inner.states.write().await.insert(
                 id.clone(),
                 SwitchState {

@@ -15,6 +15,9 @@ use sqlx::{
 
 use crate::config::{CentralDatabaseConfig, DatabaseKind, DatabaseUrl};
 
+/// The Postgres channel on which replicas announce changes to each other.
+pub const CHANGES_CHANNEL: &str = "mt_paas_changes";
+
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/central/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/central/postgres");
 
@@ -187,6 +190,21 @@ impl CentralDb {
         match self {
             Self::Sqlite(_) => DatabaseKind::Sqlite,
             Self::Postgres(_) => DatabaseKind::Postgres,
+        }
+    }
+
+    /// Tells the other replicas on this central DB that `key` of `topic` changed
+    /// (`kill_switch`, `entitlement`, `tenant`): Postgres `NOTIFY` on [`CHANGES_CHANNEL`],
+    /// nothing on SQLite (one process). Best effort: replicas also re-read periodically.
+    pub async fn notify(&self, topic: &str, key: &str) {
+        if let Self::Postgres(pool) = self
+            && let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANGES_CHANNEL)
+                .bind(format!("{topic}:{key}"))
+                .execute(pool)
+                .await
+        {
+            tracing::warn!(error = %e, topic, "notifying the other replicas failed");
         }
     }
 

@@ -400,8 +400,15 @@ impl TenantManager {
             .await
     }
 
-    /// Forgets what the cache holds for `id`.
+    /// Forgets what the cache holds for `id`, here and (through the central DB) in the
+    /// other replicas.
     pub async fn invalidate(&self, id: &TenantId) {
+        self.forget(id).await;
+        self.inner.db.notify("tenant", id.as_str()).await;
+    }
+
+    /// Forgets what this replica's cache holds for `id`.
+    pub async fn forget(&self, id: &TenantId) {
         self.inner.cache.invalidate(id).await;
     }
 }

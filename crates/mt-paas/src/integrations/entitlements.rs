@@ -241,6 +241,7 @@ impl Entitlements {
                     sqlx::query("DELETE FROM entitlements WHERE tenant_id = $1").bind(id.as_str()).execute(pool).await?;
                 });
                 self.inner.memory.insert(id.clone(), None).await;
+                self.inner.db.notify("entitlement", id.as_str()).await;
                 Ok(Lookup::NotSubscribed)
             }
         }

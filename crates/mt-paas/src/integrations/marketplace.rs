@@ -270,6 +270,33 @@ impl MarketplaceClient {
         .map(drop)
     }
 
+    /// Exchanges an SSO authorization code (with its PKCE verifier) for the user.
+    pub async fn sso_token(
+        &self,
+        request: &mt_paas_protocol::SsoTokenRequest,
+    ) -> Result<mt_paas_protocol::SsoTokenResponse, MarketError> {
+        self.post(mt_paas_protocol::paths::SSO_TOKEN, request)
+            .await?
+            .ok_or_else(|| MarketError::Invalid("an empty token response".to_owned()))
+    }
+
+    /// The market's authorization URL for a sign-in.
+    pub fn authorize_url(&self, redirect_uri: &str, state: &str, challenge: &str) -> String {
+        let query: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("response_type", "code")
+            .append_pair("client_id", &self.service_id)
+            .append_pair("redirect_uri", redirect_uri)
+            .append_pair("state", state)
+            .append_pair("code_challenge", challenge)
+            .append_pair("code_challenge_method", "S256")
+            .finish();
+        format!(
+            "{}{}?{query}",
+            self.base,
+            mt_paas_protocol::paths::SSO_AUTHORIZE
+        )
+    }
+
     /// Posts any protocol body to a market path (used by the outbox's deliveries).
     pub async fn post_json<B: Serialize>(
         &self,

@@ -17,7 +17,7 @@ const EXAMPLE_VARS: &[(&str, &str)] = &[
     ("JWT_SECRET", "jwt-secret-value-xyz"),
     (
         "AES_SECRET_KEY",
-        "YWVzLXNlY3JldC12YWx1ZS14eXotMzItYnl0ZXMhIQ==",
+        "YWVzLXNlY3JldC12YWx1ZS14eXotMzItYnl0ZXMhISE=",
     ),
 ];
 
@@ -458,7 +458,7 @@ fn secrets_never_appear_in_debug_output_or_the_redacted_config() {
     let secrets = [
         "mk_live_0123456789",
         "jwt-secret-value-xyz",
-        "YWVzLXNlY3JldC12YWx1ZS14eXotMzItYnl0ZXMhIQ==",
+        "YWVzLXNlY3JldC12YWx1ZS14eXotMzItYnl0ZXMhISE=",
         "pg-password-value",
         "custom-key-value",
     ];

@@ -145,6 +145,7 @@ impl TestDb {
     /// A config whose tenant databases live in `store`, with the `notes` migrations, a
     /// connection budget of `budget`, and `extra` YAML (sections other than `database`).
     pub fn tenant_config(&self, store: Store, budget: u32, extra: &str) -> Config {
+        let extra = &with_high_rate_limit(extra);
         let tenants = self.dir.path().join("tenants");
         let base = pg_admin_url();
         let server = base.rsplit_once('/').map_or(base.as_str(), |(b, _)| b);
@@ -181,8 +182,10 @@ impl TestDb {
     }
 
     /// A config file in the test's directory with this database as the central DB and
-    /// `extra` YAML appended (top-level sections other than `database`).
+    /// `extra` YAML appended (top-level sections other than `database`). Tests that are not
+    /// about rate limits get a limit they never reach.
     pub fn write_config(&self, extra: &str) -> PathBuf {
+        let extra = &with_high_rate_limit(extra);
         let tenants = self.dir.path().join("tenants");
         let yaml = format!(
             "database:\n  central:\n    url: \"{}\"\n    pool_size: 4\n  tenant:\n    url_template: \"sqlite://{}/{{tenant_id}}.db\"\n{extra}",
@@ -197,6 +200,14 @@ impl TestDb {
     pub fn config(&self, extra: &str) -> Config {
         let path = self.write_config(extra);
         load(&path, &[])
+    }
+}
+
+fn with_high_rate_limit(extra: &str) -> String {
+    if extra.contains("security:") {
+        extra.to_owned()
+    } else {
+        format!("{extra}\nsecurity:\n  rate_limit:\n    default_rpm: 1000000\n")
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod config;
 mod docker;
+mod guard;
 mod helpers;
 mod identification;
 mod isolation;

@@ -25,6 +25,7 @@
 mod guard;
 mod jwt;
 mod layer;
+pub(crate) mod sso;
 
 use http::{HeaderMap, header};
 
