@@ -297,3 +297,80 @@ async fn deprovisioning_through_the_market_archives_the_tenant() {
         .collect();
     assert_eq!(archives.len(), 2, "the archive and its manifest");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_subscription_has_its_grace_then_is_refused() {
+    let stack = stack().await;
+    let url = stack.service.url.clone();
+    subscribe(&stack.market.url, "korea", "basic", true).await;
+    assert!(
+        eventually(WAIT, || async {
+            as_tenant(&url, "korea", "/whoami").await.0 == 200
+        })
+        .await
+    );
+    let path = format!("/services/{SERVICE}/tenants/korea/expiry");
+    let rfc = |t: time::OffsetDateTime| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let now = time::OffsetDateTime::now_utc();
+
+    // Expired an hour ago: within the 24 h grace, served with a notice.
+    operator(
+        &stack.market.url,
+        reqwest::Method::POST,
+        &path,
+        Some(json!({"expires_at": rfc(now - time::Duration::hours(1))})),
+    )
+    .await;
+    assert!(
+        eventually(WAIT, || async {
+            let (status, _, headers) = as_tenant(&url, "korea", "/whoami").await;
+            status == 200 && headers.contains_key("mt-paas-notice")
+        })
+        .await,
+        "the grace period is announced"
+    );
+    let (_, _, headers) = as_tenant(&url, "korea", "/whoami").await;
+    let until = time::OffsetDateTime::parse(
+        headers["mt-paas-notice-until"].to_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert!(
+        (until - (now + time::Duration::hours(23))).abs() < time::Duration::minutes(1),
+        "grace ends 24 h after expiry"
+    );
+
+    // Expired 25 hours ago: beyond the grace.
+    operator(
+        &stack.market.url,
+        reqwest::Method::POST,
+        &path,
+        Some(json!({"expires_at": rfc(now - time::Duration::hours(25))})),
+    )
+    .await;
+    assert!(
+        eventually(WAIT, || async {
+            let (status, body, _) = as_tenant(&url, "korea", "/whoami").await;
+            status == 403 && body["code"] == "subscription_expired"
+        })
+        .await
+    );
+    // Renewed: served again, no notice.
+    operator(
+        &stack.market.url,
+        reqwest::Method::POST,
+        &path,
+        Some(json!({"expires_at": rfc(now + time::Duration::days(30))})),
+    )
+    .await;
+    assert!(
+        eventually(WAIT, || async {
+            let (status, _, headers) = as_tenant(&url, "korea", "/whoami").await;
+            status == 200 && !headers.contains_key("mt-paas-notice")
+        })
+        .await
+    );
+}

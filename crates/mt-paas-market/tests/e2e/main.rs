@@ -7,3 +7,4 @@ mod helpers;
 mod loop_tests;
 mod market_api;
 mod signed_commands;
+mod sso;

@@ -182,3 +182,82 @@ async fn only_fresh_correctly_signed_commands_change_anything() {
     );
     restarted.running.stop().await;
 }
+
+/// Two replicas on one Postgres central DB: a block received by one applies on the other
+/// within a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_block_received_by_one_replica_applies_on_the_other() {
+    let admin = std::env::var("MT_PAAS_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    if sqlx::PgPool::connect(&admin).await.is_err() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "Postgres is required in CI"
+        );
+        eprintln!("skipped: Postgres is not reachable");
+        return;
+    }
+    let name = format!("mtp_test_replicas_{}", std::process::id());
+    let central = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let start = |dir: std::path::PathBuf| {
+        let central = central.clone();
+        async move {
+            let mut config = service_config(&dir, "http://127.0.0.1:9", "");
+            config.database.central.url = mt_paas::config::DatabaseUrl::new(central);
+            config.marketplace.subscription_check = false;
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            start_service(listener, config, dir).await
+        }
+    };
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let one = start(d1.path().to_path_buf()).await;
+    let two = start(d2.path().to_path_buf()).await;
+    one.framework
+        .provisioner()
+        .create("hallym".parse().unwrap(), "한림대학교", None)
+        .await
+        .unwrap();
+    let whoami = |url: String| async move {
+        reqwest::Client::new()
+            .get(format!("{url}/whoami"))
+            .header("x-tenant-id", "hallym")
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(whoami(two.url.clone()).await, 200, "the registry is shared");
+
+    let body = serde_json::to_vec(&json!({
+        "reason": "abuse", "block_at": "2026-01-03T12:00:00Z", "grace_period_hours": 0,
+        "message": "차단되었습니다", "command_id": "cmd_r1", "sequence": 1
+    }))
+    .unwrap();
+    let block_url = format!("{}/api/v1/services/{SERVICE}/tenants/hallym/block", one.url);
+    let sent_at = std::time::Instant::now();
+    assert_eq!(
+        send(&block_url, "msg_r1", now(), &body, &body, SECRET)
+            .await
+            .status,
+        200
+    );
+    let mut seen = None;
+    while sent_at.elapsed() < std::time::Duration::from_secs(1) {
+        if whoami(two.url.clone()).await == 403 {
+            seen = Some(sent_at.elapsed());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let seen = seen.expect("the other replica enforced the block within a second");
+    eprintln!("block seen by the other replica after {seen:?}");
+    one.running.stop().await;
+    two.running.stop().await;
+    let pool = sqlx::PgPool::connect(&admin).await.unwrap();
+    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+    )))
+    .execute(&pool)
+    .await;
+}
