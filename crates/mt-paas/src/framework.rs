@@ -15,7 +15,12 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::{
     config::{Config, ConfigError, ConfigLoader},
-    control::{AuditLogger, Control, KillSwitch},
+    control::{
+        AuditLogger, Control, KillSwitch,
+        heartbeat::HeartbeatService,
+        metrics::{Metrics, MetricsLayer},
+        usage::{UsageLayer, UsageMeter, UsageReporter},
+    },
     core::{
         central::{CentralDb, CentralDbError},
         database::{DatabaseRouter, DbError},
@@ -24,6 +29,7 @@ use crate::{
     },
     encryption::{EncryptionError, FieldCipher},
     http::{ApiError, ProblemCode, ProblemLayer, panic_response},
+    integrations::activity_log::ActivityLogger,
     integrations::{Entitlements, MarketError, MarketplaceClient},
     middleware::{
         auth::{AuthLayer, JwtKeys},
@@ -104,7 +110,13 @@ struct Inner {
     kill_switch: KillSwitch,
     marketplace: Option<MarketplaceClient>,
     entitlements: Option<Entitlements>,
-    control: Option<Control>,
+    control: Control,
+    metrics: Arc<Metrics>,
+    usage: Arc<UsageMeter>,
+    usage_reporter: UsageReporter,
+    heartbeat: Option<HeartbeatService>,
+    activity: ActivityLogger,
+    instance_id: Arc<str>,
     outbox: Outbox,
     audit: AuditLogger,
     auth_layer: AuthLayer,
@@ -280,26 +292,62 @@ impl ServiceMarketFramework {
         } else {
             None
         };
-        let control = market.webhook_secret.as_ref().map(|secrets| {
-            let secrets = secrets
-                .expose()
-                .split_ascii_whitespace()
-                .filter_map(|s| s.parse().ok())
-                .collect();
-            Control {
-                config: config.clone(),
-                verifier: Verifier::new(secrets),
-                central: central.clone(),
-                kill_switch: kill_switch.clone(),
-                provisioner: provisioner.clone(),
-                entitlements: entitlements.clone(),
-                client: marketplace.clone(),
-                audit: audit.clone(),
-            }
+        let verifier = market.webhook_secret.as_ref().map(|secrets| {
+            Verifier::new(
+                secrets
+                    .expose()
+                    .split_ascii_whitespace()
+                    .filter_map(|s| s.parse().ok())
+                    .collect(),
+            )
         });
-        if let Some(control) = &control {
+        let control = Control {
+            config: config.clone(),
+            verifier,
+            central: central.clone(),
+            kill_switch: kill_switch.clone(),
+            provisioner: provisioner.clone(),
+            entitlements: entitlements.clone(),
+            client: marketplace.clone(),
+            audit: audit.clone(),
+        };
+        if control.verifier.is_some() {
             control.spawn_pruning();
         }
+        let instance_id: Arc<str> = instance_id().into();
+        let metrics = Arc::new(Metrics::default());
+        let usage = Arc::new(UsageMeter::default());
+        let usage_reporter = UsageReporter::new(
+            usage.clone(),
+            outbox.clone(),
+            instance_id.clone(),
+            Duration::from_secs(
+                config
+                    .logging
+                    .usage_report
+                    .interval_minutes
+                    .saturating_mul(60)
+                    .max(60),
+            ),
+        );
+        if config.logging.usage_report.enabled && marketplace.is_some() {
+            usage_reporter.spawn();
+        }
+        let heartbeat = marketplace.as_ref().map(|client| {
+            HeartbeatService::new(
+                client.clone(),
+                metrics.clone(),
+                usage.clone(),
+                central.clone(),
+                control.clone(),
+                instance_id.clone(),
+                Duration::from_secs(market.heartbeat_interval),
+            )
+        });
+        if let Some(heartbeat) = &heartbeat {
+            heartbeat.spawn();
+        }
+        let activity = ActivityLogger::new(&config, outbox.clone());
         if let CentralDb::Postgres(_) = &central {
             spawn_change_listener(
                 config.database.central.url.clone(),
@@ -321,6 +369,12 @@ impl ServiceMarketFramework {
                 marketplace,
                 entitlements,
                 control,
+                metrics,
+                usage,
+                usage_reporter,
+                heartbeat,
+                activity,
+                instance_id,
                 outbox,
                 audit,
                 auth_layer,
@@ -422,6 +476,7 @@ impl ServiceMarketFramework {
         let public = Router::new()
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
+            .route("/metrics", get(metrics))
             .with_state(self.clone());
         // route_layer panics on a router without routes; such a router has nothing to guard.
         // The last layer added runs first: tenant, then subscription and kill switch.
@@ -431,15 +486,18 @@ impl ServiceMarketFramework {
                 None => router,
             };
             router
+                .route_layer(UsageLayer::new(self.inner.usage.clone()))
+                .route_layer(axum::Extension(self.inner.activity.clone()))
                 .route_layer(self.inner.subscription_layer.clone())
                 .route_layer(self.inner.auth_layer.clone())
                 .route_layer(self.tenant_layer())
         } else {
             router
         };
-        let public = match &self.inner.control {
-            Some(control) => public.merge(crate::control::router(control.clone())),
-            None => public,
+        let public = if self.inner.control.verifier.is_some() {
+            public.merge(crate::control::router(self.inner.control.clone()))
+        } else {
+            public
         };
         let sso = &self.inner.config.auth.marketplace_sso;
         let public = match &self.inner.sso {
@@ -454,6 +512,7 @@ impl ServiceMarketFramework {
             .merge(tenant_routes)
             .layer(CatchPanicLayer::custom(panic_response))
             .layer(ProblemLayer)
+            .layer(MetricsLayer::new(self.inner.metrics.clone()))
     }
 
     /// Serves `app` on `service.listen` until SIGINT or SIGTERM, then drains in-flight
@@ -485,10 +544,116 @@ impl ServiceMarketFramework {
         .await
         .map_err(Error::Serve)?;
         tracing::info!("stopped; delivering what the outbox holds, then closing the central DB");
-        self.inner.outbox.shutdown(Duration::from_secs(5)).await;
+        self.shutdown_telemetry().await;
         self.inner.central.close().await;
         Ok(())
     }
+}
+
+impl ServiceMarketFramework {
+    /// Reports the usage counted so far (the current, partial period) and delivers what the
+    /// outbox holds, for up to five seconds; the rest stays in the central DB for next time.
+    pub async fn shutdown_telemetry(&self) {
+        if self.inner.config.logging.usage_report.enabled && self.inner.marketplace.is_some() {
+            let reporter = &self.inner.usage_reporter;
+            reporter.report(reporter.period_start(time::OffsetDateTime::now_utc()));
+        }
+        self.inner.outbox.shutdown(Duration::from_secs(5)).await;
+    }
+
+    /// The request metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Per-tenant usage counters.
+    pub fn usage(&self) -> &UsageReporter {
+        &self.inner.usage_reporter
+    }
+
+    /// The heartbeat, when the market link is configured.
+    pub fn heartbeat(&self) -> Option<&HeartbeatService> {
+        self.inner.heartbeat.as_ref()
+    }
+
+    /// This replica's id (heartbeats, usage keys).
+    pub fn instance_id(&self) -> &str {
+        &self.inner.instance_id
+    }
+
+    /// The xAPI activity log.
+    pub fn activity_log(&self) -> &ActivityLogger {
+        &self.inner.activity
+    }
+
+    /// Logs an activity of the current request's tenant and user (seed §4.1
+    /// `log_activity`); `None` outside a tenant route or with activity logging off.
+    pub fn log_activity(
+        &self,
+        verb: &str,
+        object: &str,
+        result: serde_json::Value,
+    ) -> Option<String> {
+        let tenant = crate::current_tenant()?;
+        let user = crate::current_user();
+        self.inner.activity.log(
+            tenant.id(),
+            user.as_ref().map(|u| u.sub()),
+            verb,
+            object,
+            result,
+        )
+    }
+}
+
+/// `{hostname}-{pid}-{random}`: unique per process, so usage keys of two processes differ.
+fn instance_id() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".to_owned());
+    let mut bytes = [0u8; 3];
+    let _ = aws_lc_rs::rand::fill(&mut bytes);
+    format!(
+        "{host}-{}-{:02x}{:02x}{:02x}",
+        std::process::id(),
+        bytes[0],
+        bytes[1],
+        bytes[2]
+    )
+}
+
+async fn metrics(State(framework): State<ServiceMarketFramework>) -> Response {
+    let inner = &framework.inner;
+    let pending = inner
+        .outbox
+        .counts(None)
+        .await
+        .map(|c| c.pending as f64)
+        .unwrap_or(-1.0);
+    let text = inner.metrics.render(&[
+        (
+            "mt_paas_tenants_active",
+            "Tenants with requests in the current usage period.",
+            inner.usage.tracked() as f64,
+        ),
+        (
+            "mt_paas_tenant_db_connections",
+            "Connections open to tenant databases.",
+            inner.databases.open_connections() as f64,
+        ),
+        (
+            "mt_paas_outbox_pending",
+            "Audit alerts, usage records and statements waiting for delivery.",
+            pending,
+        ),
+    ]);
+    (
+        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        text,
+    )
+        .into_response()
 }
 
 async fn healthz() -> Json<serde_json::Value> {

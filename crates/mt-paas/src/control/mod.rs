@@ -7,7 +7,10 @@
 //! refused after a restart too). A refused command answers 401 and changes nothing.
 
 pub mod audit;
+pub mod heartbeat;
 pub mod kill_switch;
+pub mod metrics;
+pub mod usage;
 
 use std::{sync::Arc, time::Duration};
 
@@ -19,8 +22,8 @@ use axum::{
     routing::{delete, post},
 };
 use mt_paas_protocol::{
-    AckStatus, BlockCommand, CommandReceipt, DeprovisionCommand, EventHint, ProvisionCommand,
-    ProvisioningResult, ProvisioningStatus, UnblockCommand, paths,
+    AckStatus, BlockCommand, Command, CommandReceipt, DeprovisionCommand, EventHint,
+    ProvisionCommand, ProvisioningResult, ProvisioningStatus, UnblockCommand, paths,
     webhook::{self, Verifier, WebhookError},
 };
 use serde::de::DeserializeOwned;
@@ -50,7 +53,9 @@ const SEEN_RETENTION: Duration = Duration::from_secs(3600);
 #[derive(Clone)]
 pub(crate) struct Control {
     pub(crate) config: Arc<Config>,
-    pub(crate) verifier: Verifier,
+    /// Verifies pushed commands; `None` without `marketplace.webhook_secret` (commands then
+    /// arrive only on the pull path).
+    pub(crate) verifier: Option<Verifier>,
     pub(crate) central: CentralDb,
     pub(crate) kill_switch: KillSwitch,
     pub(crate) provisioner: Provisioner,
@@ -96,7 +101,10 @@ impl Control {
         };
         let id = header(webhook::HEADER_ID);
         let now = OffsetDateTime::now_utc().unix_timestamp();
-        if let Err(e) = self.verifier.verify(
+        let Some(verifier) = &self.verifier else {
+            return Err(refused("this service accepts no pushed commands"));
+        };
+        if let Err(e) = verifier.verify(
             id,
             header(webhook::HEADER_TIMESTAMP),
             header(webhook::HEADER_SIGNATURE),
@@ -204,6 +212,137 @@ fn receipt(command_id: &str, status: AckStatus, detail: impl Into<String>) -> Js
     })
 }
 
+impl Control {
+    /// Applies a command (pushed and verified, or pulled from a heartbeat response) and says
+    /// what became of it. Idempotent: the same command twice has the same effect as once.
+    pub(crate) async fn apply(&self, command: &Command) -> CommandReceipt {
+        let (status, detail) = match command {
+            Command::Block { tenant_id, command } => match TenantId::parse(tenant_id) {
+                Ok(tenant) => match self.kill_switch.block(&tenant, command).await {
+                    Ok(status) => {
+                        tracing::info!(tenant = %tenant, sequence = command.sequence, status = ?status, "block command");
+                        (status, String::new())
+                    }
+                    Err(e) => (AckStatus::Failed, format!("central DB: {e}")),
+                },
+                Err(e) => (AckStatus::Failed, format!("tenant_id: {e}")),
+            },
+            Command::Unblock { tenant_id, command } => match TenantId::parse(tenant_id) {
+                Ok(tenant) => match self.kill_switch.unblock(&tenant, command).await {
+                    Ok(status) => {
+                        tracing::info!(tenant = %tenant, sequence = command.sequence, status = ?status, "unblock command");
+                        (status, String::new())
+                    }
+                    Err(e) => (AckStatus::Failed, format!("central DB: {e}")),
+                },
+                Err(e) => (AckStatus::Failed, format!("tenant_id: {e}")),
+            },
+            Command::Provision { command } => self.provision(command).await,
+            Command::Deprovision { tenant_id, command } => {
+                self.deprovision(tenant_id, command).await
+            }
+        };
+        CommandReceipt {
+            command_id: command.command_id().to_owned(),
+            status,
+            detail,
+        }
+    }
+
+    async fn provision(&self, command: &ProvisionCommand) -> (AckStatus, String) {
+        let tenant = match TenantId::parse(&command.tenant_id) {
+            Ok(tenant) => tenant,
+            Err(e) => return (AckStatus::Failed, format!("tenant_id: {e}")),
+        };
+        let mode = match command.isolation.as_deref() {
+            None | Some("") => None,
+            Some(mode) => match mode.parse::<IsolationMode>() {
+                Ok(mode) => Some(mode),
+                Err(e) => return (AckStatus::Failed, format!("isolation: {e}")),
+            },
+        };
+        let name = if command.display_name.trim().is_empty() {
+            tenant.to_string()
+        } else {
+            command.display_name.clone()
+        };
+        let (status, result, detail) = match self
+            .provisioner
+            .create(tenant.clone(), &name, mode)
+            .await
+        {
+            Ok(Provisioned::Ready(_)) | Err(ProvisionError::AlreadyExists(_)) => (
+                AckStatus::Applied,
+                ProvisioningStatus::Provisioned,
+                String::new(),
+            ),
+            Ok(Provisioned::AwaitingDocker { dir, .. }) => (
+                AckStatus::Failed,
+                ProvisioningStatus::Failed,
+                format!(
+                    "no Docker engine answers; the stack waits in {}",
+                    dir.display()
+                ),
+            ),
+            Err(e) => {
+                tracing::error!(tenant = %tenant, error = %e, "provisioning from the market failed");
+                (AckStatus::Failed, ProvisioningStatus::Failed, e.to_string())
+            }
+        };
+        self.report(
+            tenant,
+            ProvisioningResult {
+                command_id: command.command_id.clone(),
+                status: result,
+                detail: detail.clone(),
+            },
+        );
+        (status, detail)
+    }
+
+    async fn deprovision(
+        &self,
+        tenant_id: &str,
+        command: &DeprovisionCommand,
+    ) -> (AckStatus, String) {
+        let tenant = match TenantId::parse(tenant_id) {
+            Ok(tenant) => tenant,
+            Err(e) => return (AckStatus::Failed, format!("tenant_id: {e}")),
+        };
+        let (status, result, detail) = match self
+            .provisioner
+            .destroy(&tenant, command.archive)
+            .await
+        {
+            Ok(archive) => (
+                AckStatus::Applied,
+                ProvisioningStatus::Deprovisioned,
+                archive
+                    .map(|a| format!("archived to {}", a.display()))
+                    .unwrap_or_default(),
+            ),
+            Err(ProvisionError::NotFound(_)) => (
+                AckStatus::Applied,
+                ProvisioningStatus::Deprovisioned,
+                "not present".to_owned(),
+            ),
+            Err(e) => {
+                tracing::error!(tenant = %tenant, error = %e, "deprovisioning from the market failed");
+                (AckStatus::Failed, ProvisioningStatus::Failed, e.to_string())
+            }
+        };
+        self.report(
+            tenant,
+            ProvisioningResult {
+                command_id: command.command_id.clone(),
+                status: result,
+                detail: detail.clone(),
+            },
+        );
+        (status, detail)
+    }
+}
+
 async fn block(
     State(control): State<Control>,
     Path(tenant): Path<String>,
@@ -212,13 +351,14 @@ async fn block(
 ) -> Result<Json<CommandReceipt>, ApiError> {
     let command: BlockCommand = control.verified(&headers, &body).await?;
     let tenant = tenant_in_path(&tenant)?;
-    let status = control
-        .kill_switch
-        .block(&tenant, &command)
-        .await
-        .map_err(ApiError::database)?;
-    tracing::info!(tenant = %tenant, sequence = command.sequence, status = ?status, "block command");
-    Ok(receipt(&command.command_id, status, ""))
+    Ok(Json(
+        control
+            .apply(&Command::Block {
+                tenant_id: tenant.to_string(),
+                command,
+            })
+            .await,
+    ))
 }
 
 async fn unblock(
@@ -229,13 +369,14 @@ async fn unblock(
 ) -> Result<Json<CommandReceipt>, ApiError> {
     let command: UnblockCommand = control.verified(&headers, &body).await?;
     let tenant = tenant_in_path(&tenant)?;
-    let status = control
-        .kill_switch
-        .unblock(&tenant, &command)
-        .await
-        .map_err(ApiError::database)?;
-    tracing::info!(tenant = %tenant, sequence = command.sequence, status = ?status, "unblock command");
-    Ok(receipt(&command.command_id, status, ""))
+    Ok(Json(
+        control
+            .apply(&Command::Unblock {
+                tenant_id: tenant.to_string(),
+                command,
+            })
+            .await,
+    ))
 }
 
 async fn provision(
@@ -244,56 +385,19 @@ async fn provision(
     body: Bytes,
 ) -> Result<Json<CommandReceipt>, ApiError> {
     let command: ProvisionCommand = control.verified(&headers, &body).await?;
-    let tenant = TenantId::parse(&command.tenant_id).map_err(|_| {
-        ApiError::new(ProblemCode::InvalidTenantId).localized_param(
+    if TenantId::parse(&command.tenant_id).is_err() {
+        return Err(ApiError::new(ProblemCode::InvalidTenantId).localized_param(
             "source",
             "명령의 tenant_id",
             "the command's tenant_id",
-        )
-    })?;
-    let mode = match command.isolation.as_deref() {
-        None | Some("") => None,
-        Some(mode) => Some(mode.parse::<IsolationMode>().map_err(|_| {
-            ApiError::new(ProblemCode::UnprocessableEntity).member("field", "isolation")
-        })?),
-    };
-    let name = if command.display_name.trim().is_empty() {
-        tenant.to_string()
-    } else {
-        command.display_name.clone()
-    };
-    let (status, result, detail) = match control
-        .provisioner
-        .create(tenant.clone(), &name, mode)
-        .await
+        ));
+    }
+    if let Some(mode) = command.isolation.as_deref().filter(|m| !m.is_empty())
+        && mode.parse::<IsolationMode>().is_err()
     {
-        Ok(Provisioned::Ready(_)) | Err(ProvisionError::AlreadyExists(_)) => (
-            AckStatus::Applied,
-            ProvisioningStatus::Provisioned,
-            String::new(),
-        ),
-        Ok(Provisioned::AwaitingDocker { dir, .. }) => (
-            AckStatus::Failed,
-            ProvisioningStatus::Failed,
-            format!(
-                "no Docker engine answers; the stack waits in {}",
-                dir.display()
-            ),
-        ),
-        Err(e) => {
-            tracing::error!(tenant = %tenant, error = %e, "provisioning from the market failed");
-            (AckStatus::Failed, ProvisioningStatus::Failed, e.to_string())
-        }
-    };
-    control.report(
-        tenant,
-        ProvisioningResult {
-            command_id: command.command_id.clone(),
-            status: result,
-            detail: detail.clone(),
-        },
-    );
-    Ok(receipt(&command.command_id, status, detail))
+        return Err(ApiError::new(ProblemCode::UnprocessableEntity).member("field", "isolation"));
+    }
+    Ok(Json(control.apply(&Command::Provision { command }).await))
 }
 
 async fn deprovision(
@@ -304,34 +408,14 @@ async fn deprovision(
 ) -> Result<Json<CommandReceipt>, ApiError> {
     let command: DeprovisionCommand = control.verified(&headers, &body).await?;
     let tenant = tenant_in_path(&tenant)?;
-    let (status, result, detail) = match control.provisioner.destroy(&tenant, command.archive).await
-    {
-        Ok(archive) => (
-            AckStatus::Applied,
-            ProvisioningStatus::Deprovisioned,
-            archive
-                .map(|a| format!("archived to {}", a.display()))
-                .unwrap_or_default(),
-        ),
-        Err(ProvisionError::NotFound(_)) => (
-            AckStatus::Applied,
-            ProvisioningStatus::Deprovisioned,
-            "not present".to_owned(),
-        ),
-        Err(e) => {
-            tracing::error!(tenant = %tenant, error = %e, "deprovisioning from the market failed");
-            (AckStatus::Failed, ProvisioningStatus::Failed, e.to_string())
-        }
-    };
-    control.report(
-        tenant,
-        ProvisioningResult {
-            command_id: command.command_id.clone(),
-            status: result,
-            detail: detail.clone(),
-        },
-    );
-    Ok(receipt(&command.command_id, status, detail))
+    Ok(Json(
+        control
+            .apply(&Command::Deprovision {
+                tenant_id: tenant.to_string(),
+                command,
+            })
+            .await,
+    ))
 }
 
 async fn event(

@@ -25,7 +25,7 @@ pub const TENANT_ID_MAX_LEN: usize = 63;
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
-pub struct TenantId(Box<str>);
+pub struct TenantId(std::sync::Arc<str>);
 
 /// Why a string is not a [`TenantId`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

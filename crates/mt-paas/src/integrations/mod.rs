@@ -1,5 +1,6 @@
 //! Integrations with the marketplace (seed §7 `integrations/`).
 
+pub mod activity_log;
 pub mod entitlements;
 pub mod marketplace;
 

@@ -37,6 +37,8 @@ use crate::{
 const LEASE: Duration = Duration::from_secs(60);
 /// The longest backoff between attempts of one item.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// The longest pause of a kind whose receiver is down.
+const MAX_PAUSE: Duration = Duration::from_secs(10);
 /// Items written to the central DB in one transaction.
 const WRITE_BATCH: usize = 1000;
 
@@ -84,6 +86,8 @@ pub struct Item {
 
 enum Message {
     Item(Item),
+    /// An item built by the writer, off the request path.
+    Deferred(Box<dyn FnOnce() -> Item + Send>),
     /// Answered once everything sent before it is in the central DB.
     Flush(oneshot::Sender<()>),
 }
@@ -140,6 +144,13 @@ impl std::fmt::Debug for Outbox {
     }
 }
 
+/// What one delivery round did.
+#[derive(Debug, Clone, Copy, Default)]
+struct Round {
+    delivered: usize,
+    unreachable: bool,
+}
+
 #[derive(sqlx::FromRow)]
 struct Claimed {
     id: String,
@@ -180,6 +191,19 @@ impl Outbox {
         }
     }
 
+    /// Like [`push`](Self::push), but the item is built by the writer task: the request pays
+    /// for a boxed closure and a channel send, not for serializing the item.
+    pub fn push_with(&self, build: impl FnOnce() -> Item + Send + 'static) {
+        if self
+            .inner
+            .tx
+            .send(Message::Deferred(Box::new(build)))
+            .is_err()
+        {
+            tracing::error!("the outbox writer is gone; an item was not accepted");
+        }
+    }
+
     /// Writes an item to the central DB before returning, and starts its delivery.
     pub async fn push_now(&self, item: Item) -> Result<(), sqlx::Error> {
         insert(&self.inner.db, std::slice::from_ref(&item)).await?;
@@ -200,23 +224,32 @@ impl Outbox {
         for kind in Kind::ALL {
             let weak = Arc::downgrade(&self.inner);
             tokio::spawn(async move {
+                let mut failures = 0i64;
                 loop {
                     let Some(inner) = weak.upgrade() else { return };
                     let this = Outbox { inner };
                     let woken = this.inner.due.notified();
-                    let delivered = match this.deliver(kind).await {
-                        Ok(n) => n,
+                    let round = match this.round(kind).await {
+                        Ok(round) => round,
                         Err(e) => {
                             tracing::warn!(kind = kind.as_str(), error = %e, "outbox delivery round failed");
-                            0
+                            Round::default()
                         }
                     };
                     if this.inner.stopping.load(Ordering::Relaxed) {
                         return;
                     }
-                    if delivered == 0 {
-                        // Nothing due: wait for new items or the next retry.
-                        let _ = tokio::time::timeout(Duration::from_millis(500), woken).await;
+                    if round.unreachable {
+                        // The receiver is down: pause this kind (a circuit breaker) instead of
+                        // failing every waiting item in turn.
+                        failures = failures.saturating_add(1);
+                        tokio::time::sleep(backoff(failures).min(MAX_PAUSE)).await;
+                    } else {
+                        failures = 0;
+                        if round.delivered == 0 {
+                            // Nothing due: wait for new items or the next retry.
+                            let _ = tokio::time::timeout(Duration::from_millis(500), woken).await;
+                        }
                     }
                 }
             });
@@ -238,13 +271,17 @@ impl Outbox {
     /// One delivery round for `kind`: claims due items, delivers them, records the outcome.
     /// Returns how many were delivered.
     pub async fn deliver(&self, kind: Kind) -> Result<usize, sqlx::Error> {
+        Ok(self.round(kind).await?.delivered)
+    }
+
+    async fn round(&self, kind: Kind) -> Result<Round, sqlx::Error> {
         if !self.inner.sinks.handles(kind) {
-            return Ok(0);
+            return Ok(Round::default());
         }
         let batch = i64::from(self.inner.config.batch_size.max(1));
         let claimed = self.claim(kind, batch).await?;
         if claimed.is_empty() {
-            return Ok(0);
+            return Ok(Round::default());
         }
         let mut items = Vec::with_capacity(claimed.len());
         let mut attempts = Vec::with_capacity(claimed.len());
@@ -263,6 +300,7 @@ impl Outbox {
         }
         let delivery = self.inner.sinks.deliver(kind, &items).await;
         let mut delivered = 0;
+        let mut unreachable = false;
         for (item, attempts) in items.iter().zip(attempts) {
             match delivery.outcome(&item.id) {
                 Ok(()) => {
@@ -275,13 +313,17 @@ impl Outbox {
                         tracing::error!(id = %item.id, kind = kind.as_str(), error = %failure.error, "outbox item dead-lettered");
                         self.dead(&item.id, &failure.error).await?;
                     } else {
+                        unreachable = true;
                         let wait = failure.retry_after.unwrap_or_else(|| backoff(attempts));
                         self.retry_later(&item.id, &failure.error, wait).await?;
                     }
                 }
             }
         }
-        Ok(delivered)
+        Ok(Round {
+            delivered,
+            unreachable,
+        })
     }
 
     async fn claim(&self, kind: Kind, limit: i64) -> Result<Vec<Claimed>, sqlx::Error> {
@@ -462,6 +504,7 @@ async fn writer(inner: std::sync::Weak<Inner>, mut rx: mpsc::UnboundedReceiver<M
         while let Some(message) = next.take() {
             match message {
                 Message::Item(item) => batch.push(item),
+                Message::Deferred(build) => batch.push(build()),
                 Message::Flush(done) => waiting.push(done),
             }
             if batch.len() >= WRITE_BATCH {
