@@ -17,6 +17,7 @@ use mt_paas::{
     config::{Config, ConfigLoader},
     core::central::CentralDb,
     middleware::auth::JwtKeys,
+    outbox::{Outbox, Sinks},
     provisioning::{MigrationOutcome, ProvisionError, Provisioned, Provisioner},
 };
 
@@ -59,6 +60,9 @@ enum Command {
     Tenant(TenantCommand),
     /// Mint a JWT signed with auth.jwt.secret (for development and tests).
     Token(TokenArgs),
+    /// Inspect and repair the outbox (audit alerts, usage, xAPI statements).
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
     /// Run the whole loop on this machine: the reference market on 127.0.0.1:8505 and the
     /// service with MT_PAAS_ENV=dev, until Ctrl-C.
     Dev(DevArgs),
@@ -147,6 +151,40 @@ enum TenantCommand {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum OutboxCommand {
+    /// Counts per status, then the newest items.
+    List {
+        /// Only items with this status.
+        #[arg(long, value_parser = ["pending", "delivered", "dead"])]
+        status: Option<String>,
+        /// How many items.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put dead-lettered items back in the queue (one, or all).
+    Retry {
+        /// The item's id.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<String>,
+        /// Every dead item.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Delete delivered or dead items older than an age.
+    Purge {
+        /// Which items.
+        #[arg(long, value_parser = ["delivered", "dead"])]
+        status: String,
+        /// Only items older than this many seconds.
+        #[arg(long, default_value_t = 0)]
+        older_than: u64,
     },
 }
 
@@ -250,6 +288,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", keys.issue(claims)?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Outbox(command) => outbox(&config, command).await,
         Command::Dev(_) => Ok(ExitCode::SUCCESS),
     }
 }
@@ -369,6 +408,44 @@ async fn tenant(config: Config, command: TenantCommand) -> anyhow::Result<ExitCo
     };
     db.close().await;
     Ok(code)
+}
+
+async fn outbox(config: &Config, command: OutboxCommand) -> anyhow::Result<ExitCode> {
+    let db = CentralDb::connect(&config.database.central)
+        .await
+        .context("cannot open the central DB")?;
+    let outbox = Outbox::new(db.clone(), config.logging.outbox.clone(), Sinks::default());
+    match command {
+        OutboxCommand::List { status, limit, json } => {
+            let counts = outbox.counts(None).await?;
+            let items = outbox.list(status.as_deref(), limit).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "counts": counts, "items": items }))?);
+            } else {
+                println!("pending {}  delivered {}  dead {}", counts.pending, counts.delivered, counts.dead);
+                for item in items {
+                    println!(
+                        "{:<9} {:<8} {:>3} tries  {}  {}",
+                        item.status,
+                        item.kind,
+                        item.attempts,
+                        item.id,
+                        item.last_error.unwrap_or_default()
+                    );
+                }
+            }
+        }
+        OutboxCommand::Retry { id, .. } => {
+            let n = outbox.retry(id.as_deref()).await?;
+            println!("{n} item(s) back in the queue");
+        }
+        OutboxCommand::Purge { status, older_than } => {
+            let n = outbox.purge(&status, Duration::from_secs(older_than)).await?;
+            println!("{n} {status} item(s) deleted");
+        }
+    }
+    db.close().await;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn spinner() -> ProgressBar {

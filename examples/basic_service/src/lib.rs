@@ -10,6 +10,7 @@ use axum::{
 };
 use mt_paas::{
     ServiceMarketFramework, Tenant, TenantDb, TenantId,
+    integrations::activity_log::Activity,
     http::{ApiError, ProblemCode},
     provisioning::Provisioned,
     with_db,
@@ -94,7 +95,7 @@ struct ChatIn {
     message: String,
 }
 
-async fn chat(tenant: Tenant, Json(input): Json<ChatIn>) -> Result<Json<Value>, ApiError> {
+async fn chat(tenant: Tenant, activity: Activity, Json(input): Json<ChatIn>) -> Result<Json<Value>, ApiError> {
     tenant.require_feature("ai_chat")?;
     let message = input.message.trim();
     let length = message.chars().count();
@@ -107,6 +108,8 @@ async fn chat(tenant: Tenant, Json(input): Json<ChatIn>) -> Result<Json<Value>, 
         "[{}] AI 튜터: \"{message}\"에 대해 함께 알아봅시다.",
         tenant.name()
     );
+    // Seed §4.1: the activity goes to the LRS in the background; this never waits on it.
+    activity.log("asked", "ai_tutor", json!({ "message_length": length }));
     Ok(Json(json!({
         "tenant_id": tenant.id(),
         "response": response,
