@@ -10,6 +10,7 @@ mod identification;
 mod isolation;
 mod provisioning;
 mod registry;
+mod telemetry;
 
 pub(crate) use isolation::{
     read_notes as isolation_read, routes as isolation_routes, write_note as isolation_write,
