@@ -416,13 +416,25 @@ async fn outbox(config: &Config, command: OutboxCommand) -> anyhow::Result<ExitC
         .context("cannot open the central DB")?;
     let outbox = Outbox::new(db.clone(), config.logging.outbox.clone(), Sinks::default());
     match command {
-        OutboxCommand::List { status, limit, json } => {
+        OutboxCommand::List {
+            status,
+            limit,
+            json,
+        } => {
             let counts = outbox.counts(None).await?;
             let items = outbox.list(status.as_deref(), limit).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "counts": counts, "items": items }))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({ "counts": counts, "items": items })
+                    )?
+                );
             } else {
-                println!("pending {}  delivered {}  dead {}", counts.pending, counts.delivered, counts.dead);
+                println!(
+                    "pending {}  delivered {}  dead {}",
+                    counts.pending, counts.delivered, counts.dead
+                );
                 for item in items {
                     println!(
                         "{:<9} {:<8} {:>3} tries  {}  {}",
@@ -440,7 +452,9 @@ async fn outbox(config: &Config, command: OutboxCommand) -> anyhow::Result<ExitC
             println!("{n} item(s) back in the queue");
         }
         OutboxCommand::Purge { status, older_than } => {
-            let n = outbox.purge(&status, Duration::from_secs(older_than)).await?;
+            let n = outbox
+                .purge(&status, Duration::from_secs(older_than))
+                .await?;
             println!("{n} {status} item(s) deleted");
         }
     }

@@ -10,8 +10,8 @@ use axum::{
 };
 use mt_paas::{
     ServiceMarketFramework, Tenant, TenantDb, TenantId,
-    integrations::activity_log::Activity,
     http::{ApiError, ProblemCode},
+    integrations::activity_log::Activity,
     provisioning::Provisioned,
     with_db,
 };
@@ -95,7 +95,11 @@ struct ChatIn {
     message: String,
 }
 
-async fn chat(tenant: Tenant, activity: Activity, Json(input): Json<ChatIn>) -> Result<Json<Value>, ApiError> {
+async fn chat(
+    tenant: Tenant,
+    activity: Activity,
+    Json(input): Json<ChatIn>,
+) -> Result<Json<Value>, ApiError> {
     tenant.require_feature("ai_chat")?;
     let message = input.message.trim();
     let length = message.chars().count();

@@ -374,3 +374,156 @@ async fn an_expired_subscription_has_its_grace_then_is_refused() {
         .await
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_and_usage_reach_the_market_and_outlive_its_outage() {
+    let dir = tempfile::tempdir().unwrap();
+    let market_db = format!("sqlite://{}/market.db", dir.path().display());
+    let market = start_market(&market_db, None).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    crate::helpers::register_service(
+        &market.url,
+        Some(format!("http://{}", listener.local_addr().unwrap())),
+    )
+    .await;
+    subscribe(&market.url, "hallym", "premium", true).await;
+    let service_dir = dir.path().join("service");
+    std::fs::create_dir_all(&service_dir).unwrap();
+    let config = crate::helpers::service_config(&service_dir, &market.url, "");
+    let mut config = config;
+    config.marketplace.heartbeat_interval = 1;
+    let service = crate::helpers::start_service(listener, config, service_dir).await;
+    let url = service.url.clone();
+    assert!(
+        eventually(WAIT, || async {
+            as_tenant(&url, "hallym", "/whoami").await.0 == 200
+        })
+        .await
+    );
+    for _ in 0..9 {
+        assert_eq!(as_tenant(&url, "hallym", "/whoami").await.0, 200);
+    }
+
+    // Heartbeats arrive with this replica's id and an increasing seq.
+    let instances = || async {
+        operator(
+            &market.url,
+            reqwest::Method::GET,
+            &format!("/services/{SERVICE}/instances"),
+            None,
+        )
+        .await
+        .1
+    };
+    assert!(
+        eventually(WAIT, || async {
+            instances().await.as_array().is_some_and(|a| !a.is_empty())
+        })
+        .await
+    );
+    let first = instances().await;
+    assert_eq!(first[0]["instance_id"], service.framework.instance_id());
+    assert!(
+        eventually(WAIT, || async {
+            let now = instances().await;
+            now[0]["heartbeat"]["active_tenants"]
+                .as_array()
+                .is_some_and(|t| t.contains(&json!("hallym")))
+                || now[0]["seq"].as_i64() > first[0]["seq"].as_i64()
+        })
+        .await
+    );
+
+    // Usage: reported once, resent, counted once.
+    let reporter = service.framework.usage();
+    let period = reporter.period_start(time::OffsetDateTime::now_utc());
+    assert!(reporter.report(period) >= 3);
+    service.framework.outbox().flush().await;
+    let total = || async {
+        let (_, totals) = operator(
+            &market.url,
+            reqwest::Method::GET,
+            &format!("/services/{SERVICE}/usage?tenant_id=hallym"),
+            None,
+        )
+        .await;
+        totals
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["dimension"] == "requests")
+            .map(|t| t["quantity"].as_i64().unwrap())
+            .sum::<i64>()
+    };
+    assert!(
+        eventually(WAIT, || async { total().await >= 10 }).await,
+        "usage delivered"
+    );
+    let counted = total().await;
+    // The same period again (a redelivery of the same keys) changes nothing.
+    let outbox = service.framework.outbox();
+    assert_eq!(
+        outbox
+            .counts(Some(mt_paas::outbox::Kind::Usage))
+            .await
+            .unwrap()
+            .pending,
+        0
+    );
+    assert_eq!(outbox.retry(None).await.unwrap(), 0);
+
+    // The market goes away: requests are not slowed, heartbeats fail quietly...
+    let market_port = market.running.addr.port();
+    market.running.stop().await;
+    for _ in 0..20 {
+        let started = Instant::now();
+        assert_eq!(as_tenant(&url, "hallym", "/whoami").await.0, 200);
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "a request waited on the market: {:?}",
+            started.elapsed()
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // ... and resume by themselves when it is back.
+    let market = start_market(&market_db, Some(market_port)).await;
+    let before = instances_seq(&market.url).await;
+    assert!(
+        eventually(WAIT, || async { instances_seq(&market.url).await > before }).await,
+        "heartbeats resumed"
+    );
+    assert_eq!(
+        total_of(&market.url).await,
+        counted,
+        "nothing counted twice"
+    );
+    market.running.stop().await;
+}
+
+async fn instances_seq(market_url: &str) -> i64 {
+    let (_, instances) = operator(
+        market_url,
+        reqwest::Method::GET,
+        &format!("/services/{SERVICE}/instances"),
+        None,
+    )
+    .await;
+    instances[0]["seq"].as_i64().unwrap_or(0)
+}
+
+async fn total_of(market_url: &str) -> i64 {
+    let (_, totals) = operator(
+        market_url,
+        reqwest::Method::GET,
+        &format!("/services/{SERVICE}/usage?tenant_id=hallym"),
+        None,
+    )
+    .await;
+    totals
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["dimension"] == "requests")
+        .map(|t| t["quantity"].as_i64().unwrap())
+        .sum()
+}

@@ -33,8 +33,9 @@ use crate::{
     core::central::{CentralDb, on_pool},
 };
 
-/// How long a claimed batch is reserved for its worker.
-const LEASE: Duration = Duration::from_secs(60);
+/// How long a claimed batch is reserved for its worker. A worker that dies (kill -9) holds
+/// its batch this long; a round ends well within it (request timeouts, the sinks' budget).
+const LEASE: Duration = Duration::from_secs(15);
 /// The longest backoff between attempts of one item.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// The longest pause of a kind whose receiver is down.
@@ -302,7 +303,11 @@ impl Outbox {
         let mut delivered = 0;
         let mut unreachable = false;
         for (item, attempts) in items.iter().zip(attempts) {
-            match delivery.outcome(&item.id) {
+            let Some(outcome) = delivery.outcome(&item.id) else {
+                self.release(&item.id).await?;
+                continue;
+            };
+            match outcome {
                 Ok(()) => {
                     self.delivered(&item.id).await?;
                     delivered += 1;
@@ -359,6 +364,16 @@ impl Outbox {
             }
         };
         Ok(rows)
+    }
+
+    async fn release(&self, id: &str) -> Result<(), sqlx::Error> {
+        on_pool!(&self.inner.db, pool => {
+            sqlx::query("UPDATE outbox SET leased_until = NULL WHERE id = $1 AND status = 'pending'")
+                .bind(id)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
     }
 
     async fn delivered(&self, id: &str) -> Result<(), sqlx::Error> {

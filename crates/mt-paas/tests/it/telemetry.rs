@@ -38,16 +38,26 @@ async fn statements(State(lrs): State<Lrs>, headers: HeaderMap, body: Bytes) -> 
     lrs.posts.lock().unwrap().push(Instant::now());
     if let Some((status, retry_after)) = {
         let mut scripted = lrs.scripted.lock().unwrap();
-        if scripted.is_empty() { None } else { Some(scripted.remove(0)) }
+        if scripted.is_empty() {
+            None
+        } else {
+            Some(scripted.remove(0))
+        }
     } {
         let mut response = (status, "scripted").into_response();
         if let Some(after) = retry_after {
-            response.headers_mut().insert("retry-after", after.parse().unwrap());
+            response
+                .headers_mut()
+                .insert("retry-after", after.parse().unwrap());
         }
         return response;
     }
     if headers.get("x-experience-api-version").is_none() {
-        return (StatusCode::BAD_REQUEST, "X-Experience-API-Version is required").into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            "X-Experience-API-Version is required",
+        )
+            .into_response();
     }
     let Ok(value) = serde_json::from_slice::<Value>(&body) else {
         return (StatusCode::BAD_REQUEST, "not JSON").into_response();
@@ -61,15 +71,25 @@ async fn statements(State(lrs): State<Lrs>, headers: HeaderMap, body: Bytes) -> 
         let Some(id) = statement["id"].as_str() else {
             return (StatusCode::BAD_REQUEST, "a statement without id").into_response();
         };
-        if statement["actor"].is_null() || statement["verb"]["id"].is_null() || statement["object"]["id"].is_null() {
-            return (StatusCode::BAD_REQUEST, "actor, verb and object are required").into_response();
+        if statement["actor"].is_null()
+            || statement["verb"]["id"].is_null()
+            || statement["object"]["id"].is_null()
+        {
+            return (
+                StatusCode::BAD_REQUEST,
+                "actor, verb and object are required",
+            )
+                .into_response();
         }
         if stored.get(id).is_some_and(|existing| existing != statement) {
             *lrs.conflicts.lock().unwrap() += 1;
             return (StatusCode::CONFLICT, "the id is taken by another statement").into_response();
         }
     }
-    let ids: Vec<String> = batch.iter().map(|s| s["id"].as_str().unwrap().to_owned()).collect();
+    let ids: Vec<String> = batch
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_owned())
+        .collect();
     for statement in batch {
         let id = statement["id"].as_str().unwrap().to_owned();
         stored.entry(id).or_insert(statement);
@@ -78,7 +98,9 @@ async fn statements(State(lrs): State<Lrs>, headers: HeaderMap, body: Bytes) -> 
 }
 
 async fn serve_lrs(lrs: Lrs, listener: TcpListener) {
-    let app = Router::new().route("/xapi/statements", post(statements)).with_state(lrs);
+    let app = Router::new()
+        .route("/xapi/statements", post(statements))
+        .with_state(lrs);
     tokio::spawn(async move {
         axum::serve(listener, app).await.unwrap();
     });
@@ -95,16 +117,30 @@ async fn service(db: &TestDb, lrs_port: u16) -> TestApp {
 async fn ten_thousand_activities_survive_a_thirty_second_lrs_outage() {
     let db = TestDb::new(Backend::Sqlite).await.unwrap();
     // Reserve a port for the LRS, then leave it closed: the LRS is down.
-    let port = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let app = service(&db, port).await;
     let logger = app.framework.activity_log().clone();
-    let tenants: Vec<TenantId> = ["hallym", "korea", "snu"].iter().map(|t| t.parse().unwrap()).collect();
+    let tenants: Vec<TenantId> = ["hallym", "korea", "snu"]
+        .iter()
+        .map(|t| t.parse().unwrap())
+        .collect();
     let down_since = Instant::now();
     let mut ids = Vec::with_capacity(10_000);
     for i in 0..10_000usize {
         let tenant = &tenants[i % 3];
         let id = logger
-            .log(tenant, Some(&format!("user{}", i % 50)), "asked", "ai_tutor", json!({ "n": i }))
+            .log(
+                tenant,
+                Some(&format!("user{}", i % 50)),
+                "asked",
+                "ai_tutor",
+                json!({ "n": i }),
+            )
             .expect("activity logging is on");
         ids.push(id);
         if i % 1000 == 999 {
@@ -112,18 +148,35 @@ async fn ten_thousand_activities_survive_a_thirty_second_lrs_outage() {
         }
     }
     app.framework.outbox().flush().await;
-    assert_eq!(app.framework.outbox().counts(Some(Kind::Activity)).await.unwrap().pending, 10_000, "all accepted and stored");
+    assert_eq!(
+        app.framework
+            .outbox()
+            .counts(Some(Kind::Activity))
+            .await
+            .unwrap()
+            .pending,
+        10_000,
+        "all accepted and stored"
+    );
 
     tokio::time::sleep(Duration::from_secs(30).saturating_sub(down_since.elapsed())).await;
     let lrs = Lrs::default();
-    serve_lrs(lrs.clone(), TcpListener::bind(("127.0.0.1", port)).await.unwrap()).await;
+    serve_lrs(
+        lrs.clone(),
+        TcpListener::bind(("127.0.0.1", port)).await.unwrap(),
+    )
+    .await;
 
     let deadline = Instant::now() + Duration::from_secs(90);
     while lrs.statements.lock().unwrap().len() < 10_000 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let stored = lrs.statements.lock().unwrap().clone();
-    assert_eq!(stored.len(), 10_000, "the LRS holds exactly 10,000 distinct statements");
+    assert_eq!(
+        stored.len(),
+        10_000,
+        "the LRS holds exactly 10,000 distinct statements"
+    );
     assert_eq!(*lrs.conflicts.lock().unwrap(), 0);
     for id in &ids {
         assert!(stored.contains_key(id), "statement {id} is missing");
@@ -131,10 +184,26 @@ async fn ten_thousand_activities_survive_a_thirty_second_lrs_outage() {
     let sample = &stored[&ids[4]];
     assert_eq!(sample["verb"]["id"], "http://adlnet.gov/expapi/verbs/asked");
     assert_eq!(sample["actor"]["account"]["name"], "user4");
-    assert_eq!(sample["context"]["extensions"]["https://mt-paas.dev/xapi/extensions/tenant"], "korea");
-    assert_eq!(sample["result"]["extensions"]["https://mt-paas.dev/xapi/extensions/result"]["n"], 4);
-    assert!(sample["object"]["id"].as_str().unwrap().ends_with("/mt_paas_service/ai_tutor"));
-    let counts = app.framework.outbox().counts(Some(Kind::Activity)).await.unwrap();
+    assert_eq!(
+        sample["context"]["extensions"]["https://mt-paas.dev/xapi/extensions/tenant"],
+        "korea"
+    );
+    assert_eq!(
+        sample["result"]["extensions"]["https://mt-paas.dev/xapi/extensions/result"]["n"],
+        4
+    );
+    assert!(
+        sample["object"]["id"]
+            .as_str()
+            .unwrap()
+            .ends_with("/mt_paas_service/ai_tutor")
+    );
+    let counts = app
+        .framework
+        .outbox()
+        .counts(Some(Kind::Activity))
+        .await
+        .unwrap();
     assert_eq!((counts.pending, counts.dead), (0, 0));
     db.cleanup().await;
 }
@@ -145,11 +214,16 @@ async fn retry_after_is_honoured_and_dead_letters_can_be_retried() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let lrs = Lrs::default();
-    lrs.scripted.lock().unwrap().push((StatusCode::SERVICE_UNAVAILABLE, Some("2")));
+    lrs.scripted
+        .lock()
+        .unwrap()
+        .push((StatusCode::SERVICE_UNAVAILABLE, Some("2")));
     serve_lrs(lrs.clone(), listener).await;
     let app = service(&db, port).await;
     let tenant: TenantId = "hallym".parse().unwrap();
-    app.framework.activity_log().log(&tenant, None, "asked", "ai_tutor", json!({}));
+    app.framework
+        .activity_log()
+        .log(&tenant, None, "asked", "ai_tutor", json!({}));
     let deadline = Instant::now() + Duration::from_secs(15);
     while lrs.statements.lock().unwrap().is_empty() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -157,25 +231,45 @@ async fn retry_after_is_honoured_and_dead_letters_can_be_retried() {
     assert_eq!(lrs.statements.lock().unwrap().len(), 1);
     let posts = lrs.posts.lock().unwrap().clone();
     assert!(posts.len() >= 2);
-    assert!(posts[1] - posts[0] >= Duration::from_millis(1900), "waited for Retry-After: {:?}", posts[1] - posts[0]);
+    assert!(
+        posts[1] - posts[0] >= Duration::from_millis(1900),
+        "waited for Retry-After: {:?}",
+        posts[1] - posts[0]
+    );
 
     // A statement the LRS refuses for good (400) is dead-lettered, and can be put back.
-    lrs.scripted.lock().unwrap().push((StatusCode::BAD_REQUEST, None));
-    app.framework.activity_log().log(&tenant, None, "answered", "quiz", json!({}));
+    lrs.scripted
+        .lock()
+        .unwrap()
+        .push((StatusCode::BAD_REQUEST, None));
+    app.framework
+        .activity_log()
+        .log(&tenant, None, "answered", "quiz", json!({}));
     let outbox = app.framework.outbox();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while outbox.counts(Some(Kind::Activity)).await.unwrap().dead == 0 && Instant::now() < deadline {
+    while outbox.counts(Some(Kind::Activity)).await.unwrap().dead == 0 && Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let dead = outbox.list(Some("dead"), 10).await.unwrap();
     assert_eq!(dead.len(), 1);
-    assert!(dead[0].last_error.as_deref().unwrap_or_default().contains("400"));
+    assert!(
+        dead[0]
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("400")
+    );
     assert_eq!(outbox.retry(None).await.unwrap(), 1);
     let deadline = Instant::now() + Duration::from_secs(10);
     while lrs.statements.lock().unwrap().len() < 2 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(lrs.statements.lock().unwrap().len(), 2, "the retried statement arrived");
+    assert_eq!(
+        lrs.statements.lock().unwrap().len(),
+        2,
+        "the retried statement arrived"
+    );
     db.cleanup().await;
 }
 
@@ -197,12 +291,22 @@ async fn metrics_are_exposed_without_tenant_labels() {
     }
     app.get("/x", &[("x-tenant-id", b"nobody")]).await;
     let answer = app
-        .send(axum::http::Request::get("/metrics").body(axum::body::Body::empty()).unwrap())
+        .send(
+            axum::http::Request::get("/metrics")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
         .await;
     assert_eq!(answer.status, 200);
     let text = answer.body.as_str().unwrap().to_owned();
-    assert!(text.contains("mt_paas_requests_total{class=\"2xx\"} 3"), "{text}");
-    assert!(text.contains("mt_paas_requests_total{class=\"4xx\"} 1"), "{text}");
+    assert!(
+        text.contains("mt_paas_requests_total{class=\"2xx\"} 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("mt_paas_requests_total{class=\"4xx\"} 1"),
+        "{text}"
+    );
     assert!(text.contains("mt_paas_tenants_active 1"), "{text}");
     assert!(!text.contains("hallym"), "no tenant label: {text}");
     db.cleanup().await;
