@@ -479,18 +479,17 @@ impl ServiceMarketFramework {
             .route("/metrics", get(metrics))
             .with_state(self.clone());
         // route_layer panics on a router without routes; such a router has nothing to guard.
-        // The last layer added runs first: tenant, then subscription and kill switch.
         let tenant_routes = if router.has_routes() {
-            let router = match &self.inner.rate_limit_layer {
-                Some(layer) => router.route_layer(layer.clone()),
-                None => router,
-            };
-            router
-                .route_layer(UsageLayer::new(self.inner.usage.clone()))
-                .route_layer(axum::Extension(self.inner.activity.clone()))
-                .route_layer(self.inner.subscription_layer.clone())
-                .route_layer(self.inner.auth_layer.clone())
-                .route_layer(self.tenant_layer())
+            // One stack, boxed once per route: each `route_layer` would box the route again
+            // and clone the whole chain below it on every request.
+            let guard = tower::ServiceBuilder::new()
+                .layer(self.tenant_layer())
+                .layer(self.inner.auth_layer.clone())
+                .layer(self.inner.subscription_layer.clone())
+                .layer(axum::Extension(self.inner.activity.clone()))
+                .layer(UsageLayer::new(self.inner.usage.clone()))
+                .option_layer(self.inner.rate_limit_layer.clone());
+            router.route_layer(guard)
         } else {
             router
         };
@@ -508,11 +507,13 @@ impl ServiceMarketFramework {
             )),
             None => public,
         };
-        public
-            .merge(tenant_routes)
-            .layer(CatchPanicLayer::custom(panic_response))
-            .layer(ProblemLayer)
+        // Outermost first: metrics see every answer, problems are localized, panics caught.
+        let outer = tower::ServiceBuilder::new()
             .layer(MetricsLayer::new(self.inner.metrics.clone()))
+            .layer(ProblemLayer)
+            .map_response(IntoResponse::into_response)
+            .layer(CatchPanicLayer::custom(panic_response));
+        public.merge(tenant_routes).layer(outer)
     }
 
     /// Serves `app` on `service.listen` until SIGINT or SIGTERM, then drains in-flight

@@ -48,7 +48,9 @@ impl AuditLogger {
             body: serde_json::to_value(&alert).unwrap_or(Value::Null),
         };
         if severity >= Severity::High {
-            if let Err(e) = self.outbox.push_now(item.clone()).await {
+            // Boxed: a database write is a large future, and `report` sits in the request
+            // pipeline's futures (auth, rate limit), which would all grow by its size.
+            if let Err(e) = Box::pin(self.outbox.push_now(item.clone())).await {
                 tracing::error!(error = %e, "writing an alert failed; keeping it in the buffer");
                 self.outbox.push(item);
             }

@@ -389,15 +389,17 @@ impl TenantManager {
     /// for one id share a single query). `Ok(None)` when no such tenant is registered.
     pub async fn resolve(&self, id: &TenantId) -> Result<Option<Tenant>, Arc<ManagerError>> {
         let inner = &self.inner;
-        inner
-            .cache
-            .try_get_with_by_ref(id, async {
-                let record = self.get(id).await?;
-                Ok(record.map(|r| {
-                    Tenant::new(r, inner.default_isolation, inner.default_features.clone())
-                }))
-            })
-            .await
+        if let Some(cached) = inner.cache.get(id).await {
+            return Ok(cached);
+        }
+        // Boxed: the registry query is a large future, and this one is awaited inside every
+        // request's pipeline future; the cache hit above stays small.
+        let load: std::pin::Pin<Box<dyn Future<Output = _> + Send + '_>> = Box::pin(async {
+            let record = self.get(id).await?;
+            Ok(record
+                .map(|r| Tenant::new(r, inner.default_isolation, inner.default_features.clone())))
+        });
+        inner.cache.try_get_with_by_ref(id, load).await
     }
 
     /// Forgets what the cache holds for `id`, here and (through the central DB) in the

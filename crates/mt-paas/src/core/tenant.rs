@@ -79,7 +79,7 @@ impl Tenant {
         features_from_plan: bool,
     ) -> Self {
         let features = if features_from_plan {
-            Features::new(entitlement.entitlement.features.clone())
+            entitlement.features().clone()
         } else {
             self.0.features.clone()
         };

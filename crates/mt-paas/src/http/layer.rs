@@ -101,15 +101,18 @@ where
         loop {
             match this.state.as_mut().project() {
                 StateProj::Inner { future, accept } => {
-                    let Ok(response) = ready!(future.poll(cx));
+                    let Ok(mut response) = ready!(future.poll(cx));
                     let status = response.status();
-                    if let Some(error) = response.extensions().get::<ApiError>() {
+                    if response.extensions().get::<ApiError>().is_some() {
                         let locale = Locale::from_accept_language(accept.as_ref());
                         if locale == Locale::Ko {
                             return Poll::Ready(Ok(response));
                         }
-                        let error = error.clone();
-                        return Poll::Ready(Ok(rerender(response, &error, locale)));
+                        if let Some(error) = response.extensions_mut().remove::<ApiError>() {
+                            let mut response = rerender(response, &error, locale);
+                            response.extensions_mut().insert(error);
+                            return Poll::Ready(Ok(response));
+                        }
                     }
                     if !(status.is_client_error() || status.is_server_error())
                         || has_json_body(&response)
@@ -142,7 +145,7 @@ fn has_json_body(response: &Response) -> bool {
 
 /// Swaps the body for the error rendered in `locale`, keeping the other headers.
 fn rerender(mut response: Response, error: &ApiError, locale: Locale) -> Response {
-    let fresh = error.to_response(locale);
+    let fresh = error.bare_response(locale);
     let (parts, body) = fresh.into_parts();
     *response.body_mut() = body;
     let headers = response.headers_mut();

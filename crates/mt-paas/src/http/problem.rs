@@ -518,42 +518,90 @@ impl ApiError {
 
     /// The body in `locale`.
     pub fn body(&self, locale: Locale) -> Value {
+        serde_json::from_slice(&self.render(locale)).unwrap_or(Value::Null)
+    }
+
+    /// The body in `locale` as JSON bytes, written directly: it is on the path of every
+    /// refused request, so the static texts are copied rather than escaped when they need
+    /// no escaping (ours never do) and nothing is built as a `Value`.
+    fn render(&self, locale: Locale) -> Vec<u8> {
         let text = self.code.text();
         let (title, template) = match locale {
             Locale::Ko => (text.ko_title, text.ko_detail),
             Locale::En => (text.en_title, text.en_detail),
         };
         let detail = match &self.detail {
-            Some(detail) => detail.to_string(),
+            Some(detail) => Cow::Borrowed(detail.as_ref()),
             None => self.fill(template, locale),
         };
-        let mut body = Map::new();
-        body.insert(
-            "type".into(),
-            format!("https://mt-paas.dev/problems/{}", self.code.as_str()).into(),
-        );
-        body.insert("title".into(), title.into());
-        body.insert("status".into(), self.status.as_u16().into());
-        body.insert("code".into(), self.code.as_str().into());
-        body.insert("detail".into(), detail.into());
+        let code = self.code.as_str();
+        let mut out = Vec::with_capacity(160 + title.len() + detail.len());
+        out.extend_from_slice(b"{\"type\":\"https://mt-paas.dev/problems/");
+        out.extend_from_slice(code.as_bytes());
+        out.extend_from_slice(b"\",\"title\":");
+        push_json_str(&mut out, title);
+        out.extend_from_slice(b",\"status\":");
+        out.extend_from_slice(self.status.as_str().as_bytes());
+        out.extend_from_slice(b",\"code\":\"");
+        out.extend_from_slice(code.as_bytes());
+        out.extend_from_slice(b"\",\"detail\":");
+        push_json_str(&mut out, &detail);
         for (k, v) in &self.members {
-            body.entry(k.clone()).or_insert_with(|| v.clone());
+            if !STANDARD_MEMBERS.contains(&k.as_str()) {
+                out.push(b',');
+                push_json_str(&mut out, k);
+                out.push(b':');
+                // Writing a `Value` into a Vec cannot fail.
+                let _ = serde_json::to_writer(&mut out, v);
+            }
         }
-        Value::Object(body)
-    }
-
-    fn fill(&self, template: &str, locale: Locale) -> String {
-        let mut out = template.to_owned();
-        for (name, value) in &self.params {
-            out = out.replace(&format!("{{{name}}}"), value.get(locale));
-        }
+        out.push(b'}');
         out
     }
 
-    /// The full response in `locale`.
+    /// The template with every `{name}` replaced by its parameter, in one pass.
+    fn fill<'a>(&self, template: &'a str, locale: Locale) -> Cow<'a, str> {
+        if self.params.is_empty() || !template.contains('{') {
+            return Cow::Borrowed(template);
+        }
+        let mut out = String::with_capacity(template.len() + 32);
+        let mut rest = template;
+        while let Some(open) = rest.find('{') {
+            out.push_str(&rest[..open]);
+            let after = &rest[open + 1..];
+            let value = after.find('}').and_then(|close| {
+                let name = &after[..close];
+                self.params
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, v)| (v.get(locale), close))
+            });
+            match value {
+                Some((value, close)) => {
+                    out.push_str(value);
+                    rest = &after[close + 1..];
+                }
+                None => {
+                    out.push('{');
+                    rest = after;
+                }
+            }
+        }
+        out.push_str(rest);
+        Cow::Owned(out)
+    }
+
+    /// The full response in `locale`; the error rides in its extensions (see
+    /// [`ProblemLayer`](super::ProblemLayer)).
     pub fn to_response(&self, locale: Locale) -> Response {
-        let body = serde_json::to_vec(&self.body(locale)).unwrap_or_default();
-        let mut response = (self.status, body).into_response();
+        let mut response = self.bare_response(locale);
+        response.extensions_mut().insert(self.clone());
+        response
+    }
+
+    /// The response in `locale` without the error in its extensions.
+    pub(crate) fn bare_response(&self, locale: Locale) -> Response {
+        let mut response = (self.status, self.render(locale)).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         headers.insert(
@@ -563,7 +611,6 @@ impl ApiError {
         for (name, value) in &self.headers {
             headers.insert(name.clone(), value.clone());
         }
-        response.extensions_mut().insert(self.clone());
         response
     }
 }
@@ -576,9 +623,26 @@ impl fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
+/// The members every problem has; an extension member never overrides them.
+const STANDARD_MEMBERS: [&str; 5] = ["type", "title", "status", "code", "detail"];
+
+/// Appends `s` as a JSON string; copied as is when nothing in it needs escaping.
+fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        // Writing a string into a Vec cannot fail.
+        let _ = serde_json::to_writer(out, s);
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        self.to_response(Locale::Ko)
+        let mut response = self.bare_response(Locale::Ko);
+        response.extensions_mut().insert(self);
+        response
     }
 }
 
@@ -601,6 +665,35 @@ mod tests {
         assert_eq!(ko["status"], 404);
         assert_eq!(ko["detail"], "'snu' 테넌트가 등록되어 있지 않습니다.");
         assert_eq!(en["detail"], "No tenant 'snu' is registered.");
+    }
+
+    #[test]
+    fn members_extend_but_never_override_the_standard_ones() {
+        let e = ApiError::new(ProblemCode::FeatureNotAvailable)
+            .param("feature", "quiz")
+            .member("feature", "quiz")
+            .member("code", "forged")
+            .member("status", 200);
+        let body = e.body(Locale::En);
+        assert_eq!(body["code"], "feature_not_available");
+        assert_eq!(body["status"], 403);
+        assert_eq!(body["feature"], "quiz");
+        let rendered: Value = serde_json::from_slice(&e.render(Locale::Ko)).unwrap();
+        assert_eq!(rendered["detail"], e.body(Locale::Ko)["detail"]);
+        // Escaping: a parameter with quotes, backslashes and a newline stays valid JSON.
+        let odd = ApiError::new(ProblemCode::TenantNotFound).param("tenant_id", "a\"b\\c\nd");
+        let body: Value = serde_json::from_slice(&odd.render(Locale::En)).unwrap();
+        assert_eq!(body["detail"], "No tenant 'a\"b\\c\nd' is registered.");
+    }
+
+    #[test]
+    fn fill_leaves_unknown_placeholders_and_fills_repeats() {
+        let e = ApiError::new(ProblemCode::BadRequest)
+            .param("a", "1")
+            .localized_param("b", "이", "two");
+        assert_eq!(e.fill("{a}-{b}-{a}-{c}-{", Locale::En), "1-two-1-{c}-{");
+        assert_eq!(e.fill("{b}", Locale::Ko), "이");
+        assert_eq!(e.fill("plain", Locale::Ko), "plain");
     }
 
     #[test]

@@ -24,6 +24,7 @@ use crate::{
     core::{
         central::{CentralDb, on_pool},
         models::TenantId,
+        tenant::Features,
     },
 };
 
@@ -43,9 +44,27 @@ pub struct CachedEntitlement {
     pub etag: Option<String>,
     /// When the market last confirmed it.
     pub fetched_at: OffsetDateTime,
+    /// The plan's features, built once rather than per request.
+    features: Features,
 }
 
 impl CachedEntitlement {
+    /// An entitlement confirmed by the market at `fetched_at`.
+    pub fn new(entitlement: Entitlement, etag: Option<String>, fetched_at: OffsetDateTime) -> Self {
+        let features = Features::new(entitlement.features.clone());
+        Self {
+            entitlement,
+            etag,
+            fetched_at,
+            features,
+        }
+    }
+
+    /// The plan's features.
+    pub fn features(&self) -> &Features {
+        &self.features
+    }
+
     fn age(&self) -> Duration {
         let age = OffsetDateTime::now_utc() - self.fetched_at;
         age.try_into().unwrap_or(Duration::ZERO)
@@ -162,10 +181,12 @@ impl Entitlements {
         let cached = match self.inner.memory.get(id).await {
             Some(None) => return Ok(Lookup::NotSubscribed),
             Some(Some(cached)) => Some(cached),
-            None => self.load(id).await?,
+            // Boxed, like the refreshes below: the database and the market are large
+            // futures, and this one is awaited inside every request's pipeline future.
+            None => Box::pin(self.load(id)).await?,
         };
         let Some(cached) = cached else {
-            return self.refresh(id).await;
+            return Box::pin(self.refresh(id)).await;
         };
         let age = cached.age();
         if age < self.inner.ttl {
@@ -176,7 +197,7 @@ impl Entitlements {
             return Ok(Lookup::Subscribed(cached));
         }
         // Beyond the offline grace only the market's word counts.
-        self.refresh(id).await
+        Box::pin(self.refresh(id)).await
     }
 
     async fn load(&self, id: &TenantId) -> Result<Entry, EntitlementError> {
@@ -191,11 +212,11 @@ impl Entitlements {
             tracing::warn!(tenant = %id, "a stored entitlement is unreadable; fetching it again");
             return Ok(None);
         };
-        let cached = Arc::new(CachedEntitlement {
+        let cached = Arc::new(CachedEntitlement::new(
             entitlement,
-            etag: row.etag,
-            fetched_at: row.fetched_at,
-        });
+            row.etag,
+            row.fetched_at,
+        ));
         self.inner
             .memory
             .insert(id.clone(), Some(cached.clone()))
@@ -218,11 +239,7 @@ impl Entitlements {
             .await?
         {
             Fetched::Fresh(entitlement, etag) => {
-                let cached = CachedEntitlement {
-                    entitlement: *entitlement,
-                    etag,
-                    fetched_at: now(),
-                };
+                let cached = CachedEntitlement::new(*entitlement, etag, now());
                 Ok(Lookup::Subscribed(self.store(id, cached).await?))
             }
             Fetched::NotModified => match current {
@@ -320,15 +337,8 @@ impl Entitlements {
                     continue;
                 };
                 let etag = Some(format!("\"{}\"", entitlement.revision));
-                self.store(
-                    &id,
-                    CachedEntitlement {
-                        entitlement,
-                        etag,
-                        fetched_at: now(),
-                    },
-                )
-                .await?;
+                self.store(&id, CachedEntitlement::new(entitlement, etag, now()))
+                    .await?;
                 changed += 1;
             }
             let done = count < PAGE || page.revision <= revision;

@@ -23,7 +23,7 @@ use std::{
 };
 
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, HeaderValue, Request, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, header};
 use moka::future::Cache;
 use mt_paas_protocol::Severity;
 use tower::{Layer, Service};
@@ -267,7 +267,8 @@ impl State {
             .and_then(|e| e.entitlement.limits.requests_per_minute)
             .unwrap_or(self.default_rpm);
         if let Some(redis) = &self.redis {
-            match redis.check(tenant.id(), limit).await {
+            // Boxed: the Redis round trip is a large future; the in-memory path stays small.
+            match Box::pin(redis.check(tenant.id(), limit)).await {
                 Ok(decision) => return decision,
                 Err(e) => {
                     tracing::warn!(error = %e, "the Redis rate limiter failed; limiting in memory")
@@ -298,15 +299,14 @@ impl State {
     }
 }
 
+const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+
 fn set_headers(headers: &mut HeaderMap, decision: &Decision) {
-    let mut put = |name: &'static str, value: u64| {
-        if let Ok(v) = HeaderValue::from_str(&value.to_string()) {
-            headers.insert(name, v);
-        }
-    };
-    put("ratelimit-limit", u64::from(decision.limit));
-    put("ratelimit-remaining", u64::from(decision.remaining));
-    put("ratelimit-reset", decision.reset);
+    headers.insert(RATELIMIT_LIMIT, HeaderValue::from(decision.limit));
+    headers.insert(RATELIMIT_REMAINING, HeaderValue::from(decision.remaining));
+    headers.insert(RATELIMIT_RESET, HeaderValue::from(decision.reset));
 }
 
 impl<S> Layer<S> for RateLimitLayer {
@@ -364,9 +364,9 @@ where
                     .param("retry_after", decision.retry_after.to_string())
                     .into_response();
                 set_headers(response.headers_mut(), &decision);
-                if let Ok(v) = HeaderValue::from_str(&decision.retry_after.to_string()) {
-                    response.headers_mut().insert(header::RETRY_AFTER, v);
-                }
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(decision.retry_after));
                 return Ok(response);
             }
             let mut response = inner.call(request).await?;

@@ -18,7 +18,7 @@ use mt_paas_protocol::Severity;
 use serde_json::{Value, json};
 use tower::{Layer, Service};
 
-use super::{Claims, JwtKeys, bearer_token};
+use super::{Claims, JwtKeys, TokenError, bearer_token, jwt::Window};
 use crate::{
     control::{AuditLogger, audit::CROSS_TENANT_ACCESS_ATTEMPT},
     core::{models::TenantId, tenant::Tenant},
@@ -34,19 +34,13 @@ tokio::task_local! {
 /// As an extractor it answers 401 `authentication_required` when the request has no user;
 /// take `Option<CurrentUser>` where a user is optional.
 #[derive(Debug, Clone)]
-pub struct CurrentUser(Arc<UserInner>);
-
-#[derive(Debug)]
-struct UserInner {
-    sub: String,
-    tenant_id: Option<TenantId>,
-    claims: Claims,
-}
+pub struct CurrentUser(Arc<Verified>);
 
 impl CurrentUser {
     /// The user's id (`sub`).
     pub fn sub(&self) -> &str {
-        &self.0.sub
+        // A user is made only from a token with a subject.
+        self.0.sub.as_deref().unwrap_or_default()
     }
 
     /// The tenant named by the token, if any.
@@ -108,6 +102,48 @@ struct State {
     keys: Option<JwtKeys>,
     tenant_claim: String,
     audit: Option<AuditLogger>,
+    verified: VerifiedTokens,
+}
+
+/// How many verified tokens are remembered.
+const VERIFIED_TOKENS: usize = 1024;
+
+/// Tokens verified lately, so that a client's next requests skip the HMAC and the claims
+/// parse. Keyed by the whole token: only the very same bytes, signed by the same keys (they
+/// never change for a layer), hit. Every hit checks `exp` and `nbf` again, so an entry never
+/// outlives its token. Refused tokens are not remembered.
+struct VerifiedTokens {
+    entries: std::sync::Mutex<std::collections::HashMap<Box<str>, Arc<Verified>>>,
+}
+
+impl VerifiedTokens {
+    fn new() -> Self {
+        Self {
+            entries: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<Box<str>, Arc<Verified>>> {
+        // Every mutation is one map operation: a poisoned map is still consistent.
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get(&self, token: &str) -> Option<Arc<Verified>> {
+        self.lock().get(token).cloned()
+    }
+
+    fn insert(&self, keys: &JwtKeys, token: &str, verified: Arc<Verified>) {
+        let mut entries = self.lock();
+        if entries.len() >= VERIFIED_TOKENS {
+            entries.retain(|_, v| keys.check(v.window).is_ok());
+            if entries.len() >= VERIFIED_TOKENS {
+                entries.clear();
+            }
+        }
+        entries.insert(token.into(), verified);
+    }
 }
 
 impl std::fmt::Debug for AuthLayer {
@@ -132,32 +168,42 @@ impl AuthLayer {
                 keys,
                 tenant_claim: tenant_claim.into(),
                 audit,
+                verified: VerifiedTokens::new(),
             }),
         }
     }
 }
 
 /// What a verified token says.
+#[derive(Debug)]
 struct Verified {
     sub: Option<String>,
     tenant_id: Option<TenantId>,
     claims: Claims,
+    window: Window,
+}
+
+fn invalid_token(e: TokenError) -> ApiError {
+    let (ko, en) = e.localized();
+    ApiError::new(ProblemCode::InvalidToken)
+        .localized_param("reason", ko, en)
+        .header(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer error=\"invalid_token\""),
+        )
 }
 
 impl State {
-    fn verify<B>(&self, request: &Request<B>) -> Result<Option<Verified>, ApiError> {
+    fn verify<B>(&self, request: &Request<B>) -> Result<Option<Arc<Verified>>, ApiError> {
         let (Some(keys), Some(token)) = (&self.keys, bearer_token(request.headers())) else {
             return Ok(None);
         };
-        let claims = keys.verify(token).map_err(|e| {
-            let (ko, en) = e.localized();
-            ApiError::new(ProblemCode::InvalidToken)
-                .localized_param("reason", ko, en)
-                .header(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer error=\"invalid_token\""),
-                )
-        })?;
+        if let Some(verified) = self.verified.get(token) {
+            keys.check(verified.window).map_err(invalid_token)?;
+            return Ok(Some(verified));
+        }
+        let claims = keys.verify(token).map_err(invalid_token)?;
+        let window = Window::of(&claims).map_err(invalid_token)?;
         let malformed = |ko: &'static str, en: &'static str| {
             ApiError::new(ProblemCode::InvalidToken).localized_param("reason", ko, en)
         };
@@ -182,11 +228,14 @@ impl State {
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
             .map(str::to_owned);
-        Ok(Some(Verified {
+        let verified = Arc::new(Verified {
             sub,
             tenant_id,
             claims,
-        }))
+            window,
+        });
+        self.verified.insert(keys, token, verified.clone());
+        Ok(Some(verified))
     }
 }
 
@@ -269,14 +318,10 @@ where
                     .param("token_tenant", claimed.to_string())
                     .into_response());
             }
-            let Some(sub) = verified.sub else {
+            if verified.sub.is_none() {
                 return inner.call(request).await;
-            };
-            let user = CurrentUser(Arc::new(UserInner {
-                sub,
-                tenant_id: verified.tenant_id,
-                claims: verified.claims,
-            }));
+            }
+            let user = CurrentUser(verified);
             request.extensions_mut().insert(user.clone());
             CURRENT_USER.scope(user, inner.call(request)).await
         })

@@ -1,0 +1,179 @@
+//! `loadbench bare|full DIR PORT`: the two servers of the HTTP load benchmark
+//! (`benches/load.sh` drives them with wrk).
+//!
+//! - `bare`: axum + sqlx on one SQLite file, `GET /courses` → `SELECT … LIMIT 10` → JSON.
+//! - `full`: the same handler behind mt-paas — tenant identification, JWT auth,
+//!   subscription (entitlements from the reference market, started in-process), kill switch,
+//!   rate limit, usage — with 100 tenants, each in its own SQLite file (DATABASE_PER_TENANT).
+//!   It writes `DIR/tokens.txt` (one `tenant token` per line) for wrk's script.
+
+use std::{path::Path, str::FromStr};
+
+use axum::{Json, Router, extract::State, routing::get};
+use mt_paas::{ServiceMarketFramework, TenantDb, config::ConfigLoader, http::ApiError, with_db};
+use serde::Serialize;
+use serde_json::json;
+use sqlx::{
+    SqlitePool,
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions},
+};
+
+const MIGRATION: &str =
+    "CREATE TABLE courses (id INTEGER PRIMARY KEY AUTOINCREMENT, title TEXT NOT NULL);";
+
+#[derive(Serialize, sqlx::FromRow)]
+struct Course {
+    id: i64,
+    title: String,
+}
+
+async fn bare_courses(State(pool): State<SqlitePool>) -> Result<Json<Vec<Course>>, String> {
+    sqlx::query_as("SELECT id, title FROM courses ORDER BY id LIMIT 10")
+        .fetch_all(&pool)
+        .await
+        .map(Json)
+        .map_err(|e| e.to_string())
+}
+
+async fn full_courses(mut db: TenantDb) -> Result<Json<Vec<Course>>, ApiError> {
+    let courses = with_db!(db, conn => {
+        sqlx::query_as::<_, Course>("SELECT id, title FROM courses ORDER BY id LIMIT 10").fetch_all(conn).await
+    })
+    .map_err(ApiError::database)?;
+    Ok(Json(courses))
+}
+
+async fn seed(pool: &SqlitePool) -> anyhow::Result<()> {
+    let existing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM courses")
+        .fetch_one(pool)
+        .await?;
+    for i in existing..10 {
+        sqlx::query("INSERT INTO courses (title) VALUES ($1)")
+            .bind(format!("강좌 {i}"))
+            .execute(pool)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn bare(dir: &Path, port: u16) -> anyhow::Result<()> {
+    let options = SqliteConnectOptions::from_str(&format!("sqlite://{}/bare.db", dir.display()))?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(10)
+        .test_before_acquire(false)
+        .connect_with(options)
+        .await?;
+    sqlx::raw_sql("CREATE TABLE IF NOT EXISTS courses (id INTEGER PRIMARY KEY AUTOINCREMENT, title TEXT NOT NULL)")
+        .execute(&pool)
+        .await?;
+    seed(&pool).await?;
+    let app = Router::new()
+        .route("/courses", get(bare_courses))
+        .with_state(pool);
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    println!("ready");
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+async fn full(dir: &Path, port: u16) -> anyhow::Result<()> {
+    // The market, in-process, with a plan that never limits this load.
+    let mut market_config = mt_paas_market::MarketConfig::with_database(&format!(
+        "sqlite://{}/market.db",
+        dir.display()
+    ))
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    market_config.seed_dev_data = false;
+    let market = mt_paas_market::Market::start(market_config).await?;
+    let market_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let market_url = format!("http://{}", market_listener.local_addr()?);
+    let serving = market.clone();
+    tokio::spawn(async move {
+        serving
+            .serve_with_shutdown(market_listener, std::future::pending())
+            .await
+    });
+    let admin = |path: &str| format!("{market_url}/api/v1/admin{path}");
+    let http = reqwest::Client::new();
+    let post = |path: &str, body: serde_json::Value| {
+        http.post(admin(path))
+            .bearer_auth("dev-operator-token")
+            .json(&body)
+            .send()
+    };
+    post("/plans", json!({"id": "load", "name": "Load", "features": {"courses": true}, "requests_per_minute": 100_000_000})).await?;
+    post(
+        "/services",
+        json!({"id": "loadbench", "name": "Load", "api_key": "load-api-key", "webhook_secret": "whsec_bXQtcGFhcy1kZXYtd2ViaG9vay1zZWNyZXQtMzJieQ=="}),
+    )
+    .await?;
+
+    let migrations = dir.join("migrations");
+    std::fs::create_dir_all(&migrations)?;
+    std::fs::write(migrations.join("0001_courses.sql"), MIGRATION)?;
+    let config_path = dir.join("full.yaml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "service:\n  id: loadbench\nmarketplace:\n  api_url: \"{market_url}/api/v1\"\n  api_key: load-api-key\n  subscription_check: true\n  heartbeat_interval: 3600\ndatabase:\n  central:\n    url: \"sqlite://{d}/central.db\"\n  tenant:\n    url_template: \"sqlite://{d}/tenants/{{tenant_id}}.db\"\n    max_connections: 200\n    pool_size_per_tenant: 4\n    migrations: \"{m}\"\ntenant_identification:\n  methods:\n    - type: header\n    - type: jwt_claim\nauth:\n  jwt:\n    secret: load-secret\nlogging:\n  level: WARN\n",
+            d = dir.display(),
+            m = migrations.display()
+        ),
+    )?;
+    let config = ConfigLoader::new(&config_path).vars(|_| None).load()?;
+    let framework = ServiceMarketFramework::from_config(config).await?;
+    let keys = mt_paas::middleware::auth::JwtKeys::from_config(&framework.config().auth.jwt)
+        .ok_or_else(|| anyhow::anyhow!("no JWT keys"))?;
+    let mut tokens = String::new();
+    let tenants: usize = std::env::var("LOADBENCH_TENANTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    for i in 0..tenants {
+        let tenant = format!("t{i:03}");
+        post("/tenants", json!({"id": tenant, "name": tenant})).await?;
+        post("/subscriptions", json!({"service_id": "loadbench", "tenant_id": tenant, "plan_id": "load", "provision": false})).await?;
+        if framework.tenants().get(&tenant.parse()?).await?.is_none() {
+            framework
+                .provisioner()
+                .create(tenant.parse()?, &tenant, None)
+                .await?;
+        }
+        let db_url = format!("sqlite://{}/tenants/{tenant}.db", dir.display());
+        let pool = SqlitePool::connect(&db_url).await?;
+        seed(&pool).await?;
+        pool.close().await;
+        let claims = json!({"sub": format!("user-{i}"), "tenant_id": tenant});
+        let token = keys.issue(claims.as_object().cloned().unwrap_or_default())?;
+        tokens.push_str(&format!("{tenant} {token}\n"));
+    }
+    std::fs::write(dir.join("tokens.txt"), tokens)?;
+    if let Some(entitlements) = framework.entitlements() {
+        entitlements.sync().await?;
+    }
+    let app = framework.create_app(Router::new().route("/courses", get(full_courses)));
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    println!("ready");
+    framework
+        .serve_with_shutdown(listener, app, mt_paas::shutdown_signal())
+        .await?;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let (Some(mode), Some(dir), Some(port)) = (args.get(1), args.get(2), args.get(3)) else {
+        anyhow::bail!("usage: loadbench bare|full DIR PORT");
+    };
+    let dir = Path::new(dir);
+    std::fs::create_dir_all(dir)?;
+    let port: u16 = port.parse()?;
+    match mode.as_str() {
+        "bare" => bare(dir, port).await,
+        "full" => full(dir, port).await,
+        other => anyhow::bail!("unknown mode {other}: bare or full"),
+    }
+}
