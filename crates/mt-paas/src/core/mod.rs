@@ -5,4 +5,5 @@ pub mod central;
 pub mod database;
 pub mod manager;
 pub mod models;
+pub(crate) mod slots;
 pub mod tenant;

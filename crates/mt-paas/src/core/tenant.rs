@@ -2,7 +2,10 @@
 
 use std::{collections::BTreeMap, fmt, sync::Arc};
 
-use super::models::{IsolationMode, TenantId, TenantRecord};
+use super::{
+    database::Placement,
+    models::{IsolationMode, TenantId, TenantRecord},
+};
 use crate::http::{ApiError, ProblemCode};
 use crate::integrations::CachedEntitlement;
 
@@ -58,6 +61,9 @@ struct Inner {
 struct Registered {
     record: TenantRecord,
     isolation: IsolationMode,
+    /// Where the record's data lives, derived once per record (a reloaded record is a new
+    /// `Registered`, so a changed placement is never served from here).
+    placement: std::sync::OnceLock<Arc<Placement>>,
 }
 
 impl Tenant {
@@ -65,7 +71,11 @@ impl Tenant {
     pub fn new(record: TenantRecord, default_isolation: IsolationMode, features: Features) -> Self {
         let isolation = record.isolation_or(default_isolation);
         Self(Arc::new(Inner {
-            registered: Arc::new(Registered { record, isolation }),
+            registered: Arc::new(Registered {
+                record,
+                isolation,
+                placement: std::sync::OnceLock::new(),
+            }),
             features,
             entitlement: None,
         }))
@@ -103,6 +113,11 @@ impl Tenant {
     /// The registry record.
     pub fn record(&self) -> &TenantRecord {
         &self.0.registered.record
+    }
+
+    /// The placement derived from this record, once.
+    pub(crate) fn placement_cell(&self) -> &std::sync::OnceLock<Arc<Placement>> {
+        &self.0.registered.placement
     }
 
     /// The isolation mode in force for this tenant.

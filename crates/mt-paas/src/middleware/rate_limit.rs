@@ -4,8 +4,9 @@
 //! The algorithm is GCRA: a tenant may send its whole minute's allowance at once, then one
 //! request per `60 s / rpm`; exactly `rpm` requests pass in any burst, the next gets 429 with
 //! `Retry-After`. Every answer carries `RateLimit-Limit`, `RateLimit-Remaining` and
-//! `RateLimit-Reset`. In memory, state is one integer per active tenant, dropped two minutes
-//! after its last request (memory stays bounded as tenants come and go). With
+//! `RateLimit-Reset`. In memory, state is one integer per active tenant; a tenant whose
+//! allowance is full again carries no state and is swept when the map grows (memory stays
+//! bounded as tenants come and go). With
 //! `security.rate_limit.redis_url` the same algorithm runs atomically in Redis (one Lua script,
 //! Redis's clock), so the limit holds across replicas; if Redis fails, each replica falls back
 //! to its own memory rather than refusing or admitting everything.
@@ -30,7 +31,7 @@ use tower::{Layer, Service};
 
 use crate::{
     control::{AuditLogger, audit::RATE_LIMIT_EXCEEDED},
-    core::{models::TenantId, tenant::Tenant},
+    core::{models::TenantId, slots::TenantSlots, tenant::Tenant},
     http::{ApiError, ProblemCode},
 };
 
@@ -55,14 +56,13 @@ pub struct Decision {
 /// The in-memory GCRA state of every active tenant.
 #[derive(Clone)]
 pub struct MemoryLimiter {
-    epoch: Instant,
-    tats: Cache<TenantId, Arc<AtomicU64>>,
+    tats: Arc<TenantSlots<AtomicU64>>,
 }
 
 impl std::fmt::Debug for MemoryLimiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MemoryLimiter")
-            .field("tenants", &self.tats.entry_count())
+            .field("tenants", &self.tats.len())
             .finish()
     }
 }
@@ -70,13 +70,18 @@ impl std::fmt::Debug for MemoryLimiter {
 impl Default for MemoryLimiter {
     fn default() -> Self {
         Self {
-            epoch: Instant::now(),
-            tats: Cache::builder()
-                .max_capacity(1_000_000)
-                .time_to_idle(Duration::from_secs(120))
-                .build(),
+            // A theoretical arrival time already past is the same as no state at all.
+            tats: Arc::new(TenantSlots::new(|tat| {
+                tat.load(Ordering::Acquire) <= clock()
+            })),
         }
     }
+}
+
+/// Nanoseconds on a monotonic clock shared by every limiter of the process.
+fn clock() -> u64 {
+    static EPOCH: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
+    u64::try_from(EPOCH.elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// GCRA on nanosecond clocks: `tat` is the theoretical arrival time.
@@ -115,11 +120,8 @@ fn gcra(tat: u64, now: u64, limit: u32) -> (Option<u64>, Decision) {
 impl MemoryLimiter {
     /// Counts one request of `tenant` against `limit` per minute.
     pub async fn check(&self, tenant: &TenantId, limit: u32) -> Decision {
-        let tat = self
-            .tats
-            .get_with_by_ref(tenant, async { Arc::new(AtomicU64::new(0)) })
-            .await;
-        let now = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let tat = self.tats.get_or_insert_with(tenant, || AtomicU64::new(0));
+        let now = clock();
         let mut current = tat.load(Ordering::Acquire);
         loop {
             let (next, decision) = gcra(current, now, limit);
@@ -133,8 +135,7 @@ impl MemoryLimiter {
 
     /// Tenants with state in memory.
     pub async fn tracked(&self) -> u64 {
-        self.tats.run_pending_tasks().await;
-        self.tats.entry_count()
+        self.tats.len() as u64
     }
 }
 

@@ -504,7 +504,7 @@ impl Provisioner {
             .set_status(id, TenantStatus::Archived)
             .await?;
         if let Some(target) = &target {
-            self.inner.databases.close_tenant(id, target).await;
+            self.inner.databases.close_target(target).await;
         }
         self.step(id, Step::Drop);
         self.teardown(&record).await?;
@@ -803,7 +803,7 @@ impl Provisioner {
     }
 
     async fn drop_storage(&self, id: &TenantId, target: &Target) -> Result<(), ProvisionError> {
-        self.inner.databases.close_tenant(id, target).await;
+        self.inner.databases.close_target(target).await;
         let storage = |e: String| ProvisionError::Storage(format!("{}: {e}", target.describe()));
         match target {
             Target::SqliteFile { path } => {

@@ -39,9 +39,9 @@ mod target;
 
 use std::{sync::Arc, time::Duration};
 
+use crate::core::slots::TenantSlots;
 use axum::extract::FromRequestParts;
 use http::{HeaderValue, header, request::Parts};
-use moka::future::Cache;
 use sqlx::{
     Connection, PgConnection, SqliteConnection,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous},
@@ -99,8 +99,22 @@ struct Inner {
     budget: Arc<Budget>,
     per_tenant: usize,
     acquire_timeout: Duration,
-    permits: Cache<TenantId, Arc<Semaphore>>,
-    targets: Cache<TenantId, Arc<Target>>,
+    /// Each tenant's connection permits (`pool_size_per_tenant`).
+    permits: TenantSlots<Semaphore>,
+}
+
+/// Where a tenant's data lives and the budget's key for its connections.
+#[derive(Debug)]
+pub(crate) struct Placement {
+    target: Target,
+    key: Arc<str>,
+}
+
+impl Placement {
+    fn new(target: Target) -> Self {
+        let key = target.pool_key();
+        Self { target, key }
+    }
 }
 
 impl std::fmt::Debug for DatabaseRouter {
@@ -128,14 +142,8 @@ impl DatabaseRouter {
                     .max(1),
                 acquire_timeout,
                 budget,
-                permits: Cache::builder()
-                    .time_to_idle(Duration::from_secs(600))
-                    .max_capacity(100_000)
-                    .build(),
-                targets: Cache::builder()
-                    .time_to_live(Duration::from_secs(60))
-                    .max_capacity(100_000)
-                    .build(),
+                // A semaphore no request holds or waits on has all its permits: no state.
+                permits: TenantSlots::new(|_| true),
                 config,
             }),
         }
@@ -158,16 +166,15 @@ impl DatabaseRouter {
 
     /// A connection to `tenant`'s database.
     pub async fn acquire(&self, tenant: &Tenant) -> Result<TenantDb, DbError> {
-        let id = tenant.id();
-        let target = match self.inner.targets.get(id).await {
-            Some(target) => target,
+        let cell = tenant.placement_cell();
+        let placement = match cell.get() {
+            Some(placement) => placement.clone(),
             None => {
-                let target = Arc::new(self.target(tenant.record())?);
-                self.inner.targets.insert(id.clone(), target.clone()).await;
-                target
+                let placement = Arc::new(Placement::new(self.target(tenant.record())?));
+                cell.get_or_init(|| placement).clone()
             }
         };
-        self.acquire_target(id, &target).await
+        self.acquire_placement(tenant.id(), &placement).await
     }
 
     /// A connection to `target` on behalf of `id` (provisioning and migrations use this with
@@ -177,25 +184,39 @@ impl DatabaseRouter {
         id: &TenantId,
         target: &Target,
     ) -> Result<TenantDb, DbError> {
+        self.acquire_placement(id, &Placement::new(target.clone()))
+            .await
+    }
+
+    async fn acquire_placement(
+        &self,
+        id: &TenantId,
+        placement: &Placement,
+    ) -> Result<TenantDb, DbError> {
         let per_tenant = self.inner.per_tenant;
         let semaphore = self
             .inner
             .permits
-            .get_with_by_ref(id, async { Arc::new(Semaphore::new(per_tenant)) })
-            .await;
+            .get_or_insert_with(id, || Semaphore::new(per_tenant));
         let timeout = || DbError::Timeout {
             tenant: id.clone(),
             waited: self.inner.acquire_timeout,
         };
-        let permit = tokio::time::timeout(self.inner.acquire_timeout, semaphore.acquire_owned())
-            .await
-            .map_err(|_| timeout())?
-            .map_err(|_| timeout())?;
-        let key = target.pool_key();
+        // A free permit is taken at once; only a wait needs a timer.
+        let permit = match semaphore.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => tokio::time::timeout(self.inner.acquire_timeout, semaphore.acquire_owned())
+                .await
+                .map_err(|_| timeout())?
+                .map_err(|_| timeout())?,
+        };
+        let target = &placement.target;
         let mut lease = self
             .inner
             .budget
-            .checkout(&key, || connect(target, &self.inner.config.service.id))
+            .checkout(&placement.key, || {
+                connect(target, &self.inner.config.service.id)
+            })
             .await
             .map_err(|e| match e {
                 BudgetError::Timeout(_) => timeout(),
@@ -230,10 +251,9 @@ impl DatabaseRouter {
         })
     }
 
-    /// Closes every connection to `id`'s database (before it is dropped or restored) and
-    /// forgets its derived target.
-    pub async fn close_tenant(&self, id: &TenantId, target: &Target) {
-        self.inner.targets.invalidate(id).await;
+    /// Closes every connection to `target`, a tenant's own database, before it is dropped
+    /// or restored. (A schema's connections are shared and stay open.)
+    pub async fn close_target(&self, target: &Target) {
         if !matches!(target, Target::PgSchema { .. }) {
             self.inner.budget.close_target(&target.pool_key()).await;
         }
