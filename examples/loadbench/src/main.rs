@@ -1,11 +1,14 @@
-//! `loadbench bare|full DIR PORT`: the two servers of the HTTP load benchmark
+//! `loadbench bare|full|market DIR PORT`: the two servers of the HTTP load benchmark
 //! (`benches/load.sh` drives them with wrk).
 //!
 //! - `bare`: axum + sqlx on one SQLite file, `GET /courses` → `SELECT … LIMIT 10` → JSON.
 //! - `full`: the same handler behind mt-paas — tenant identification, JWT auth,
-//!   subscription (entitlements from the reference market, started in-process), kill switch,
-//!   rate limit, usage — with 100 tenants, each in its own SQLite file (DATABASE_PER_TENANT).
+//!   subscription (entitlements from the reference market at `LOADBENCH_MARKET`), kill
+//!   switch, rate limit, usage — with `LOADBENCH_TENANTS` (100) tenants, each in its own
+//!   SQLite file (DATABASE_PER_TENANT), or with `LOADBENCH_MODE=schema` each a schema of one
+//!   local Postgres database; `LOADBENCH_BUDGET` is `database.tenant.max_connections` (200).
 //!   It writes `DIR/tokens.txt` (one `tenant token` per line) for wrk's script.
+//! - `market`: the reference market, in a process of its own.
 
 use std::{path::Path, str::FromStr};
 
@@ -18,6 +21,9 @@ use sqlx::{
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions},
 };
 
+const PG_MIGRATION: &str = "CREATE TABLE courses (id BIGSERIAL PRIMARY KEY, title TEXT NOT NULL);";
+const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+const PG_TENANTS: &str = "postgres://postgres@127.0.0.1:5432/mtp_loadbench";
 const MIGRATION: &str =
     "CREATE TABLE courses (id INTEGER PRIMARY KEY AUTOINCREMENT, title TEXT NOT NULL);";
 
@@ -43,17 +49,20 @@ async fn full_courses(mut db: TenantDb) -> Result<Json<Vec<Course>>, ApiError> {
     Ok(Json(courses))
 }
 
-async fn seed(pool: &SqlitePool) -> anyhow::Result<()> {
-    let existing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM courses")
-        .fetch_one(pool)
-        .await?;
-    for i in existing..10 {
-        sqlx::query("INSERT INTO courses (title) VALUES ($1)")
-            .bind(format!("강좌 {i}"))
-            .execute(pool)
+/// Ten courses, whatever the engine (`conn` is a SQLite or a Postgres connection).
+macro_rules! seed_courses {
+    ($conn:expr) => {{
+        let existing: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM courses")
+            .fetch_one(&mut *$conn)
             .await?;
-    }
-    Ok(())
+        for i in existing..10 {
+            sqlx::query("INSERT INTO courses (title) VALUES ($1)")
+                .bind(format!("강좌 {i}"))
+                .execute(&mut *$conn)
+                .await?;
+        }
+        Ok::<(), anyhow::Error>(())
+    }};
 }
 
 async fn bare(dir: &Path, port: u16) -> anyhow::Result<()> {
@@ -68,7 +77,9 @@ async fn bare(dir: &Path, port: u16) -> anyhow::Result<()> {
     sqlx::raw_sql("CREATE TABLE IF NOT EXISTS courses (id INTEGER PRIMARY KEY AUTOINCREMENT, title TEXT NOT NULL)")
         .execute(&pool)
         .await?;
-    seed(&pool).await?;
+    let mut conn = pool.acquire().await?;
+    seed_courses!(conn)?;
+    drop(conn);
     let app = Router::new()
         .route("/courses", get(bare_courses))
         .with_state(pool);
@@ -78,23 +89,28 @@ async fn bare(dir: &Path, port: u16) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn full(dir: &Path, port: u16) -> anyhow::Result<()> {
-    // The market, in-process, with a plan that never limits this load.
-    let mut market_config = mt_paas_market::MarketConfig::with_database(&format!(
+/// The reference market alone, so that the service's memory is measured without it.
+async fn market(dir: &Path, port: u16) -> anyhow::Result<()> {
+    let mut config = mt_paas_market::MarketConfig::with_database(&format!(
         "sqlite://{}/market.db",
         dir.display()
     ))
     .map_err(|e| anyhow::anyhow!("{e}"))?;
-    market_config.seed_dev_data = false;
-    let market = mt_paas_market::Market::start(market_config).await?;
-    let market_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let market_url = format!("http://{}", market_listener.local_addr()?);
-    let serving = market.clone();
-    tokio::spawn(async move {
-        serving
-            .serve_with_shutdown(market_listener, std::future::pending())
-            .await
-    });
+    config.seed_dev_data = false;
+    let market = mt_paas_market::Market::start(config).await?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    println!("ready");
+    market
+        .serve_with_shutdown(listener, mt_paas::shutdown_signal())
+        .await?;
+    Ok(())
+}
+
+async fn full(dir: &Path, port: u16) -> anyhow::Result<()> {
+    // The market runs in its own process (`loadbench market`), with a plan that never
+    // limits this load.
+    let market_url = std::env::var("LOADBENCH_MARKET")
+        .map_err(|_| anyhow::anyhow!("LOADBENCH_MARKET (the market's URL) is required"))?;
     let admin = |path: &str| format!("{market_url}/api/v1/admin{path}");
     let http = reqwest::Client::new();
     let post = |path: &str, body: serde_json::Value| {
@@ -111,15 +127,38 @@ async fn full(dir: &Path, port: u16) -> anyhow::Result<()> {
     .await?;
 
     let migrations = dir.join("migrations");
-    std::fs::create_dir_all(&migrations)?;
-    std::fs::write(migrations.join("0001_courses.sql"), MIGRATION)?;
+    for (engine, sql) in [("sqlite", MIGRATION), ("postgres", PG_MIGRATION)] {
+        std::fs::create_dir_all(migrations.join(engine))?;
+        std::fs::write(migrations.join(engine).join("0001_courses.sql"), sql)?;
+    }
+    // LOADBENCH_MODE=schema: every tenant a schema of one Postgres database.
+    let schema_mode = std::env::var("LOADBENCH_MODE").as_deref() == Ok("schema");
+    let (mode, template) = if schema_mode {
+        let admin = sqlx::PgPool::connect(PG_ADMIN).await?;
+        sqlx::raw_sql("DROP DATABASE IF EXISTS mtp_loadbench WITH (FORCE)")
+            .execute(&admin)
+            .await?;
+        sqlx::raw_sql("CREATE DATABASE mtp_loadbench")
+            .execute(&admin)
+            .await?;
+        admin.close().await;
+        ("SCHEMA_PER_TENANT", PG_TENANTS.to_owned())
+    } else {
+        (
+            "DATABASE_PER_TENANT",
+            format!("sqlite://{}/tenants/{{tenant_id}}.db", dir.display()),
+        )
+    };
     let config_path = dir.join("full.yaml");
     std::fs::write(
         &config_path,
         format!(
-            "service:\n  id: loadbench\nmarketplace:\n  api_url: \"{market_url}/api/v1\"\n  api_key: load-api-key\n  subscription_check: true\n  heartbeat_interval: 3600\ndatabase:\n  central:\n    url: \"sqlite://{d}/central.db\"\n  tenant:\n    url_template: \"sqlite://{d}/tenants/{{tenant_id}}.db\"\n    max_connections: 200\n    pool_size_per_tenant: 4\n    migrations: \"{m}\"\ntenant_identification:\n  methods:\n    - type: header\n    - type: jwt_claim\nauth:\n  jwt:\n    secret: load-secret\nlogging:\n  level: WARN\n",
+            "service:\n  id: loadbench\nisolation:\n  mode: {mode}\nmarketplace:\n  api_url: \"{market_url}/api/v1\"\n  api_key: load-api-key\n  subscription_check: true\n  heartbeat_interval: 3600\ndatabase:\n  central:\n    url: \"sqlite://{d}/central.db\"\n  tenant:\n    url_template: \"{template}\"\n    max_connections: {budget}\n    pool_size_per_tenant: 4\n    migrations: \"{m}\"\ntenant_identification:\n  methods:\n    - type: header\n    - type: jwt_claim\nauth:\n  jwt:\n    secret: load-secret\nlogging:\n  level: WARN\n",
             d = dir.display(),
-            m = migrations.display()
+            m = migrations.display(),
+            mode = mode,
+            template = template,
+            budget = std::env::var("LOADBENCH_BUDGET").unwrap_or_else(|_| "200".to_owned()),
         ),
     )?;
     let config = ConfigLoader::new(&config_path).vars(|_| None).load()?;
@@ -141,10 +180,14 @@ async fn full(dir: &Path, port: u16) -> anyhow::Result<()> {
                 .create(tenant.parse()?, &tenant, None)
                 .await?;
         }
-        let db_url = format!("sqlite://{}/tenants/{tenant}.db", dir.display());
-        let pool = SqlitePool::connect(&db_url).await?;
-        seed(&pool).await?;
-        pool.close().await;
+        let resolved = framework
+            .tenants()
+            .resolve(&tenant.parse()?)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .ok_or_else(|| anyhow::anyhow!("{tenant} is not registered"))?;
+        let mut db = framework.databases().acquire(&resolved).await?;
+        with_db!(db, conn => seed_courses!(conn))?;
         let claims = json!({"sub": format!("user-{i}"), "tenant_id": tenant});
         let token = keys.issue(claims.as_object().cloned().unwrap_or_default())?;
         tokens.push_str(&format!("{tenant} {token}\n"));
@@ -166,7 +209,7 @@ async fn full(dir: &Path, port: u16) -> anyhow::Result<()> {
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let (Some(mode), Some(dir), Some(port)) = (args.get(1), args.get(2), args.get(3)) else {
-        anyhow::bail!("usage: loadbench bare|full DIR PORT");
+        anyhow::bail!("usage: loadbench bare|full|market DIR PORT");
     };
     let dir = Path::new(dir);
     std::fs::create_dir_all(dir)?;
@@ -174,6 +217,7 @@ async fn main() -> anyhow::Result<()> {
     match mode.as_str() {
         "bare" => bare(dir, port).await,
         "full" => full(dir, port).await,
-        other => anyhow::bail!("unknown mode {other}: bare or full"),
+        "market" => market(dir, port).await,
+        other => anyhow::bail!("unknown mode {other}: bare, full or market"),
     }
 }

@@ -5,8 +5,8 @@
 use std::{collections::HashMap, sync::Arc};
 
 use mt_paas_protocol::{AckStatus, Block, BlockCommand, UnblockCommand};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use time::OffsetDateTime;
-use tokio::sync::RwLock;
 
 use crate::core::{
     central::{CentralDb, on_pool},
@@ -71,7 +71,19 @@ pub struct KillSwitch {
 
 struct Inner {
     db: CentralDb,
+    /// Read on every request: a plain lock, never held across an await.
     states: RwLock<HashMap<TenantId, SwitchState>>,
+}
+
+impl Inner {
+    // Every mutation is one map operation, so a poisoned map is still consistent.
+    fn read(&self) -> RwLockReadGuard<'_, HashMap<TenantId, SwitchState>> {
+        self.states.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, HashMap<TenantId, SwitchState>> {
+        self.states.write().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl std::fmt::Debug for KillSwitch {
@@ -121,7 +133,7 @@ impl KillSwitch {
                 },
             );
         }
-        *self.inner.states.write().await = states;
+        *self.inner.write() = states;
         Ok(())
     }
 
@@ -133,7 +145,7 @@ impl KillSwitch {
                 .fetch_optional(pool)
                 .await?
         });
-        let mut states = self.inner.states.write().await;
+        let mut states = self.inner.write();
         match row {
             Some(row) => {
                 states.insert(
@@ -154,7 +166,7 @@ impl KillSwitch {
 
     /// A tenant's state.
     pub async fn state(&self, id: &TenantId) -> Option<SwitchState> {
-        self.inner.states.read().await.get(id).cloned()
+        self.inner.read().get(id).cloned()
     }
 
     /// Applies a block command; an older sequence than the stored one is superseded, the
@@ -215,7 +227,7 @@ impl KillSwitch {
         });
         if written > 0 {
             self.inner.db.notify("kill_switch", id.as_str()).await;
-            self.inner.states.write().await.insert(
+            self.inner.write().insert(
                 id.clone(),
                 SwitchState {
                     sequence,
