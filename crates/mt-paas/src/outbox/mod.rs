@@ -146,6 +146,17 @@ impl std::fmt::Debug for Outbox {
 }
 
 /// What one delivery round did.
+/// What a delivery round does with one claimed item.
+enum Outcome {
+    /// Not attempted (the sink stopped early): free for the next round.
+    Release,
+    Delivered,
+    /// Failed for now: try again after the wait.
+    RetryLater(String, Duration),
+    /// Failed for good.
+    Dead(String),
+}
+
 #[derive(Debug, Clone, Copy, Default)]
 struct Round {
     delivered: usize,
@@ -302,33 +313,75 @@ impl Outbox {
         let delivery = self.inner.sinks.deliver(kind, &items).await;
         let mut delivered = 0;
         let mut unreachable = false;
+        let mut outcomes = Vec::with_capacity(items.len());
         for (item, attempts) in items.iter().zip(attempts) {
             let Some(outcome) = delivery.outcome(&item.id) else {
-                self.release(&item.id).await?;
+                outcomes.push((item.id.as_str(), Outcome::Release));
                 continue;
             };
             match outcome {
                 Ok(()) => {
-                    self.delivered(&item.id).await?;
+                    outcomes.push((item.id.as_str(), Outcome::Delivered));
                     delivered += 1;
                 }
                 Err(failure) => {
                     let attempts = attempts + 1;
                     if failure.permanent || attempts >= i64::from(self.inner.config.max_attempts) {
                         tracing::error!(id = %item.id, kind = kind.as_str(), error = %failure.error, "outbox item dead-lettered");
-                        self.dead(&item.id, &failure.error).await?;
+                        outcomes.push((item.id.as_str(), Outcome::Dead(failure.error.clone())));
                     } else {
                         unreachable = true;
                         let wait = failure.retry_after.unwrap_or_else(|| backoff(attempts));
-                        self.retry_later(&item.id, &failure.error, wait).await?;
+                        outcomes.push((
+                            item.id.as_str(),
+                            Outcome::RetryLater(failure.error.clone(), wait),
+                        ));
                     }
                 }
             }
         }
+        self.record(&outcomes).await?;
         Ok(Round {
             delivered,
             unreachable,
         })
+    }
+
+    /// Records a round's outcomes in one transaction (one commit per round, not per item).
+    /// Should the process die before the commit, the items stay leased and are delivered
+    /// again once the lease lapses; receivers dedupe by id.
+    async fn record(&self, outcomes: &[(&str, Outcome)]) -> Result<(), sqlx::Error> {
+        let stamp = now();
+        on_pool!(&self.inner.db, pool => {
+            let mut tx = pool.begin().await?;
+            for (id, outcome) in outcomes {
+                let query = match outcome {
+                    Outcome::Release => sqlx::query(
+                        "UPDATE outbox SET leased_until = NULL WHERE id = $1 AND status = 'pending'",
+                    )
+                    .bind(*id),
+                    Outcome::Delivered => sqlx::query(
+                        "UPDATE outbox SET status = 'delivered', delivered_at = $1, leased_until = NULL, attempts = attempts + 1, last_error = NULL WHERE id = $2",
+                    )
+                    .bind(stamp)
+                    .bind(*id),
+                    Outcome::RetryLater(error, wait) => sqlx::query(
+                        "UPDATE outbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2, leased_until = NULL WHERE id = $3",
+                    )
+                    .bind(error.chars().take(500).collect::<String>())
+                    .bind(stamp + *wait)
+                    .bind(*id),
+                    Outcome::Dead(error) => sqlx::query(
+                        "UPDATE outbox SET status = 'dead', attempts = attempts + 1, last_error = $1, leased_until = NULL WHERE id = $2",
+                    )
+                    .bind(error.chars().take(500).collect::<String>())
+                    .bind(*id),
+                };
+                query.execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
     }
 
     async fn claim(&self, kind: Kind, limit: i64) -> Result<Vec<Claimed>, sqlx::Error> {
@@ -364,39 +417,6 @@ impl Outbox {
             }
         };
         Ok(rows)
-    }
-
-    async fn release(&self, id: &str) -> Result<(), sqlx::Error> {
-        on_pool!(&self.inner.db, pool => {
-            sqlx::query("UPDATE outbox SET leased_until = NULL WHERE id = $1 AND status = 'pending'")
-                .bind(id)
-                .execute(pool)
-                .await?;
-        });
-        Ok(())
-    }
-
-    async fn delivered(&self, id: &str) -> Result<(), sqlx::Error> {
-        on_pool!(&self.inner.db, pool => {
-            sqlx::query("UPDATE outbox SET status = 'delivered', delivered_at = $1, leased_until = NULL, attempts = attempts + 1, last_error = NULL WHERE id = $2")
-                .bind(now())
-                .bind(id)
-                .execute(pool)
-                .await?;
-        });
-        Ok(())
-    }
-
-    async fn retry_later(&self, id: &str, error: &str, wait: Duration) -> Result<(), sqlx::Error> {
-        on_pool!(&self.inner.db, pool => {
-            sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2, leased_until = NULL WHERE id = $3")
-                .bind(error.chars().take(500).collect::<String>())
-                .bind(now() + wait)
-                .bind(id)
-                .execute(pool)
-                .await?;
-        });
-        Ok(())
     }
 
     async fn dead(&self, id: &str, error: &str) -> Result<(), sqlx::Error> {
