@@ -63,6 +63,8 @@ pub struct DeliveryConfig {
 pub struct SsoConfig {
     /// Lifetime of an authorization code, in seconds.
     pub code_ttl_seconds: u64,
+    /// Lifetime of the RS256 tokens the market issues (`id_token`, operator-minted), in seconds.
+    pub token_ttl_seconds: u64,
 }
 
 impl MarketConfig {

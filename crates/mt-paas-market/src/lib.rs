@@ -30,6 +30,7 @@ mod config;
 mod crypto;
 mod delivery;
 mod seed;
+mod signing;
 pub mod store;
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
@@ -46,6 +47,7 @@ use self::store::Change;
 pub use self::{
     api::{BlockRequest, SubscriptionRequest},
     config::{DEFAULTS_YAML, MarketConfig},
+    signing::SigningKeyInfo,
     store::{Plan, Service, Store, StoreError, Subscription, Tenant},
 };
 
@@ -126,6 +128,7 @@ pub(crate) struct Inner {
     pub(crate) store: Store,
     pub(crate) deliveries: Arc<Notify>,
     pub(crate) http: reqwest::Client,
+    pub(crate) signing: signing::KeyCache,
 }
 
 impl std::fmt::Debug for Market {
@@ -151,6 +154,7 @@ impl Market {
                 store,
                 deliveries: Arc::new(Notify::new()),
                 http,
+                signing: signing::KeyCache::default(),
             }),
         };
         if market.inner.config.seed_dev_data && market.inner.store.is_empty().await? {

@@ -1071,6 +1071,51 @@ impl Store {
     }
 }
 
+impl Store {
+    // ------------------------------------------------------------ signing keys
+
+    /// Every signing key as (kid, PKCS #8 in base64, created_at, retired_at), oldest first.
+    pub async fn signing_keys(
+        &self,
+    ) -> Result<Vec<(String, String, OffsetDateTime, Option<OffsetDateTime>)>> {
+        let rows = on_pool!(&self.db, pool => {
+            sqlx::query_as(
+                "SELECT kid, pkcs8, created_at, retired_at FROM signing_keys ORDER BY created_at, kid",
+            )
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows)
+    }
+
+    /// Stores a new signing key.
+    pub async fn add_signing_key(&self, kid: &str, pkcs8: &str) -> Result<()> {
+        on_pool!(&self.db, pool => {
+            sqlx::query("INSERT INTO signing_keys (kid, pkcs8, created_at) VALUES ($1, $2, $3)")
+                .bind(kid)
+                .bind(pkcs8)
+                .bind(now())
+                .execute(pool)
+                .await
+                .map(drop)?
+        });
+        Ok(())
+    }
+
+    /// Retires a key; `false` when no such key is in use.
+    pub async fn retire_signing_key(&self, kid: &str) -> Result<bool> {
+        let result = on_pool!(&self.db, pool => {
+            sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE kid = $2 AND retired_at IS NULL")
+                .bind(now())
+                .bind(kid)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        });
+        Ok(result == 1)
+    }
+}
+
 fn plan_from((id, name, features, rpm): (String, String, String, Option<i64>)) -> Result<Plan> {
     Ok(Plan {
         id,

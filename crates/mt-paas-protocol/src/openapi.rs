@@ -122,6 +122,14 @@ pub fn operations() -> Vec<Operation> {
             ("200", Some("SsoTokenResponse")),
         ),
         op(
+            "GET",
+            "/api/v1/.well-known/jwks.json",
+            MARKET_API,
+            "The keys of the market's RS256 tokens (RFC 7517); no API key",
+            None,
+            ("200", Some("JwkSet")),
+        ),
+        op(
             "POST",
             "/api/v1/services/{service_id}/tenants/{tenant_id}/block",
             SERVICE_CONTROL,
@@ -291,6 +299,8 @@ pub fn document() -> OpenApi {
         .schema_from::<CommandReceipt>()
         .schema_from::<SsoTokenRequest>()
         .schema_from::<SsoTokenResponse>()
+        .schema_from::<JwkSet>()
+        .schema_from::<Jwk>()
         .schema_from::<Problem>()
         .security_scheme(
             "api_key",
@@ -411,6 +421,7 @@ mod tests {
             on_market(paths::provisioning_result(service, tenant)),
             on_market(paths::SSO_AUTHORIZE.to_owned()),
             on_market(paths::SSO_TOKEN.to_owned()),
+            on_market(paths::JWKS.to_owned()),
             paths::block(service, tenant),
             paths::unblock(service, tenant),
             paths::provision(service),

@@ -42,6 +42,10 @@ pub const SSO_AUTHORIZE: &str = "/sso/authorize";
 /// Service → market: the SSO token endpoint.
 pub const SSO_TOKEN: &str = "/sso/token";
 
+/// Service → market: `GET` the [`JwkSet`](crate::JwkSet) the market signs its RS256 tokens
+/// with (public, no API key).
+pub const JWKS: &str = "/.well-known/jwks.json";
+
 /// Market → service: `POST` a [`BlockCommand`](crate::BlockCommand) (seed §5.2).
 pub fn block(service_id: &str, tenant_id: &str) -> String {
     format!("/api/v1/services/{service_id}/tenants/{tenant_id}/block")

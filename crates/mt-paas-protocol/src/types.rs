@@ -495,6 +495,35 @@ pub struct SsoTokenResponse {
     /// The user's e-mail.
     #[serde(default)]
     pub email: String,
+    /// The same, as an RS256 token signed by the market (`aud` = the service), which
+    /// services with `auth.jwt.algorithm: RS256` accept as a bearer token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+}
+
+/// The keys the market signs its RS256 tokens with (RFC 7517 JWK set).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct JwkSet {
+    /// The keys in use; a retired key is no longer listed.
+    pub keys: Vec<Jwk>,
+}
+
+/// One RSA public key (RFC 7517, RFC 7518 §6.3.1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Jwk {
+    /// `RSA`.
+    pub kty: String,
+    /// The key id (its RFC 7638 thumbprint), named by the `kid` header of a token.
+    pub kid: String,
+    /// `sig`.
+    #[serde(rename = "use")]
+    pub usage: String,
+    /// `RS256`.
+    pub alg: String,
+    /// The modulus, base64url big-endian.
+    pub n: String,
+    /// The public exponent, base64url big-endian.
+    pub e: String,
 }
 
 // ---------------------------------------------------------------- errors

@@ -32,13 +32,14 @@ use crate::{
     integrations::activity_log::ActivityLogger,
     integrations::{Entitlements, MarketError, MarketplaceClient},
     middleware::{
-        auth::{AuthLayer, JwtKeys},
+        auth::{AuthLayer, JwtKeys, TokenVerifier},
         rate_limit::{RateLimitLayer, RedisLimiter},
         subscription::SubscriptionLayer,
         tenant::TenantLayer,
     },
     outbox::{LrsClient, Outbox, Sinks},
     provisioning::{ProvisionError, Provisioner},
+    vectors::{VectorError, VectorStore},
 };
 use mt_paas_protocol::webhook::Verifier;
 use std::time::Duration;
@@ -104,6 +105,7 @@ struct Inner {
     central: CentralDb,
     tenants: TenantManager,
     databases: DatabaseRouter,
+    vectors: Option<VectorStore>,
     provisioner: Provisioner,
     tenant_layer: TenantLayer,
     subscription_layer: SubscriptionLayer,
@@ -156,8 +158,20 @@ impl ServiceMarketFramework {
         );
         let config = Arc::new(config);
         let databases = DatabaseRouter::new(config.clone());
-        let tenant_layer =
+        // One verifier for identification and authentication: one cache of the market's keys.
+        let verifier = TokenVerifier::from_config(&config);
+        let vectors = VectorStore::from_config(config.clone(), databases.clone());
+        let mut tenant_layer =
             TenantLayer::new(&config, tenants.clone())?.with_databases(databases.clone());
+        if let Some(vectors) = &vectors {
+            tenant_layer = tenant_layer.with_vectors(vectors.clone());
+        }
+        if let Some(verifier) = &verifier {
+            tenant_layer = tenant_layer.with_verifier(verifier);
+            if let Some(keys) = verifier.market_keys() {
+                keys.spawn_refresh();
+            }
+        }
         let provisioner =
             Provisioner::new(config.clone(), tenants.clone(), databases.clone()).await?;
         if config.database.tenant.migrate_on_start {
@@ -233,7 +247,7 @@ impl ServiceMarketFramework {
             })
             .unwrap_or_else(|| "tenant_id".to_owned());
         let auth_layer = AuthLayer::new(
-            JwtKeys::from_config(&config.auth.jwt),
+            verifier,
             tenant_claim,
             config.security.cross_tenant_audit.then(|| audit.clone()),
         );
@@ -362,6 +376,7 @@ impl ServiceMarketFramework {
                 central,
                 tenants,
                 databases,
+                vectors,
                 provisioner,
                 tenant_layer,
                 subscription_layer,
@@ -453,6 +468,23 @@ impl ServiceMarketFramework {
     pub async fn get_tenant_db(&self) -> Result<crate::TenantDb, DbError> {
         let tenant = crate::current_tenant().ok_or(DbError::NoTenant)?;
         self.inner.databases.acquire(&tenant).await
+    }
+
+    /// The current request's tenant's vector collections (`database.vector`). The
+    /// [`TenantVectors`](crate::TenantVectors) extractor is the same thing for handlers.
+    pub fn get_tenant_vectors(&self) -> Result<crate::TenantVectors, VectorError> {
+        let tenant = crate::current_tenant().ok_or(VectorError::NoTenant)?;
+        let store = self
+            .inner
+            .vectors
+            .as_ref()
+            .ok_or(VectorError::NotConfigured)?;
+        Ok(store.for_tenant(&tenant))
+    }
+
+    /// The configured vector store, shared by every tenant.
+    pub fn vectors(&self) -> Option<&VectorStore> {
+        self.inner.vectors.as_ref()
     }
 
     /// Whether the current request's tenant has `feature` (false outside a tenant route).

@@ -37,6 +37,7 @@ pub mod logging;
 pub mod middleware;
 pub mod outbox;
 pub mod provisioning;
+pub mod vectors;
 
 pub use crate::{
     context::{current_tenant, in_tenant, spawn_in_tenant},
@@ -51,4 +52,5 @@ pub use crate::{
         auth::{CurrentUser, current_user},
         tenant::TenantLayer,
     },
+    vectors::TenantVectors,
 };

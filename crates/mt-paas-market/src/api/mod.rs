@@ -5,12 +5,13 @@ mod operator;
 mod service;
 mod sso;
 
-use axum::{Json, Router, response::IntoResponse, routing::get};
+use axum::{Json, Router, extract::State, response::IntoResponse, routing::get};
 use http::{HeaderMap, HeaderValue, header};
 use mt_paas::{
     TenantId,
     http::{ApiError, ProblemCode, ProblemLayer},
 };
+use mt_paas_protocol::paths;
 use tower_http::catch_panic::CatchPanicLayer;
 
 pub use self::operator::{BlockRequest, SubscriptionRequest};
@@ -25,13 +26,31 @@ pub(crate) fn router(market: Market) -> Router {
             "/healthz",
             get(|| async { Json(serde_json::json!({ "status": "ok" })) }),
         )
-        .nest("/api/v1", service::routes().merge(sso::routes()))
+        .route(paths::JWKS, get(jwks))
+        .nest(
+            "/api/v1",
+            service::routes()
+                .merge(sso::routes())
+                .route(paths::JWKS, get(jwks)),
+        )
         .nest("/api/v1/admin", operator::routes())
         .with_state(market)
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::new(ProblemCode::Internal).into_response()
         }))
         .layer(ProblemLayer)
+}
+
+/// The published signing keys; a cache may keep them for five minutes.
+async fn jwks(State(market): State<Market>) -> Result<impl IntoResponse, ApiError> {
+    let set = market.jwks().await?;
+    Ok((
+        [(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=300"),
+        )],
+        Json(set),
+    ))
 }
 
 impl From<StoreError> for ApiError {

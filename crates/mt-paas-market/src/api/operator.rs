@@ -6,7 +6,7 @@ use axum::{
     Json, Router,
     extract::{Path, Query, State},
     http::{HeaderMap, StatusCode},
-    routing::{get, post},
+    routing::{delete, get, post},
 };
 use mt_paas::http::ApiError;
 use mt_paas_protocol::{Command, Entitlement, SubscriptionState};
@@ -73,6 +73,84 @@ pub(super) fn routes() -> Router<Market> {
         .route("/services/{service_id}/usage", get(usage))
         .route("/services/{service_id}/commands", get(commands))
         .route("/alerts", get(alerts))
+        .route("/signing-keys", get(signing_keys).post(rotate_signing_key))
+        .route("/signing-keys/{kid}", delete(retire_signing_key))
+        .route("/tokens", post(mint_token))
+}
+
+async fn signing_keys(
+    State(market): State<Market>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<crate::SigningKeyInfo>>, ApiError> {
+    operator(&market, &headers)?;
+    Ok(Json(market.signing_keys().await?))
+}
+
+async fn rotate_signing_key(
+    State(market): State<Market>,
+    headers: HeaderMap,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    operator(&market, &headers)?;
+    let kid = market.rotate_signing_key().await?;
+    Ok((StatusCode::CREATED, Json(serde_json::json!({ "kid": kid }))))
+}
+
+async fn retire_signing_key(
+    State(market): State<Market>,
+    headers: HeaderMap,
+    Path(kid): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    operator(&market, &headers)?;
+    market.retire_signing_key(&kid).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A user token to sign, for a service's RS256 verification (tests, support, scripts).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenIn {
+    service_id: String,
+    tenant_id: String,
+    sub: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    ttl_seconds: Option<u64>,
+}
+
+async fn mint_token(
+    State(market): State<Market>,
+    headers: HeaderMap,
+    Json(request): Json<TokenIn>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    operator(&market, &headers)?;
+    check_id("tenant_id", &request.tenant_id)?;
+    if request.sub.is_empty() || request.sub.len() > 200 {
+        return Err(invalid("sub", "1-200 characters"));
+    }
+    if market.store().service(&request.service_id).await?.is_none() {
+        return Err(not_found("service", &request.service_id));
+    }
+    if market.store().tenant(&request.tenant_id).await?.is_none() {
+        return Err(not_found("tenant", &request.tenant_id));
+    }
+    let mut claims = serde_json::Map::new();
+    claims.insert("aud".into(), request.service_id.into());
+    claims.insert("sub".into(), request.sub.into());
+    claims.insert("tenant_id".into(), request.tenant_id.into());
+    if let Some(name) = request.name {
+        check_name("name", &name)?;
+        claims.insert("name".into(), name.into());
+    }
+    if let Some(ttl) = request.ttl_seconds {
+        if !(1..=86_400).contains(&ttl) {
+            return Err(invalid("ttl_seconds", "1-86400"));
+        }
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        claims.insert("exp".into(), (now + ttl.cast_signed()).into());
+    }
+    let token = market.sign_token(claims).await?;
+    Ok(Json(serde_json::json!({ "token": token })))
 }
 
 fn check_id(field: &'static str, id: &str) -> Result<(), ApiError> {

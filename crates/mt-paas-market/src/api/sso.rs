@@ -206,10 +206,18 @@ async fn token(
         return Err(refused());
     }
     let user = market.store().user(&user_id).await?.ok_or_else(refused)?;
+    let mut claims = serde_json::Map::new();
+    claims.insert("aud".into(), service_id.into());
+    claims.insert("sub".into(), user.id.clone().into());
+    claims.insert("tenant_id".into(), user.tenant_id.clone().into());
+    claims.insert("name".into(), user.name.clone().into());
+    claims.insert("email".into(), user.email.clone().into());
+    let id_token = market.sign_token(claims).await?;
     Ok(Json(SsoTokenResponse {
         sub: user.id,
         tenant_id: user.tenant_id,
         name: user.name,
         email: user.email,
+        id_token: Some(id_token),
     }))
 }

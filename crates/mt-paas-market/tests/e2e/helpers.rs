@@ -152,6 +152,14 @@ async fn whoami(tenant: Tenant) -> Json<Value> {
     }))
 }
 
+async fn me(tenant: Tenant, user: Option<mt_paas::CurrentUser>) -> Json<Value> {
+    Json(json!({
+        "tenant": tenant.id(),
+        "sub": user.as_ref().map(|u| u.sub().to_owned()),
+        "name": user.as_ref().and_then(|u| u.name().map(str::to_owned)),
+    }))
+}
+
 /// The service's config: its data in `dir`, the market at `market_url`.
 pub fn service_config(
     dir: &std::path::Path,
@@ -180,7 +188,11 @@ pub async fn start_service(
 ) -> TestService {
     let addr = listener.local_addr().unwrap();
     let framework = ServiceMarketFramework::from_config(config).await.unwrap();
-    let app = framework.create_app(Router::new().route("/whoami", get(whoami)));
+    let app = framework.create_app(
+        Router::new()
+            .route("/whoami", get(whoami))
+            .route("/me", get(me)),
+    );
     let (stop, stopped) = oneshot::channel::<()>();
     let serving = framework.clone();
     let task = tokio::spawn(async move {

@@ -6,5 +6,6 @@
 mod helpers;
 mod loop_tests;
 mod market_api;
+mod rs256;
 mod signed_commands;
 mod sso;

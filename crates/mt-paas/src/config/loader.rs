@@ -770,6 +770,72 @@ fn key(path: &str) -> Vec<Seg> {
     segs
 }
 
+/// `database.vector`: a supported store, its URL, and valid collections.
+fn check_vector(
+    config: &Config,
+    vector: &super::VectorConfig,
+    report: &mut impl FnMut(&str, String),
+) {
+    use super::VectorStoreKind;
+    match vector.kind {
+        VectorStoreKind::Milvus => report(
+            "database.vector.type",
+            "milvus is not supported yet; use qdrant, chroma or pgvector".to_owned(),
+        ),
+        VectorStoreKind::Qdrant | VectorStoreKind::Chroma => {
+            let url = vector
+                .url
+                .replace("{vector_port}", "1")
+                .replace("{tenant_id}", "t");
+            if !(url.starts_with("http://") || url.starts_with("https://"))
+                || reqwest::Url::parse(&url).is_err()
+            {
+                report(
+                    "database.vector.url",
+                    format!("{:?} is not an http(s) URL", vector.url),
+                );
+            } else if vector.url.contains("{vector_port}")
+                && config.isolation.mode != crate::core::models::IsolationMode::DockerPerTenant
+            {
+                report(
+                    "database.vector.url",
+                    "{vector_port} is a DOCKER_PER_TENANT port; isolation.mode is not DOCKER_PER_TENANT"
+                        .to_owned(),
+                );
+            }
+        }
+        VectorStoreKind::Pgvector => {
+            let sqlite = config.database.tenant.url_template.kind() == Some(DatabaseKind::Sqlite);
+            if sqlite
+                && config.isolation.mode == crate::core::models::IsolationMode::DatabasePerTenant
+            {
+                report(
+                    "database.vector.type",
+                    "pgvector keeps vectors in the tenant's Postgres database, and database.tenant.url_template is SQLite"
+                        .to_owned(),
+                );
+            }
+        }
+    }
+    let mut seen = HashSet::new();
+    for (i, spec) in vector.collections.iter().enumerate() {
+        if let Err(reason) = crate::vectors::check_collection_name(&spec.name) {
+            report(&format!("database.vector.collections[{i}].name"), reason);
+        } else if !seen.insert(spec.name.as_str()) {
+            report(
+                &format!("database.vector.collections[{i}].name"),
+                format!("{:?} is listed twice", spec.name),
+            );
+        }
+        if !(1..=16_000).contains(&spec.dimension) {
+            report(
+                &format!("database.vector.collections[{i}].dimension"),
+                "must be 1-16000".to_owned(),
+            );
+        }
+    }
+}
+
 /// Rules that span keys. A rule is skipped when a key it reads was already reported (and
 /// replaced by its default), so one mistake is never reported twice.
 fn check_rules(
@@ -1037,6 +1103,29 @@ fn check_rules(
                 "auth.marketplace_sso.enabled is true: exchanging codes with the market needs the API key".to_owned(),
             );
         }
+    }
+    if let Some(url) = &config.auth.jwt.jwks_url
+        && ok(&["auth.jwt.jwks_url"])
+    {
+        if config.auth.jwt.algorithm != JwtAlgorithm::RS256 {
+            report(
+                "auth.jwt.jwks_url",
+                "only RS256 uses the market's keys; set algorithm: \"RS256\" or remove jwks_url"
+                    .to_owned(),
+            );
+        } else if !(url.starts_with("http://") || url.starts_with("https://"))
+            || reqwest::Url::parse(url).is_err()
+        {
+            report(
+                "auth.jwt.jwks_url",
+                format!("{url:?} is not an http(s) URL"),
+            );
+        }
+    }
+    if let Some(vector) = &config.database.vector
+        && ok(&["database.vector.type", "database.vector.url"])
+    {
+        check_vector(config, vector, &mut report);
     }
     if ok(&["auth.jwt.expiry_hours"]) && config.auth.jwt.expiry_hours == 0 {
         report("auth.jwt.expiry_hours", "must be at least 1".to_owned());

@@ -303,11 +303,35 @@ pub struct VectorConfig {
     /// Which vector store.
     #[serde(rename = "type")]
     pub kind: VectorStoreKind,
-    /// Its URL.
+    /// Its URL (`qdrant`, `chroma`); `{vector_port}` is the tenant's port in
+    /// DOCKER_PER_TENANT (its block's base + 3), `{tenant_id}` its id. Not used by `pgvector`,
+    /// which keeps vectors in the tenant's own Postgres database.
+    #[serde(default)]
     pub url: String,
     /// Prefix of every tenant collection: `{collection_prefix}{tenant_id}_{name}`.
     #[serde(default = "default_collection_prefix")]
     pub collection_prefix: String,
+    /// The collections every tenant gets when it is provisioned.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub collections: Vec<CollectionSpec>,
+    /// The store's API key (`api-key` for Qdrant, `x-chroma-token` for Chroma), if it needs one.
+    #[serde(
+        default,
+        with = "secret::optional",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub api_key: Option<Secret>,
+}
+
+/// `database.vector.collections[]`: a collection made for every tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct CollectionSpec {
+    /// Its name within the tenant (`documents`): 1-63 of a-z, 0-9 and '-'.
+    pub name: String,
+    /// The length of its vectors.
+    pub dimension: u32,
 }
 
 fn default_collection_prefix() -> String {
@@ -438,6 +462,10 @@ pub struct JwtConfig {
     pub expiry_hours: u64,
     /// Clock skew tolerated on `exp` and `nbf`, in seconds.
     pub leeway_seconds: u64,
+    /// With `algorithm: RS256`, where the market publishes its signing keys (a JWK set);
+    /// `{marketplace.api_url}/.well-known/jwks.json` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_url: Option<String>,
 }
 
 /// `auth.jwt.algorithm`.
@@ -446,7 +474,8 @@ pub struct JwtConfig {
 pub enum JwtAlgorithm {
     /// HMAC-SHA256 with `auth.jwt.secret`.
     HS256,
-    /// RSA-SHA256 with the market's published keys.
+    /// RSA-SHA256 tokens issued by the market, checked against the keys it publishes
+    /// (`jwks_url`); the service's own HS256 tokens are accepted too when a secret is set.
     RS256,
 }
 

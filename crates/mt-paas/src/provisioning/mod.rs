@@ -34,6 +34,7 @@ use crate::{
         manager::{ManagerError, NewTenant, TenantManager},
         models::{IsolationMode, TenantId, TenantRecord, TenantStatus},
     },
+    vectors::VectorStore,
 };
 
 /// How long a new Docker stack's database may take to accept connections.
@@ -91,6 +92,9 @@ pub enum ProvisionError {
     /// Rendering or running the tenant's Docker stack failed.
     #[error("docker: {0}")]
     Docker(String),
+    /// Making or dropping the tenant's vector collections failed.
+    #[error("vector collections: {0}")]
+    Vectors(String),
     /// The migrations could not be read.
     #[error(transparent)]
     Migrations(#[from] MigrationsError),
@@ -126,6 +130,13 @@ pub enum Step {
     Migrate,
     /// The seed runs.
     Seed,
+    /// The tenant's vector collections are made (`database.vector.collections`).
+    Vectors {
+        /// How many.
+        collections: usize,
+    },
+    /// The tenant's vector collections are dropped.
+    DropVectors,
     /// The tenant is active.
     Active,
     /// An archive is written.
@@ -148,6 +159,8 @@ impl std::fmt::Display for Step {
             Self::Storage { target } => write!(f, "storage: {target}"),
             Self::Migrate => f.write_str("migrations"),
             Self::Seed => f.write_str("seed"),
+            Self::Vectors { collections } => write!(f, "{collections} vector collection(s)"),
+            Self::DropVectors => f.write_str("dropping the vector collections"),
             Self::Active => f.write_str("active"),
             Self::Archive => f.write_str("archiving"),
             Self::Drop => f.write_str("dropping the storage"),
@@ -195,6 +208,7 @@ struct Inner {
     tenants: TenantManager,
     databases: DatabaseRouter,
     migrations: Arc<TenantMigrations>,
+    vectors: Option<VectorStore>,
     observer: Option<Observer>,
 }
 
@@ -229,6 +243,7 @@ impl Provisioner {
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
+                vectors: VectorStore::from_config(config.clone(), databases.clone()),
                 config,
                 tenants,
                 databases,
@@ -247,6 +262,7 @@ impl Provisioner {
                 tenants: inner.tenants.clone(),
                 databases: inner.databases.clone(),
                 migrations: inner.migrations.clone(),
+                vectors: inner.vectors.clone(),
                 observer: Some(Arc::new(observer)),
             }),
         }
@@ -405,6 +421,24 @@ impl Provisioner {
             self.step(id, Step::Seed);
             self.seed(id, &target).await?;
         }
+        if let Some(store) = &self.inner.vectors
+            && !store.provisioned_collections().is_empty()
+        {
+            let specs = store.provisioned_collections();
+            self.step(
+                id,
+                Step::Vectors {
+                    collections: specs.len(),
+                },
+            );
+            let vectors = store.for_record(&record, Some(target.clone()));
+            for spec in specs {
+                vectors
+                    .create_collection(&spec.name, spec.dimension as usize)
+                    .await
+                    .map_err(|e| ProvisionError::Vectors(e.to_string()))?;
+            }
+        }
         tenants.set_status(id, TenantStatus::Active).await?;
         self.step(id, Step::Active);
         let record = tenants
@@ -423,6 +457,9 @@ impl Provisioner {
             .get(id)
             .await?
             .unwrap_or_else(|| record.clone());
+        if let Err(e) = self.drop_vectors(&fresh).await {
+            tracing::error!(tenant = %id, error = %e, "dropping the vector collections of a failed provisioning failed");
+        }
         match self.teardown(&fresh).await {
             // Without a target nothing was made.
             Ok(()) | Err(ProvisionError::Target(_)) => {}
@@ -432,6 +469,24 @@ impl Provisioner {
             Ok(()) | Err(ManagerError::NotFound(_)) => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Drops the tenant's collections in a vector store of its own kind (Qdrant, Chroma);
+    /// pgvector tables go with the tenant's database or schema.
+    async fn drop_vectors(&self, record: &TenantRecord) -> Result<(), ProvisionError> {
+        let Some(store) = &self.inner.vectors else {
+            return Ok(());
+        };
+        if !store.keeps_vectors_outside_the_database() {
+            return Ok(());
+        }
+        self.step(&record.id, Step::DropVectors);
+        store
+            .for_record(record, None)
+            .drop_all()
+            .await
+            .map(drop)
+            .map_err(|e| ProvisionError::Vectors(e.to_string()))
     }
 
     /// Drops storage and stack and frees the port block.
@@ -499,6 +554,9 @@ impl Provisioner {
                 )));
             }
         }
+        // After the archive, before the storage: a failure here leaves the tenant as it was,
+        // and the same destroy can run again.
+        self.drop_vectors(&record).await?;
         self.inner
             .tenants
             .set_status(id, TenantStatus::Archived)

@@ -336,6 +336,38 @@ fn jwt_claim_without_a_secret_is_refused() {
 }
 
 #[test]
+fn rs256_reads_the_markets_keys_and_checks_their_address() {
+    // RS256 needs no secret: jwt_claim verifies the market's tokens.
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "mt_paas_config.yaml",
+        "auth:\n  jwt:\n    algorithm: RS256\ntenant_identification:\n  methods:\n    - type: jwt_claim\n",
+    );
+    let config = loader(&path, &[]).load().unwrap();
+    assert_eq!(config.auth.jwt.algorithm, JwtAlgorithm::RS256);
+    assert_eq!(config.auth.jwt.jwks_url, None);
+
+    let (key, message) = single_problem(
+        "auth:\n  jwt:\n    algorithm: RS256\n    jwks_url: \"ftp://market/keys\"\n",
+        &[],
+    );
+    assert_eq!(key, "auth.jwt.jwks_url");
+    assert!(message.contains("http(s) URL"), "{message}");
+
+    let (key, message) = single_problem(
+        "auth:\n  jwt:\n    secret: s\n    jwks_url: \"http://127.0.0.1:8505/api/v1/.well-known/jwks.json\"\n",
+        &[],
+    );
+    assert_eq!(key, "auth.jwt.jwks_url");
+    assert!(message.contains("RS256"), "{message}");
+
+    let (key, message) = single_problem("auth:\n  jwt:\n    algorithm: ES256\n", &[]);
+    assert_eq!(key, "auth.jwt.algorithm");
+    assert!(message.contains("RS256"), "{message}");
+}
+
+#[test]
 fn every_problem_is_reported_at_once() {
     let yaml = r#"
 service:

@@ -1,10 +1,15 @@
-//! HS256 tokens: [`JwtKeys`] verifies (exactly one algorithm, the signature, then `exp` and
-//! `nbf` with a small leeway) and issues them.
+//! Tokens: [`JwtKeys`] verifies and issues the service's own HS256 tokens; [`TokenVerifier`]
+//! verifies what `auth.jwt` accepts — the service's HS256 tokens when a secret is configured,
+//! and with `algorithm: RS256` the market's RS256 tokens against the keys it publishes
+//! (JWKS). Each algorithm has its own kind of key, so a token can never pick how it is
+//! checked: an HS256 token is never checked with an RSA public key as its HMAC secret (the
+//! classic algorithm-confusion forgery), and `none` or any other algorithm is refused.
 //!
 //! The verification is written out here rather than taken from a general JWT library: it
-//! runs on every request, and doing only what HS256 needs — one header parse, one HMAC
-//! with the key schedule computed once, one claims parse — costs a quarter of the general
-//! path. The tests check it against `jsonwebtoken`, an independent implementation.
+//! runs on every request, and doing only what is needed — one header parse, one HMAC
+//! with the key schedule computed once (or one RSA verify with a key parsed once), one
+//! claims parse — costs a quarter of the general path. The tests check it against
+//! `jsonwebtoken`, an independent implementation.
 
 use std::{
     borrow::Cow,
@@ -14,10 +19,15 @@ use std::{
 
 use aws_lc_rs::hmac;
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use http::{HeaderValue, header};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::config::{JwtConfig, Secret};
+use super::jwks::MarketKeys;
+use crate::{
+    config::{Config, JwtAlgorithm, JwtConfig, Secret},
+    http::{ApiError, ProblemCode},
+};
 
 /// The claims of a verified token.
 pub type Claims = Map<String, Value>;
@@ -44,6 +54,15 @@ pub enum TokenError {
     /// A required claim (`exp`) is missing or has the wrong type.
     #[error("the token lacks a required claim (exp)")]
     MissingClaim,
+    /// A market token not addressed to this service (`aud`).
+    #[error("the token is meant for another service")]
+    Audience,
+    /// A market token signed with a key the market does not publish (any more).
+    #[error("the token is signed with an unknown key")]
+    UnknownKey,
+    /// The market's keys could not be fetched to check a market token (503, not 401).
+    #[error("the market's signing keys cannot be fetched")]
+    KeysUnavailable,
 }
 
 impl TokenError {
@@ -62,15 +81,30 @@ impl TokenError {
                 "필수 클레임(exp)이 없습니다.",
                 "it lacks a required claim (exp).",
             ),
+            Self::Audience => (
+                "이 서비스를 위한 토큰이 아닙니다(aud).",
+                "it is meant for another service (aud).",
+            ),
+            Self::UnknownKey => (
+                "마켓이 공개하지 않은 키로 서명되었습니다.",
+                "it is signed with a key the market does not publish.",
+            ),
+            Self::KeysUnavailable => (
+                "마켓의 서명 키를 가져올 수 없습니다.",
+                "the market's signing keys cannot be fetched.",
+            ),
         }
     }
 }
 
-/// The JOSE header, as far as HS256 needs it.
+/// The JOSE header, as far as we need it.
 #[derive(Deserialize)]
 struct Header<'a> {
     #[serde(borrow)]
     alg: Cow<'a, str>,
+    /// The market's key id (RS256).
+    #[serde(borrow, default)]
+    kid: Option<Cow<'a, str>>,
     /// Extensions the recipient must understand (RFC 7515 §4.1.11); we understand none.
     #[serde(default)]
     crit: Option<Value>,
@@ -119,6 +153,18 @@ impl fmt::Debug for JwtKeys {
     }
 }
 
+fn check(window: Window, leeway: u64) -> Result<(), TokenError> {
+    let now = now() as f64;
+    let leeway = leeway as f64;
+    if window.exp < now - leeway {
+        return Err(TokenError::Expired);
+    }
+    if window.nbf.is_some_and(|nbf| nbf > now + leeway) {
+        return Err(TokenError::NotYetValid);
+    }
+    Ok(())
+}
+
 fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -145,52 +191,27 @@ impl JwtKeys {
         config.secret.as_ref().map(|s| Self::hs256(s, config))
     }
 
-    /// Verifies the algorithm, the signature, `exp` (required) and `nbf`, and returns the
-    /// claims. The claims are parsed only after the signature matched.
+    /// Verifies the algorithm (HS256 only), the signature, `exp` (required) and `nbf`, and
+    /// returns the claims. The claims are parsed only after the signature matched.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        let mut parts = token.split('.');
-        let (Some(header), Some(payload), Some(signature), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(TokenError::Malformed);
-        };
-        let header_json = URL_SAFE_NO_PAD
-            .decode(header)
-            .map_err(|_| TokenError::Malformed)?;
-        let header: Header<'_> =
-            serde_json::from_slice(&header_json).map_err(|_| TokenError::Malformed)?;
-        if header.alg != "HS256" {
+        let jws = Jws::parse(token)?;
+        if jws.header.alg != "HS256" {
             return Err(TokenError::Algorithm);
         }
-        if header.crit.is_some() {
-            return Err(TokenError::Malformed);
-        }
-        let signature = URL_SAFE_NO_PAD
-            .decode(signature)
-            .map_err(|_| TokenError::Malformed)?;
-        let signing_input = &token[..header_json_len(token)];
-        hmac::verify(&self.key, signing_input.as_bytes(), &signature)
+        self.verify_parsed(&jws)
+    }
+
+    fn verify_parsed(&self, jws: &Jws<'_>) -> Result<Claims, TokenError> {
+        hmac::verify(&self.key, jws.signing_input.as_bytes(), &jws.signature)
             .map_err(|_| TokenError::Signature)?;
-        let payload = URL_SAFE_NO_PAD
-            .decode(payload)
-            .map_err(|_| TokenError::Malformed)?;
-        let claims: Claims = serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed)?;
-        let window = Window::of(&claims)?;
-        self.check(window)?;
+        let claims = jws.claims()?;
+        self.check(Window::of(&claims)?)?;
         Ok(claims)
     }
 
     /// Whether a token valid in `window` is valid now (`exp` and `nbf`, with the leeway).
     pub(crate) fn check(&self, window: Window) -> Result<(), TokenError> {
-        let now = now() as f64;
-        let leeway = self.leeway as f64;
-        if window.exp < now - leeway {
-            return Err(TokenError::Expired);
-        }
-        if window.nbf.is_some_and(|nbf| nbf > now + leeway) {
-            return Err(TokenError::NotYetValid);
-        }
-        Ok(())
+        check(window, self.leeway)
     }
 
     /// Issues a token with `claims`, adding `iat` and `exp` (now + `auth.jwt.expiry_hours`)
@@ -213,9 +234,190 @@ impl JwtKeys {
     }
 }
 
+/// A compact JWS split into its parts; nothing in it is trusted yet.
+struct Jws<'a> {
+    header: Header<'a>,
+    /// `header.payload`, what the signature covers.
+    signing_input: &'a str,
+    payload: &'a str,
+    signature: Vec<u8>,
+}
+
+impl<'a> Jws<'a> {
+    fn parse(token: &'a str) -> Result<Self, TokenError> {
+        let mut parts = token.split('.');
+        let (Some(header), Some(payload), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(TokenError::Malformed);
+        };
+        let header_json = URL_SAFE_NO_PAD
+            .decode(header)
+            .map_err(|_| TokenError::Malformed)?;
+        let header: Header<'_> =
+            serde_json::from_slice(&header_json).map_err(|_| TokenError::Malformed)?;
+        if header.crit.is_some() {
+            return Err(TokenError::Malformed);
+        }
+        // The header borrowed from `header_json`, which dies here: own its strings.
+        let header = Header {
+            alg: Cow::Owned(header.alg.into_owned()),
+            kid: header.kid.map(|k| Cow::Owned(k.into_owned())),
+            crit: None,
+        };
+        let signature = URL_SAFE_NO_PAD
+            .decode(signature)
+            .map_err(|_| TokenError::Malformed)?;
+        Ok(Self {
+            header,
+            signing_input: &token[..header_len_with_payload(token)],
+            payload,
+            signature,
+        })
+    }
+
+    /// The claims; call only after the signature matched.
+    fn claims(&self) -> Result<Claims, TokenError> {
+        let payload = URL_SAFE_NO_PAD
+            .decode(self.payload)
+            .map_err(|_| TokenError::Malformed)?;
+        serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed)
+    }
+}
+
 /// The length of `header.payload`, the signed part of a three-part token.
-fn header_json_len(token: &str) -> usize {
+fn header_len_with_payload(token: &str) -> usize {
     token.rfind('.').unwrap_or(token.len())
+}
+
+/// Verifies the tokens `auth.jwt` accepts: the service's own HS256 tokens (with a secret) and,
+/// with `algorithm: RS256`, the market's RS256 tokens addressed to this service (`aud`).
+///
+/// [`verify`](Self::verify) never waits: a market token whose key is not known yet fails with
+/// [`TokenError::UnknownKey`]; [`verify_fetching`](Self::verify_fetching) then fetches the
+/// market's keys (at most once every few seconds) and tries again.
+#[derive(Clone)]
+pub struct TokenVerifier {
+    own: Option<JwtKeys>,
+    market: Option<MarketKeys>,
+    audience: Box<str>,
+    leeway: u64,
+}
+
+impl fmt::Debug for TokenVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenVerifier")
+            .field("hs256", &self.own.is_some())
+            .field("rs256", &self.market)
+            .field("audience", &self.audience)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenVerifier {
+    /// The verifier of `config.auth.jwt`; `None` when it accepts no token at all (HS256
+    /// without a secret).
+    pub fn from_config(config: &Config) -> Option<Self> {
+        let jwt = &config.auth.jwt;
+        let own = JwtKeys::from_config(jwt);
+        let market = (jwt.algorithm == JwtAlgorithm::RS256).then(|| {
+            let url = jwt.jwks_url.clone().unwrap_or_else(|| {
+                format!(
+                    "{}/.well-known/jwks.json",
+                    config.marketplace.api_url.trim_end_matches('/')
+                )
+            });
+            MarketKeys::new(
+                url,
+                std::time::Duration::from_millis(config.marketplace.request_timeout_ms),
+            )
+        });
+        if own.is_none() && market.is_none() {
+            return None;
+        }
+        Some(Self {
+            own,
+            market,
+            audience: config.service.id.as_str().into(),
+            leeway: jwt.leeway_seconds,
+        })
+    }
+
+    /// The market's keys, when market tokens are accepted.
+    pub(crate) fn market_keys(&self) -> Option<&MarketKeys> {
+        self.market.as_ref()
+    }
+
+    /// Changes whenever the market's key set does: what was verified before may not verify now.
+    pub(crate) fn generation(&self) -> u64 {
+        self.market.as_ref().map_or(0, MarketKeys::generation)
+    }
+
+    /// Verifies `token` with the keys at hand and returns its claims.
+    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let jws = Jws::parse(token)?;
+        match (&*jws.header.alg, &self.own, &self.market) {
+            ("HS256", Some(own), _) => own.verify_parsed(&jws),
+            ("RS256", _, Some(market)) => {
+                let kid = jws.header.kid.as_deref().ok_or(TokenError::UnknownKey)?;
+                let key = market.key(kid).ok_or(TokenError::UnknownKey)?;
+                key.verify_sig(jws.signing_input.as_bytes(), &jws.signature)
+                    .map_err(|_| TokenError::Signature)?;
+                let claims = jws.claims()?;
+                let window = Window::of(&claims)?;
+                if !addressed_to(&claims, &self.audience) {
+                    return Err(TokenError::Audience);
+                }
+                self.check(window)?;
+                Ok(claims)
+            }
+            _ => Err(TokenError::Algorithm),
+        }
+    }
+
+    /// Verifies `token`, fetching the market's keys first when it is signed with a key not
+    /// known yet.
+    pub async fn verify_fetching(&self, token: &str) -> Result<Claims, TokenError> {
+        match (self.verify(token), &self.market) {
+            (Err(TokenError::UnknownKey), Some(market)) => {
+                if market.refresh().await.is_err() {
+                    return Err(TokenError::KeysUnavailable);
+                }
+                self.verify(token)
+            }
+            (result, _) => result,
+        }
+    }
+
+    /// Whether a token valid in `window` is valid now (`exp` and `nbf`, with the leeway).
+    pub(crate) fn check(&self, window: Window) -> Result<(), TokenError> {
+        check(window, self.leeway)
+    }
+}
+
+/// Whether `aud` (a string or an array of strings) names `audience`.
+fn addressed_to(claims: &Claims, audience: &str) -> bool {
+    match claims.get("aud") {
+        Some(Value::String(aud)) => aud == audience,
+        Some(Value::Array(auds)) => auds.iter().any(|a| a.as_str() == Some(audience)),
+        _ => false,
+    }
+}
+
+/// The problem for a refused token: 401 `invalid_token` with the reason, or 503 when the
+/// market's keys could not be fetched to decide.
+pub(crate) fn token_problem(e: TokenError) -> ApiError {
+    if e == TokenError::KeysUnavailable {
+        return ApiError::new(ProblemCode::MarketUnavailable)
+            .header(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    }
+    let (ko, en) = e.localized();
+    ApiError::new(ProblemCode::InvalidToken)
+        .localized_param("reason", ko, en)
+        .header(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer error=\"invalid_token\""),
+        )
 }
 
 #[cfg(test)]

@@ -18,7 +18,10 @@ use mt_paas_protocol::Severity;
 use serde_json::{Value, json};
 use tower::{Layer, Service};
 
-use super::{Claims, JwtKeys, TokenError, bearer_token, jwt::Window};
+use super::{
+    Claims, TokenError, TokenVerifier, bearer_token,
+    jwt::{Window, token_problem},
+};
 use crate::{
     control::{AuditLogger, audit::CROSS_TENANT_ACCESS_ATTEMPT},
     core::{models::TenantId, tenant::Tenant},
@@ -99,7 +102,7 @@ pub struct AuthLayer {
 }
 
 struct State {
-    keys: Option<JwtKeys>,
+    keys: Option<TokenVerifier>,
     tenant_claim: String,
     audit: Option<AuditLogger>,
     verified: VerifiedTokens,
@@ -108,41 +111,59 @@ struct State {
 /// How many verified tokens are remembered.
 const VERIFIED_TOKENS: usize = 1024;
 
-/// Tokens verified lately, so that a client's next requests skip the HMAC and the claims
-/// parse. Keyed by the whole token: only the very same bytes, signed by the same keys (they
-/// never change for a layer), hit. Every hit checks `exp` and `nbf` again, so an entry never
-/// outlives its token. Refused tokens are not remembered.
+/// Tokens verified lately, so that a client's next requests skip the signature check and
+/// the claims parse. Keyed by the whole token: only the very same bytes, signed by the same
+/// keys, hit. Every hit checks `exp` and `nbf` again, so an entry never outlives its token,
+/// and the whole cache is dropped when the market's key set changes (a withdrawn key's tokens
+/// must stop working). Refused tokens are not remembered.
 struct VerifiedTokens {
-    entries: std::sync::Mutex<std::collections::HashMap<Box<str>, Arc<Verified>>>,
+    entries: std::sync::Mutex<Entries>,
+}
+
+#[derive(Default)]
+struct Entries {
+    /// The key-set generation the entries were verified under.
+    generation: u64,
+    tokens: std::collections::HashMap<Box<str>, Arc<Verified>>,
 }
 
 impl VerifiedTokens {
     fn new() -> Self {
         Self {
-            entries: std::sync::Mutex::new(std::collections::HashMap::new()),
+            entries: std::sync::Mutex::new(Entries::default()),
         }
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<Box<str>, Arc<Verified>>> {
+    /// The entries, emptied first if the key set changed since they were verified.
+    fn lock(&self, generation: u64) -> std::sync::MutexGuard<'_, Entries> {
         // Every mutation is one map operation: a poisoned map is still consistent.
-        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.generation != generation {
+            entries.tokens.clear();
+            entries.generation = generation;
+        }
+        entries
     }
 
-    fn get(&self, token: &str) -> Option<Arc<Verified>> {
-        self.lock().get(token).cloned()
+    fn get(&self, keys: &TokenVerifier, token: &str) -> Option<Arc<Verified>> {
+        self.lock(keys.generation()).tokens.get(token).cloned()
     }
 
-    fn insert(&self, keys: &JwtKeys, token: &str, verified: Arc<Verified>) {
-        let mut entries = self.lock();
-        if entries.len() >= VERIFIED_TOKENS {
-            entries.retain(|_, v| keys.check(v.window).is_ok());
-            if entries.len() >= VERIFIED_TOKENS {
-                entries.clear();
+    /// Remembers `verified`, unless the key set changed since `generation`, under which
+    /// it was verified.
+    fn insert(&self, keys: &TokenVerifier, generation: u64, token: &str, verified: Arc<Verified>) {
+        let mut entries = self.lock(keys.generation());
+        if entries.generation != generation {
+            return;
+        }
+        let tokens = &mut entries.tokens;
+        if tokens.len() >= VERIFIED_TOKENS {
+            tokens.retain(|_, v| keys.check(v.window).is_ok());
+            if tokens.len() >= VERIFIED_TOKENS {
+                tokens.clear();
             }
         }
-        entries.insert(token.into(), verified);
+        tokens.insert(token.into(), verified);
     }
 }
 
@@ -159,7 +180,7 @@ impl AuthLayer {
     /// A layer verifying with `keys` (no user is ever set without keys), reading the
     /// tenant from the `tenant_claim` claim, and reporting cross-tenant attempts to `audit`.
     pub fn new(
-        keys: Option<JwtKeys>,
+        keys: Option<TokenVerifier>,
         tenant_claim: impl Into<String>,
         audit: Option<AuditLogger>,
     ) -> Self {
@@ -183,27 +204,57 @@ struct Verified {
     window: Window,
 }
 
-fn invalid_token(e: TokenError) -> ApiError {
-    let (ko, en) = e.localized();
-    ApiError::new(ProblemCode::InvalidToken)
-        .localized_param("reason", ko, en)
-        .header(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer error=\"invalid_token\""),
-        )
+/// The outcome of the part of verification that never waits.
+enum Checked {
+    /// No token, or nothing verifies tokens.
+    Anonymous,
+    Verified(Arc<Verified>),
+    Refused(ApiError),
+    /// A market token whose key is not known yet: fetch the keys, then verify.
+    NeedsKeys(String),
 }
 
 impl State {
-    fn verify<B>(&self, request: &Request<B>) -> Result<Option<Arc<Verified>>, ApiError> {
+    fn check<B>(&self, request: &Request<B>) -> Checked {
         let (Some(keys), Some(token)) = (&self.keys, bearer_token(request.headers())) else {
-            return Ok(None);
+            return Checked::Anonymous;
         };
-        if let Some(verified) = self.verified.get(token) {
-            keys.check(verified.window).map_err(invalid_token)?;
-            return Ok(Some(verified));
+        if let Some(verified) = self.verified.get(keys, token) {
+            return match keys.check(verified.window) {
+                Ok(()) => Checked::Verified(verified),
+                Err(e) => Checked::Refused(token_problem(e)),
+            };
         }
-        let claims = keys.verify(token).map_err(invalid_token)?;
-        let window = Window::of(&claims).map_err(invalid_token)?;
+        let generation = keys.generation();
+        match keys.verify(token) {
+            Err(TokenError::UnknownKey) if keys.market_keys().is_some() => {
+                Checked::NeedsKeys(token.to_owned())
+            }
+            result => match self.accept(keys, generation, token, result) {
+                Ok(verified) => Checked::Verified(verified),
+                Err(problem) => Checked::Refused(problem),
+            },
+        }
+    }
+
+    async fn check_fetching(&self, token: &str) -> Result<Arc<Verified>, ApiError> {
+        let Some(keys) = &self.keys else {
+            return Err(token_problem(TokenError::Algorithm));
+        };
+        let result = keys.verify_fetching(token).await;
+        self.accept(keys, keys.generation(), token, result)
+    }
+
+    /// What a verified token says, remembered for the next requests.
+    fn accept(
+        &self,
+        keys: &TokenVerifier,
+        generation: u64,
+        token: &str,
+        claims: Result<Claims, TokenError>,
+    ) -> Result<Arc<Verified>, ApiError> {
+        let claims = claims.map_err(token_problem)?;
+        let window = Window::of(&claims).map_err(token_problem)?;
         let malformed = |ko: &'static str, en: &'static str| {
             ApiError::new(ProblemCode::InvalidToken).localized_param("reason", ko, en)
         };
@@ -234,8 +285,9 @@ impl State {
             claims,
             window,
         });
-        self.verified.insert(keys, token, verified.clone());
-        Ok(Some(verified))
+        self.verified
+            .insert(keys, generation, token, verified.clone());
+        Ok(verified)
     }
 }
 
@@ -281,12 +333,16 @@ where
         let state = self.state.clone();
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let verified = state.verify(&request);
+        let checked = state.check(&request);
         Box::pin(async move {
-            let verified = match verified {
-                Ok(Some(verified)) => verified,
-                Ok(None) => return inner.call(request).await,
-                Err(error) => return Ok(error.into_response()),
+            let verified = match checked {
+                Checked::Verified(verified) => verified,
+                Checked::Anonymous => return inner.call(request).await,
+                Checked::Refused(error) => return Ok(error.into_response()),
+                Checked::NeedsKeys(token) => match state.check_fetching(&token).await {
+                    Ok(verified) => verified,
+                    Err(error) => return Ok(error.into_response()),
+                },
             };
             let tenant = request.extensions().get::<Tenant>().map(|t| t.id().clone());
             if let (Some(claimed), Some(tenant)) = (&verified.tenant_id, &tenant)

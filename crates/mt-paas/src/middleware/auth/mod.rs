@@ -17,13 +17,17 @@
 //!
 //! [`AuthLayer`] runs after tenant identification. A request without a bearer token passes
 //! without a user (routes choose: the `CurrentUser` extractor or [`require_user`] answer 401).
+//! Which tokens verify is `auth.jwt`'s choice ([`TokenVerifier`]): the service's own HS256
+//! tokens when a secret is set, and with `algorithm: RS256` the market's RS256 tokens whose
+//! `aud` is this service, checked against the keys the market publishes.
 //! A bearer token that fails verification — forged, expired, `alg: none`, another algorithm —
 //! is 401 on every route. A verified token whose `tenant_id` is another tenant's is 403
 //! `cross_tenant_access`, and with `security.cross_tenant_audit` a `cross_tenant_access_attempt`
 //! alert goes to the market (seed §5.3).
 
 mod guard;
-mod jwt;
+mod jwks;
+pub(crate) mod jwt;
 mod layer;
 pub(crate) mod sso;
 
@@ -31,7 +35,7 @@ use http::{HeaderMap, header};
 
 pub use self::{
     guard::{Guard, GuardLayer, GuardService, require_feature, require_user},
-    jwt::{Claims, JwtKeys, TokenError},
+    jwt::{Claims, JwtKeys, TokenError, TokenVerifier},
     layer::{AuthLayer, AuthService, CurrentUser, current_user},
 };
 

@@ -9,7 +9,7 @@ use crate::{
     config::{Config, ConfigError, ConfigProblem, IdentificationMethod},
     core::models::TenantId,
     http::{ApiError, ProblemCode},
-    middleware::auth::{JwtKeys, bearer_token},
+    middleware::auth::{TokenError, TokenVerifier, bearer_token, jwt::token_problem},
 };
 
 /// Where an id came from, worded for the caller.
@@ -26,7 +26,7 @@ enum Method {
     Subdomain(Regex),
     JwtClaim {
         claim: String,
-        keys: Box<JwtKeys>,
+        keys: Box<TokenVerifier>,
     },
     QueryParam(String),
 }
@@ -84,7 +84,7 @@ impl Identifier {
                     Method::Subdomain(extract_pattern.0.clone())
                 }
                 IdentificationMethod::JwtClaim { claim_name } => {
-                    match JwtKeys::from_config(&config.auth.jwt) {
+                    match TokenVerifier::from_config(config) {
                         Some(keys) => Method::JwtClaim {
                             claim: claim_name.clone(),
                             keys: Box::new(keys),
@@ -93,7 +93,8 @@ impl Identifier {
                             problems.push(problem(
                                 config,
                                 i,
-                                "jwt_claim needs auth.jwt.secret".to_owned(),
+                                "jwt_claim needs auth.jwt.secret (HS256) or algorithm: RS256"
+                                    .to_owned(),
                             ));
                             continue;
                         }
@@ -119,11 +120,13 @@ impl Identifier {
     }
 
     /// The tenant id the request names, by the first method that yields one.
+    /// [`Unidentified::NeedsKeys`]: a market token names a key not known yet; call
+    /// [`fetch_keys`](Self::fetch_keys) and identify again.
     pub(crate) fn identify(
         &self,
         headers: &HeaderMap,
         uri: &Uri,
-    ) -> Result<Option<TenantId>, ApiError> {
+    ) -> Result<Option<TenantId>, Unidentified> {
         for (method, source) in &self.methods {
             let found = match method {
                 Method::Header(name, _) => from_header(headers.get_all(name).iter(), source)?,
@@ -134,10 +137,35 @@ impl Identifier {
             if let Some(value) = found {
                 return TenantId::parse_lenient(&value)
                     .map(Some)
-                    .map_err(|_| invalid(source));
+                    .map_err(|_| invalid(source).into());
             }
         }
         Ok(None)
+    }
+
+    /// Verifies `jwt_claim` tokens with `verifier`.
+    pub(crate) fn share_verifier(&mut self, verifier: &TokenVerifier) {
+        for (method, _) in &mut self.methods {
+            if let Method::JwtClaim { keys, .. } = method {
+                **keys = verifier.clone();
+            }
+        }
+    }
+
+    /// Fetches the market's signing keys for [`Unidentified::NeedsKeys`]; the problem to
+    /// answer when they cannot be fetched.
+    pub(crate) async fn fetch_keys(&self) -> Result<(), ApiError> {
+        for (method, _) in &self.methods {
+            if let Method::JwtClaim { keys, .. } = method
+                && let Some(market) = keys.market_keys()
+            {
+                return market
+                    .refresh()
+                    .await
+                    .map_err(|_| token_problem(TokenError::KeysUnavailable));
+            }
+        }
+        Ok(())
     }
 
     /// The problem for a tenant route called without a tenant.
@@ -147,6 +175,21 @@ impl Identifier {
             self.described.ko.clone(),
             self.described.en.clone(),
         )
+    }
+}
+
+/// Why a request's tenant is not known (yet).
+#[derive(Debug)]
+pub(crate) enum Unidentified {
+    /// Answer with this problem.
+    Problem(ApiError),
+    /// A market token signed with a key not known yet.
+    NeedsKeys,
+}
+
+impl From<ApiError> for Unidentified {
+    fn from(problem: ApiError) -> Self {
+        Self::Problem(problem)
     }
 }
 
@@ -249,25 +292,23 @@ fn host_name(host: &str) -> Option<&str> {
 fn from_token(
     headers: &HeaderMap,
     claim: &str,
-    keys: &JwtKeys,
+    keys: &TokenVerifier,
     source: &Source,
-) -> Result<Option<String>, ApiError> {
+) -> Result<Option<String>, Unidentified> {
     let Some(token) = bearer_token(headers) else {
         return Ok(None);
     };
-    let claims = keys.verify(token).map_err(|e| {
-        let (ko, en) = e.localized();
-        ApiError::new(ProblemCode::InvalidToken)
-            .localized_param("reason", ko, en)
-            .header(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer error=\"invalid_token\""),
-            )
-    })?;
+    let claims = match keys.verify(token) {
+        Ok(claims) => claims,
+        Err(TokenError::UnknownKey) if keys.market_keys().is_some() => {
+            return Err(Unidentified::NeedsKeys);
+        }
+        Err(e) => return Err(token_problem(e).into()),
+    };
     match claims.get(claim) {
         None | Some(serde_json::Value::Null) => Ok(None),
         Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(invalid(source)),
+        Some(_) => Err(invalid(source).into()),
     }
 }
 

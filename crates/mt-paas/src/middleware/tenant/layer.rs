@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, Request, header};
 use tower::{Layer, Service};
 
-use super::identify::Identifier;
+use super::identify::{Identifier, Unidentified};
 use crate::{
     config::{Config, ConfigError},
     core::{
@@ -22,6 +22,8 @@ use crate::{
         tenant::Tenant,
     },
     http::{ApiError, ProblemCode},
+    middleware::auth::{TokenError, TokenVerifier, jwt::token_problem},
+    vectors::VectorStore,
 };
 
 /// Identifies the tenant of every request, checks it against the registry, and makes it
@@ -38,6 +40,7 @@ struct State {
     identifier: Identifier,
     manager: TenantManager,
     databases: Option<DatabaseRouter>,
+    vectors: Option<VectorStore>,
 }
 
 impl std::fmt::Debug for TenantLayer {
@@ -57,8 +60,24 @@ impl TenantLayer {
                 identifier: Identifier::from_config(config)?,
                 manager,
                 databases: None,
+                vectors: None,
             }),
         })
+    }
+
+    /// Verifies `jwt_claim` tokens with `verifier`, sharing its cache of the market's keys.
+    pub(crate) fn with_verifier(self, verifier: &TokenVerifier) -> Self {
+        let state = &self.state;
+        let mut identifier = state.identifier.clone();
+        identifier.share_verifier(verifier);
+        Self {
+            state: Arc::new(State {
+                identifier,
+                manager: state.manager.clone(),
+                databases: state.databases.clone(),
+                vectors: state.vectors.clone(),
+            }),
+        }
     }
 
     /// Makes `router` available to the [`TenantDb`](crate::TenantDb) extractor.
@@ -69,16 +88,30 @@ impl TenantLayer {
                 identifier: state.identifier.clone(),
                 manager: state.manager.clone(),
                 databases: Some(router),
+                vectors: state.vectors.clone(),
+            }),
+        }
+    }
+
+    /// Makes `store` available to the [`TenantVectors`](crate::TenantVectors) extractor.
+    pub fn with_vectors(self, store: VectorStore) -> Self {
+        let state = &self.state;
+        Self {
+            state: Arc::new(State {
+                identifier: state.identifier.clone(),
+                manager: state.manager.clone(),
+                databases: state.databases.clone(),
+                vectors: Some(store),
             }),
         }
     }
 }
 
 impl State {
-    fn identify<B>(&self, request: &Request<B>) -> Result<TenantId, ApiError> {
+    fn identify<B>(&self, request: &Request<B>) -> Result<TenantId, Unidentified> {
         self.identifier
             .identify(request.headers(), request.uri())?
-            .ok_or_else(|| self.identifier.required())
+            .ok_or_else(|| self.identifier.required().into())
     }
 
     async fn tenant(&self, id: TenantId) -> Result<Tenant, ApiError> {
@@ -150,6 +183,19 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
+            let id = match id {
+                Ok(id) => Ok(id),
+                Err(Unidentified::Problem(problem)) => Err(problem),
+                // A market token with a key not seen yet: fetch the keys, then try again.
+                Err(Unidentified::NeedsKeys) => match state.identifier.fetch_keys().await {
+                    Err(problem) => Err(problem),
+                    Ok(()) => match state.identify(&request) {
+                        Ok(id) => Ok(id),
+                        Err(Unidentified::Problem(problem)) => Err(problem),
+                        Err(Unidentified::NeedsKeys) => Err(token_problem(TokenError::UnknownKey)),
+                    },
+                },
+            };
             let tenant = match async { state.tenant(id?).await }.await {
                 Ok(tenant) => tenant,
                 Err(error) => return Ok(error.into_response()),
@@ -157,6 +203,9 @@ where
             request.extensions_mut().insert(tenant.clone());
             if let Some(databases) = &state.databases {
                 request.extensions_mut().insert(databases.clone());
+            }
+            if let Some(vectors) = &state.vectors {
+                request.extensions_mut().insert(vectors.clone());
             }
             crate::context::in_tenant(tenant, inner.call(request)).await
         })

@@ -1,0 +1,299 @@
+//! Chroma over its HTTP API (v2): collections of tenant `default_tenant`, database
+//! `default_database`, cosine space, the dimension kept in the collection's metadata.
+
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::{Hit, TenantVectors, VectorError, VectorRecord, store_error, unreachable_store};
+
+const BASE: &str = "/api/v2/tenants/default_tenant/databases/default_database/collections";
+
+#[derive(Deserialize)]
+struct Collection {
+    id: String,
+    name: String,
+    #[serde(default)]
+    metadata: Option<Map<String, Value>>,
+}
+
+impl Collection {
+    fn dimension(&self) -> Option<usize> {
+        self.metadata
+            .as_ref()?
+            .get("dimension")?
+            .as_u64()
+            .and_then(|d| usize::try_from(d).ok())
+    }
+}
+
+fn collections_url(v: &TenantVectors) -> String {
+    format!("{}{BASE}", v.base_url)
+}
+
+/// The collection `stored`, if it exists.
+async fn get(v: &TenantVectors, stored: &str) -> Result<Option<Collection>, VectorError> {
+    let url = format!("{}/{stored}", collections_url(v));
+    let response = v
+        .http()
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| unreachable_store("chroma", &e))?;
+    match response.status().as_u16() {
+        200 => Ok(Some(response.json().await.map_err(|e| {
+            VectorError::Store(format!("chroma: unreadable collection: {e}"))
+        })?)),
+        // Chroma answers a missing collection with 404 (and some versions with 400).
+        404 | 400 => Ok(None),
+        _ => Err(store_error("chroma: get collection", response).await),
+    }
+}
+
+/// The collection `stored` (id and dimension), or `NotFound`.
+async fn existing(
+    v: &TenantVectors,
+    stored: &str,
+    name: &str,
+) -> Result<(String, usize), VectorError> {
+    let collection = get(v, stored)
+        .await?
+        .ok_or_else(|| VectorError::NotFound(name.to_owned()))?;
+    let dimension = collection.dimension().ok_or_else(|| {
+        VectorError::Store(format!(
+            "chroma: collection {stored} has no dimension in its metadata (not made by mt-paas)"
+        ))
+    })?;
+    Ok((collection.id, dimension))
+}
+
+pub(super) async fn create(
+    v: &TenantVectors,
+    stored: &str,
+    name: &str,
+    dimension: usize,
+) -> Result<(), VectorError> {
+    let body = json!({
+        "name": stored,
+        "metadata": {"hnsw:space": "cosine", "dimension": dimension, "tenant_id": v.id.as_str()},
+        "get_or_create": true,
+    });
+    let response = v
+        .http()
+        .post(collections_url(v))
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| unreachable_store("chroma", &e))?;
+    if !response.status().is_success() {
+        return Err(store_error("chroma: create collection", response).await);
+    }
+    let made: Collection = response
+        .json()
+        .await
+        .map_err(|e| VectorError::Store(format!("chroma: unreadable collection: {e}")))?;
+    match made.dimension() {
+        Some(existing) if existing != dimension => Err(VectorError::Dimension {
+            collection: name.to_owned(),
+            expected: existing,
+            got: dimension,
+        }),
+        _ => Ok(()),
+    }
+}
+
+pub(super) async fn list(v: &TenantVectors) -> Result<Vec<String>, VectorError> {
+    let mut names = Vec::new();
+    let page = 100;
+    let mut offset = 0;
+    loop {
+        let response = v
+            .http()
+            .get(collections_url(v))
+            .query(&[("limit", page), ("offset", offset)])
+            .send()
+            .await
+            .map_err(|e| unreachable_store("chroma", &e))?;
+        if !response.status().is_success() {
+            return Err(store_error("chroma: list collections", response).await);
+        }
+        let batch: Vec<Collection> = response
+            .json()
+            .await
+            .map_err(|e| VectorError::Store(format!("chroma: unreadable list: {e}")))?;
+        let done = batch.len() < page;
+        names.extend(batch.into_iter().map(|c| c.name));
+        if done {
+            return Ok(names);
+        }
+        offset += page;
+    }
+}
+
+pub(super) async fn drop(v: &TenantVectors, stored: &str) -> Result<bool, VectorError> {
+    if get(v, stored).await?.is_none() {
+        return Ok(false);
+    }
+    let response = v
+        .http()
+        .delete(format!("{}/{stored}", collections_url(v)))
+        .send()
+        .await
+        .map_err(|e| unreachable_store("chroma", &e))?;
+    match response.status().as_u16() {
+        200..=299 => Ok(true),
+        404 => Ok(false),
+        _ => Err(store_error("chroma: delete collection", response).await),
+    }
+}
+
+pub(super) async fn upsert(
+    v: &TenantVectors,
+    stored: &str,
+    name: &str,
+    records: &[VectorRecord],
+) -> Result<(), VectorError> {
+    let (id, dimension) = existing(v, stored, name).await?;
+    for record in records {
+        record.check(name, dimension)?;
+    }
+    let metadatas: Vec<Value> = records
+        .iter()
+        .map(|r| {
+            if r.metadata.is_empty() {
+                Value::Null
+            } else {
+                Value::Object(r.metadata.clone())
+            }
+        })
+        .collect();
+    let body = json!({
+        "ids": records.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        "embeddings": records.iter().map(|r| &r.embedding).collect::<Vec<_>>(),
+        "documents": records.iter().map(|r| r.text.as_deref()).collect::<Vec<_>>(),
+        "metadatas": metadatas,
+    });
+    let response = v
+        .http()
+        .post(format!("{}/{id}/upsert", collections_url(v)))
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| unreachable_store("chroma", &e))?;
+    if response.status().is_success() {
+        Ok(())
+    } else {
+        Err(store_error("chroma: upsert", response).await)
+    }
+}
+
+/// One list per query; we send one.
+type PerQuery<T> = Option<Vec<Vec<Option<T>>>>;
+
+#[derive(Deserialize)]
+struct QueryResult {
+    ids: Vec<Vec<String>>,
+    #[serde(default)]
+    distances: PerQuery<f32>,
+    #[serde(default)]
+    documents: PerQuery<String>,
+    #[serde(default)]
+    metadatas: PerQuery<Map<String, Value>>,
+}
+
+pub(super) async fn search(
+    v: &TenantVectors,
+    stored: &str,
+    name: &str,
+    query: &[f32],
+    limit: usize,
+) -> Result<Vec<Hit>, VectorError> {
+    let (id, dimension) = existing(v, stored, name).await?;
+    if query.len() != dimension {
+        return Err(VectorError::Dimension {
+            collection: name.to_owned(),
+            expected: dimension,
+            got: query.len(),
+        });
+    }
+    let body = json!({
+        "query_embeddings": [query],
+        "n_results": limit,
+        "include": ["distances", "documents", "metadatas"],
+    });
+    let response = v
+        .http()
+        .post(format!("{}/{id}/query", collections_url(v)))
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| unreachable_store("chroma", &e))?;
+    if !response.status().is_success() {
+        return Err(store_error("chroma: query", response).await);
+    }
+    let result: QueryResult = response
+        .json()
+        .await
+        .map_err(|e| VectorError::Store(format!("chroma: unreadable query result: {e}")))?;
+    let ids = result.ids.into_iter().next().unwrap_or_default();
+    let distances = result
+        .distances
+        .and_then(|d| d.into_iter().next())
+        .unwrap_or_default();
+    let documents = result
+        .documents
+        .and_then(|d| d.into_iter().next())
+        .unwrap_or_default();
+    let metadatas = result
+        .metadatas
+        .and_then(|m| m.into_iter().next())
+        .unwrap_or_default();
+    Ok(ids
+        .into_iter()
+        .enumerate()
+        .map(|(i, id)| Hit {
+            id,
+            // Chroma's cosine space gives the distance 1 - similarity.
+            score: 1.0 - distances.get(i).copied().flatten().unwrap_or(1.0),
+            text: documents.get(i).cloned().flatten(),
+            metadata: metadatas.get(i).cloned().flatten().unwrap_or_default(),
+        })
+        .collect())
+}
+
+pub(super) async fn delete(
+    v: &TenantVectors,
+    stored: &str,
+    name: &str,
+    ids: &[&str],
+) -> Result<(), VectorError> {
+    let (id, _) = existing(v, stored, name).await?;
+    let response = v
+        .http()
+        .post(format!("{}/{id}/delete", collections_url(v)))
+        .json(&json!({ "ids": ids }))
+        .send()
+        .await
+        .map_err(|e| unreachable_store("chroma", &e))?;
+    if response.status().is_success() {
+        Ok(())
+    } else {
+        Err(store_error("chroma: delete records", response).await)
+    }
+}
+
+pub(super) async fn count(v: &TenantVectors, stored: &str, name: &str) -> Result<u64, VectorError> {
+    let (id, _) = existing(v, stored, name).await?;
+    let response = v
+        .http()
+        .get(format!("{}/{id}/count", collections_url(v)))
+        .send()
+        .await
+        .map_err(|e| unreachable_store("chroma", &e))?;
+    if !response.status().is_success() {
+        return Err(store_error("chroma: count", response).await);
+    }
+    response
+        .json()
+        .await
+        .map_err(|e| VectorError::Store(format!("chroma: unreadable count: {e}")))
+}

@@ -1,0 +1,629 @@
+//! Per-tenant vector collections (`database.vector`): [`TenantVectors`] scopes every
+//! collection to one tenant, whatever the store.
+//!
+//! A collection `documents` of tenant `hallym` is `{collection_prefix}hallym_documents` in the
+//! store (seed §3.1). Collection names within a tenant may not contain `_`, so the last `_`
+//! of a stored name always separates tenant and collection: tenant `a` cannot reach tenant
+//! `a_b`'s collections by naming `b_documents`, and listing shows a tenant only its own.
+//! Every name is built from the validated [`TenantId`] of the request; a handler never
+//! passes a store-level name.
+//!
+//! | `database.vector.type` | where the vectors are |
+//! |---|---|
+//! | `qdrant` | a Qdrant server over HTTP (`url`; `{vector_port}` for the tenant's own container) |
+//! | `chroma` | a Chroma server over HTTP (v2 API, tenant `default_tenant`, database `default_database`) |
+//! | `pgvector` | a table per collection in the tenant's own Postgres database or schema |
+//!
+//! Similarity is cosine everywhere; [`Hit::score`] is the cosine similarity (1 is identical).
+//!
+//! ```no_run
+//! use axum::Json;
+//! use mt_paas::vectors::{Hit, TenantVectors, VectorRecord};
+//!
+//! async fn remember(vectors: TenantVectors) -> Result<Json<Vec<Hit>>, mt_paas::http::ApiError> {
+//!     vectors.create_collection("notes", 3).await?;
+//!     vectors
+//!         .upsert("notes", &[VectorRecord::new("n1", vec![0.1, 0.2, 0.3]).text("hello")])
+//!         .await?;
+//!     Ok(Json(vectors.search("notes", &[0.1, 0.2, 0.3], 5).await?))
+//! }
+//! ```
+
+mod chroma;
+mod pgvector;
+mod qdrant;
+
+use std::{fmt, sync::Arc, time::Duration};
+
+use axum::extract::FromRequestParts;
+use http::{HeaderValue, header, request::Parts};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::{
+    config::{CollectionSpec, Config, VectorConfig, VectorStoreKind},
+    core::{
+        database::{DatabaseRouter, DbError, Target},
+        models::{TenantId, TenantRecord},
+        tenant::Tenant,
+    },
+    http::{ApiError, ProblemCode},
+};
+
+/// Why a vector operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VectorError {
+    /// The collection name is not allowed.
+    #[error("collection name {name:?}: {reason}")]
+    InvalidName {
+        /// The name given.
+        name: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// A vector of the wrong length, or a collection that exists with another dimension.
+    #[error("collection {collection}: expected vectors of {expected} dimensions, got {got}")]
+    Dimension {
+        /// The collection.
+        collection: String,
+        /// Its dimension.
+        expected: usize,
+        /// The length given.
+        got: usize,
+    },
+    /// A record is unusable (empty id, a metadata value that is not a string, number or bool).
+    #[error("record {id:?}: {reason}")]
+    InvalidRecord {
+        /// The record's id.
+        id: String,
+        /// Why.
+        reason: String,
+    },
+    /// The tenant has no such collection.
+    #[error("no collection {0:?} for this tenant")]
+    NotFound(String),
+    /// No vector store is configured (`database.vector`).
+    #[error("no vector store is configured (database.vector)")]
+    NotConfigured,
+    /// No tenant in scope (outside a tenant route).
+    #[error("no tenant in scope: get_tenant_vectors() works inside a tenant route")]
+    NoTenant,
+    /// The store answered with an error or could not be reached.
+    #[error("vector store: {0}")]
+    Store(String),
+    /// The tenant's database (pgvector) failed.
+    #[error(transparent)]
+    Database(#[from] DbError),
+}
+
+impl From<sqlx::Error> for VectorError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Store(error.to_string())
+    }
+}
+
+impl From<VectorError> for ApiError {
+    fn from(error: VectorError) -> Self {
+        match &error {
+            VectorError::InvalidName { .. }
+            | VectorError::Dimension { .. }
+            | VectorError::InvalidRecord { .. } => {
+                ApiError::new(ProblemCode::UnprocessableEntity).detail(error.to_string())
+            }
+            VectorError::NotFound(_) => {
+                ApiError::new(ProblemCode::NotFound).detail(error.to_string())
+            }
+            VectorError::Database(_) => ApiError::database(&error),
+            VectorError::NotConfigured | VectorError::NoTenant => {
+                tracing::error!(error = %error, "vector store misuse");
+                ApiError::new(ProblemCode::Internal)
+            }
+            VectorError::Store(_) => {
+                tracing::error!(error = %error, "vector store error");
+                ApiError::new(ProblemCode::TenantDbUnavailable)
+                    .header(header::RETRY_AFTER, HeaderValue::from_static("5"))
+            }
+        }
+    }
+}
+
+/// Checks a collection name within a tenant: 1-63 of a-z, 0-9 and '-', starting and ending
+/// with a letter or digit (no `_`: it separates tenant and collection in stored names).
+pub(crate) fn check_collection_name(name: &str) -> Result<(), String> {
+    let bytes = name.as_bytes();
+    let edge = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if bytes.is_empty() || bytes.len() > 63 {
+        return Err("use 1-63 characters".to_owned());
+    }
+    if !bytes
+        .iter()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+    {
+        return Err("use only a-z, 0-9 and '-' ('_' is reserved)".to_owned());
+    }
+    if !edge(bytes.first()) || !edge(bytes.last()) {
+        return Err("start and end with a letter or digit".to_owned());
+    }
+    Ok(())
+}
+
+/// One record to store: an id unique within the collection, its vector, and optionally its
+/// text and flat metadata (strings, numbers, booleans).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VectorRecord {
+    /// Its id.
+    pub id: String,
+    /// Its vector.
+    pub embedding: Vec<f32>,
+    /// The text it was made from.
+    pub text: Option<String>,
+    /// Flat metadata.
+    pub metadata: Map<String, Value>,
+}
+
+impl VectorRecord {
+    /// A record with `id` and `embedding`.
+    pub fn new(id: impl Into<String>, embedding: Vec<f32>) -> Self {
+        Self {
+            id: id.into(),
+            embedding,
+            text: None,
+            metadata: Map::new(),
+        }
+    }
+
+    /// With its text.
+    #[must_use]
+    pub fn text(mut self, text: impl Into<String>) -> Self {
+        self.text = Some(text.into());
+        self
+    }
+
+    /// With a metadata value (a string, number or boolean).
+    #[must_use]
+    pub fn meta(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.metadata.insert(key.into(), value.into());
+        self
+    }
+
+    fn check(&self, collection: &str, dimension: usize) -> Result<(), VectorError> {
+        if self.id.is_empty() || self.id.len() > 256 {
+            return Err(VectorError::InvalidRecord {
+                id: self.id.clone(),
+                reason: "an id is 1-256 bytes".to_owned(),
+            });
+        }
+        if self.embedding.len() != dimension {
+            return Err(VectorError::Dimension {
+                collection: collection.to_owned(),
+                expected: dimension,
+                got: self.embedding.len(),
+            });
+        }
+        if self.embedding.iter().any(|v| !v.is_finite()) {
+            return Err(VectorError::InvalidRecord {
+                id: self.id.clone(),
+                reason: "a vector holds only finite numbers".to_owned(),
+            });
+        }
+        if let Some((key, _)) = self
+            .metadata
+            .iter()
+            .find(|(_, v)| !matches!(v, Value::String(_) | Value::Number(_) | Value::Bool(_)))
+        {
+            return Err(VectorError::InvalidRecord {
+                id: self.id.clone(),
+                reason: format!("metadata {key:?} is not a string, number or boolean"),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A search result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Hit {
+    /// The record's id.
+    pub id: String,
+    /// Cosine similarity to the query (1 is identical, 0 unrelated, -1 opposite).
+    pub score: f32,
+    /// The record's text.
+    pub text: Option<String>,
+    /// The record's metadata.
+    pub metadata: Map<String, Value>,
+}
+
+/// The configured vector store, shared by every tenant. Cheap to clone.
+#[derive(Clone)]
+pub struct VectorStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Arc<Config>,
+    vector: VectorConfig,
+    databases: DatabaseRouter,
+    http: reqwest::Client,
+}
+
+impl fmt::Debug for VectorStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VectorStore")
+            .field("type", &self.inner.vector.kind)
+            .field("collection_prefix", &self.inner.vector.collection_prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl VectorStore {
+    /// The store of `config.database.vector`, if one is configured.
+    pub fn from_config(config: Arc<Config>, databases: DatabaseRouter) -> Option<Self> {
+        let vector = config.database.vector.clone()?;
+        let mut headers = http::HeaderMap::new();
+        if let Some(key) = &vector.api_key
+            && let Ok(mut value) = HeaderValue::from_str(key.expose())
+        {
+            value.set_sensitive(true);
+            let name = match vector.kind {
+                VectorStoreKind::Chroma => "x-chroma-token",
+                _ => "api-key",
+            };
+            headers.insert(name, value);
+        }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .default_headers(headers)
+            .build()
+            .unwrap_or_default();
+        Some(Self {
+            inner: Arc::new(Inner {
+                config,
+                vector,
+                databases,
+                http,
+            }),
+        })
+    }
+
+    /// The collections every tenant gets on provisioning.
+    pub fn provisioned_collections(&self) -> &[CollectionSpec] {
+        &self.inner.vector.collections
+    }
+
+    /// Whether the vectors live in a store of their own (Qdrant, Chroma) rather than in the
+    /// tenant's database (pgvector), and so need dropping when the tenant goes.
+    pub(crate) fn keeps_vectors_outside_the_database(&self) -> bool {
+        matches!(
+            self.inner.vector.kind,
+            VectorStoreKind::Qdrant | VectorStoreKind::Chroma
+        )
+    }
+
+    /// `tenant`'s collections.
+    pub fn for_tenant(&self, tenant: &Tenant) -> TenantVectors {
+        TenantVectors {
+            store: self.clone(),
+            id: tenant.id().clone(),
+            base_url: self.base_url(tenant.record()),
+            db: DbAccess::Tenant(Box::new(tenant.clone())),
+        }
+    }
+
+    /// The collections of a tenant being provisioned or destroyed.
+    pub(crate) fn for_record(
+        &self,
+        record: &TenantRecord,
+        target: Option<Target>,
+    ) -> TenantVectors {
+        TenantVectors {
+            store: self.clone(),
+            id: record.id.clone(),
+            base_url: self.base_url(record),
+            db: DbAccess::Target(target),
+        }
+    }
+
+    fn base_url(&self, record: &TenantRecord) -> String {
+        let mut url = self
+            .inner
+            .vector
+            .url
+            .replace("{tenant_id}", record.id.as_str());
+        if url.contains("{vector_port}")
+            && let Some(port) = record
+                .port_block
+                .and_then(|block| vector_port(&self.inner.config, block))
+        {
+            url = url.replace("{vector_port}", &port.to_string());
+        }
+        url.trim_end_matches('/').to_owned()
+    }
+}
+
+/// The vector store's port of a DOCKER_PER_TENANT block: its base + 3 (the compose
+/// template's `vector_port`).
+pub(crate) fn vector_port(config: &Config, block: u32) -> Option<u16> {
+    let docker = &config.isolation.docker;
+    let base = u32::from(docker.port_range_start)
+        + block.checked_mul(u32::from(docker.port_range_size))?;
+    if docker.port_range_size <= 3 {
+        return None;
+    }
+    u16::try_from(base + 3).ok()
+}
+
+enum DbAccess {
+    Tenant(Box<Tenant>),
+    Target(Option<Target>),
+}
+
+/// One tenant's vector collections: every name is scoped to the tenant. The extractor (on a
+/// tenant route) and [`ServiceMarketFramework::get_tenant_vectors`](crate::ServiceMarketFramework::get_tenant_vectors)
+/// give it.
+pub struct TenantVectors {
+    store: VectorStore,
+    id: TenantId,
+    base_url: String,
+    db: DbAccess,
+}
+
+impl fmt::Debug for TenantVectors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TenantVectors")
+            .field("tenant", &self.id)
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TenantVectors {
+    /// The tenant.
+    pub fn tenant_id(&self) -> &TenantId {
+        &self.id
+    }
+
+    fn prefix(&self) -> String {
+        format!("{}{}_", self.store.inner.vector.collection_prefix, self.id)
+    }
+
+    /// The stored name of the tenant's collection `name`, after checking `name`.
+    pub fn stored_name(&self, name: &str) -> Result<String, VectorError> {
+        check_collection_name(name).map_err(|reason| VectorError::InvalidName {
+            name: name.to_owned(),
+            reason,
+        })?;
+        Ok(format!("{}{name}", self.prefix()))
+    }
+
+    /// The tenant's collection name of a stored name, if it is one of the tenant's.
+    fn own_name<'a>(&self, stored: &'a str) -> Option<&'a str> {
+        let rest = stored.strip_prefix(&self.prefix())?;
+        check_collection_name(rest).ok().map(|()| rest)
+    }
+
+    fn kind(&self) -> VectorStoreKind {
+        self.store.inner.vector.kind
+    }
+
+    /// Creates the collection `name` for vectors of `dimension`; nothing happens when it
+    /// exists with that dimension, and another dimension is an error.
+    pub async fn create_collection(&self, name: &str, dimension: usize) -> Result<(), VectorError> {
+        let stored = self.stored_name(name)?;
+        if dimension == 0 || dimension > 16_000 {
+            return Err(VectorError::Dimension {
+                collection: name.to_owned(),
+                expected: dimension,
+                got: dimension,
+            });
+        }
+        match self.kind() {
+            VectorStoreKind::Chroma => chroma::create(self, &stored, name, dimension).await,
+            VectorStoreKind::Qdrant => qdrant::create(self, &stored, name, dimension).await,
+            VectorStoreKind::Pgvector => pgvector::create(self, &stored, name, dimension).await,
+            VectorStoreKind::Milvus => Err(VectorError::NotConfigured),
+        }
+    }
+
+    /// The tenant's collections, sorted.
+    pub async fn collections(&self) -> Result<Vec<String>, VectorError> {
+        let stored = match self.kind() {
+            VectorStoreKind::Chroma => chroma::list(self).await?,
+            VectorStoreKind::Qdrant => qdrant::list(self).await?,
+            VectorStoreKind::Pgvector => pgvector::list(self).await?,
+            VectorStoreKind::Milvus => return Err(VectorError::NotConfigured),
+        };
+        let mut own: Vec<String> = stored
+            .iter()
+            .filter_map(|s| self.own_name(s).map(str::to_owned))
+            .collect();
+        own.sort();
+        Ok(own)
+    }
+
+    /// Drops the collection `name`; `false` when the tenant has none of that name.
+    pub async fn drop_collection(&self, name: &str) -> Result<bool, VectorError> {
+        let stored = self.stored_name(name)?;
+        match self.kind() {
+            VectorStoreKind::Chroma => chroma::drop(self, &stored).await,
+            VectorStoreKind::Qdrant => qdrant::drop(self, &stored).await,
+            VectorStoreKind::Pgvector => pgvector::drop(self, &stored).await,
+            VectorStoreKind::Milvus => Err(VectorError::NotConfigured),
+        }
+    }
+
+    /// Drops every collection of the tenant (destroy).
+    pub(crate) async fn drop_all(&self) -> Result<usize, VectorError> {
+        let names = self.collections().await?;
+        for name in &names {
+            self.drop_collection(name).await?;
+        }
+        Ok(names.len())
+    }
+
+    /// Inserts or replaces `records` in the collection `name`.
+    pub async fn upsert(&self, name: &str, records: &[VectorRecord]) -> Result<(), VectorError> {
+        let stored = self.stored_name(name)?;
+        if records.is_empty() {
+            return Ok(());
+        }
+        match self.kind() {
+            VectorStoreKind::Chroma => chroma::upsert(self, &stored, name, records).await,
+            VectorStoreKind::Qdrant => qdrant::upsert(self, &stored, name, records).await,
+            VectorStoreKind::Pgvector => pgvector::upsert(self, &stored, name, records).await,
+            VectorStoreKind::Milvus => Err(VectorError::NotConfigured),
+        }
+    }
+
+    /// The `limit` records of the collection `name` most similar to `query`, best first.
+    pub async fn search(
+        &self,
+        name: &str,
+        query: &[f32],
+        limit: usize,
+    ) -> Result<Vec<Hit>, VectorError> {
+        let stored = self.stored_name(name)?;
+        if query.iter().any(|v| !v.is_finite()) {
+            return Err(VectorError::InvalidRecord {
+                id: "query".to_owned(),
+                reason: "a vector holds only finite numbers".to_owned(),
+            });
+        }
+        let limit = limit.clamp(1, 1000);
+        match self.kind() {
+            VectorStoreKind::Chroma => chroma::search(self, &stored, name, query, limit).await,
+            VectorStoreKind::Qdrant => qdrant::search(self, &stored, name, query, limit).await,
+            VectorStoreKind::Pgvector => pgvector::search(self, &stored, name, query, limit).await,
+            VectorStoreKind::Milvus => Err(VectorError::NotConfigured),
+        }
+    }
+
+    /// Deletes the records `ids` from the collection `name`.
+    pub async fn delete(&self, name: &str, ids: &[&str]) -> Result<(), VectorError> {
+        let stored = self.stored_name(name)?;
+        if ids.is_empty() {
+            return Ok(());
+        }
+        match self.kind() {
+            VectorStoreKind::Chroma => chroma::delete(self, &stored, name, ids).await,
+            VectorStoreKind::Qdrant => qdrant::delete(self, &stored, name, ids).await,
+            VectorStoreKind::Pgvector => pgvector::delete(self, &stored, name, ids).await,
+            VectorStoreKind::Milvus => Err(VectorError::NotConfigured),
+        }
+    }
+
+    /// How many records the collection `name` holds.
+    pub async fn count(&self, name: &str) -> Result<u64, VectorError> {
+        let stored = self.stored_name(name)?;
+        match self.kind() {
+            VectorStoreKind::Chroma => chroma::count(self, &stored, name).await,
+            VectorStoreKind::Qdrant => qdrant::count(self, &stored, name).await,
+            VectorStoreKind::Pgvector => pgvector::count(self, &stored, name).await,
+            VectorStoreKind::Milvus => Err(VectorError::NotConfigured),
+        }
+    }
+
+    /// A connection to the tenant's database (pgvector).
+    async fn database(&self) -> Result<crate::core::database::TenantDb, VectorError> {
+        let router = &self.store.inner.databases;
+        match &self.db {
+            DbAccess::Tenant(tenant) => Ok(router.acquire(tenant).await?),
+            DbAccess::Target(Some(target)) => Ok(router.acquire_target(&self.id, target).await?),
+            DbAccess::Target(None) => Err(VectorError::Store(format!(
+                "tenant {} has no database to keep vectors in",
+                self.id
+            ))),
+        }
+    }
+
+    fn http(&self) -> &reqwest::Client {
+        &self.store.inner.http
+    }
+}
+
+/// The error of a store's answer: its status and the start of its body.
+async fn store_error(what: &str, response: reqwest::Response) -> VectorError {
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    let body: String = body.chars().take(300).collect();
+    VectorError::Store(format!("{what}: {status}: {body}"))
+}
+
+fn unreachable_store(what: &str, error: &reqwest::Error) -> VectorError {
+    VectorError::Store(format!("{what}: {}", error.without_url_ref()))
+}
+
+trait WithoutUrl {
+    fn without_url_ref(&self) -> String;
+}
+
+impl WithoutUrl for reqwest::Error {
+    fn without_url_ref(&self) -> String {
+        let mut text = self.to_string();
+        if let Some(url) = self.url() {
+            text = text.replace(url.as_str(), "the store");
+        }
+        text
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for TenantVectors {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let tenant = parts.extensions.get::<Tenant>();
+        let store = parts.extensions.get::<VectorStore>();
+        match (tenant, store) {
+            (Some(tenant), Some(store)) => Ok(store.for_tenant(tenant)),
+            (None, _) => Err(VectorError::NoTenant.into()),
+            (_, None) => Err(VectorError::NotConfigured.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collection_names_cannot_cross_tenants() {
+        assert!(check_collection_name("documents").is_ok());
+        assert!(check_collection_name("q-a-2").is_ok());
+        for bad in [
+            "",
+            "b_documents",
+            "Docs",
+            "-x",
+            "x-",
+            "a.b",
+            &"x".repeat(64),
+        ] {
+            assert!(check_collection_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn records_are_checked_before_they_travel() {
+        let ok = VectorRecord::new("r1", vec![0.0, 1.0]).meta("page", 3);
+        assert!(ok.check("c", 2).is_ok());
+        assert!(matches!(
+            ok.check("c", 3),
+            Err(VectorError::Dimension {
+                expected: 3,
+                got: 2,
+                ..
+            })
+        ));
+        let nested = VectorRecord::new("r1", vec![0.0, 1.0]).meta("x", serde_json::json!({"a": 1}));
+        assert!(matches!(
+            nested.check("c", 2),
+            Err(VectorError::InvalidRecord { .. })
+        ));
+        let nan = VectorRecord::new("r1", vec![f32::NAN, 1.0]);
+        assert!(matches!(
+            nan.check("c", 2),
+            Err(VectorError::InvalidRecord { .. })
+        ));
+        assert!(VectorRecord::new("", vec![0.0, 1.0]).check("c", 2).is_err());
+    }
+}
