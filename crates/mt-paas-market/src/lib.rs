@@ -32,6 +32,8 @@ mod delivery;
 mod seed;
 mod signing;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 

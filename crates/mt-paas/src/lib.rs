@@ -37,7 +37,14 @@ pub mod logging;
 pub mod middleware;
 pub mod outbox;
 pub mod provisioning;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod vectors;
+
+/// The code of `docs/DEVELOPER_GUIDE.md`, compiled by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/DEVELOPER_GUIDE.md")]
+pub struct DeveloperGuide;
 
 pub use crate::{
     context::{current_tenant, in_tenant, spawn_in_tenant},

@@ -145,6 +145,18 @@ impl TestDb {
     /// A config whose tenant databases live in `store`, with the `notes` migrations, a
     /// connection budget of `budget`, and `extra` YAML (sections other than `database`).
     pub fn tenant_config(&self, store: Store, budget: u32, extra: &str) -> Config {
+        self.tenant_config_with(store, budget, "", extra)
+    }
+
+    /// [`tenant_config`](Self::tenant_config) with `database_extra` YAML inside `database:`
+    /// (e.g. a `  vector:` section).
+    pub fn tenant_config_with(
+        &self,
+        store: Store,
+        budget: u32,
+        database_extra: &str,
+        extra: &str,
+    ) -> Config {
         let extra = &with_high_rate_limit(extra);
         let tenants = self.dir.path().join("tenants");
         let base = pg_admin_url();
@@ -170,7 +182,7 @@ impl TestDb {
             ),
         };
         let yaml = format!(
-            "isolation:\n  mode: {mode}\ndatabase:\n  central:\n    url: \"{central}\"\n    pool_size: 4\n  tenant:\n    url_template: \"{template}\"\n{schema_url}    max_connections: {budget}\n    pool_size_per_tenant: {per_tenant}\n    acquire_timeout_ms: 20000\n    migrations: \"{migrations}\"\nprovisioning:\n  archive_dir: \"{archive}\"\n{extra}",
+            "isolation:\n  mode: {mode}\ndatabase:\n  central:\n    url: \"{central}\"\n    pool_size: 4\n  tenant:\n    url_template: \"{template}\"\n{schema_url}    max_connections: {budget}\n    pool_size_per_tenant: {per_tenant}\n    acquire_timeout_ms: 20000\n    migrations: \"{migrations}\"\n{database_extra}provisioning:\n  archive_dir: \"{archive}\"\n{extra}",
             central = self.url,
             per_tenant = budget.min(4),
             migrations = notes_migrations().display(),

@@ -1,0 +1,1 @@
+//! The reference market in-process, for a vendor's tests (feature `testing`).

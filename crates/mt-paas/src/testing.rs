@@ -1,0 +1,1 @@
+//! Helpers for testing a service built on mt-paas (feature `testing`).
