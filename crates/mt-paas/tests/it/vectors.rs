@@ -3,11 +3,7 @@
 //! `http://127.0.0.1:8100`, started by `.ci/run`). A tenant can never list, read, write or
 //! drop another tenant's collections, also when one tenant id is a prefix of another.
 
-use axum::{
-    Json, Router,
-    extract::Path,
-    routing::get,
-};
+use axum::{Json, Router, extract::Path, routing::get};
 use mt_paas::{
     TenantVectors,
     http::ApiError,
@@ -54,7 +50,12 @@ async fn app(db: &TestDb, store: Store, vector: &str) -> TestApp {
     let config = db.tenant_config_with(store, 8, vector, "");
     let app = TestApp::new(config, Router::new()).await;
     // Tenant `a_b` has tenant `a`'s id as a prefix: the names must still never meet.
-    for (id, name) in [("hallym", "한림대"), ("korea", "고려대"), ("a", "A"), ("a_b", "AB")] {
+    for (id, name) in [
+        ("hallym", "한림대"),
+        ("korea", "고려대"),
+        ("a", "A"),
+        ("a_b", "AB"),
+    ] {
         app.framework
             .provisioner()
             .create(id.parse().unwrap(), name, None)
@@ -66,7 +67,10 @@ async fn app(db: &TestDb, store: Store, vector: &str) -> TestApp {
 
 /// The same checks on any store: collections are the tenant's own.
 async fn tenants_never_meet(app: &TestApp) {
-    let store = app.framework.vectors().expect("a vector store is configured");
+    let store = app
+        .framework
+        .vectors()
+        .expect("a vector store is configured");
     let tenant = |id: &str| {
         let id = id.parse().unwrap();
         let framework = app.framework.clone();
@@ -114,7 +118,10 @@ async fn tenants_never_meet(app: &TestApp) {
     assert_eq!(hits[0].text.as_deref(), Some("한림 강의계획서"));
     assert_eq!(hits[0].metadata["page"], 1);
     assert_eq!(korea.count("documents").await.unwrap(), 1);
-    let korea_hits = korea.search("documents", &[1.0, 0.0, 0.0], 10).await.unwrap();
+    let korea_hits = korea
+        .search("documents", &[1.0, 0.0, 0.0], 10)
+        .await
+        .unwrap();
     assert_eq!(korea_hits.len(), 1);
     assert_eq!(korea_hits[0].id, "k1");
 
@@ -145,7 +152,10 @@ async fn tenants_never_meet(app: &TestApp) {
         .await
         .unwrap();
     assert_eq!(hallym.count("documents").await.unwrap(), 2);
-    let moved = hallym.search("documents", &[0.0, 0.0, 1.0], 1).await.unwrap();
+    let moved = hallym
+        .search("documents", &[0.0, 0.0, 1.0], 1)
+        .await
+        .unwrap();
     assert_eq!(moved[0].id, "h2");
     assert_eq!(moved[0].text.as_deref(), Some("moved"));
     hallym.delete("documents", &["h2"]).await.unwrap();
@@ -172,6 +182,14 @@ async fn tenants_never_meet(app: &TestApp) {
 
     assert!(a_b.drop_collection("notes").await.unwrap());
     assert_eq!(a_b.collections().await.unwrap(), ["documents"]);
+
+    // Leave a shared store as it was found.
+    for v in [&hallym, &korea, &a, &a_b] {
+        for name in v.collections().await.unwrap() {
+            assert!(v.drop_collection(&name).await.unwrap());
+        }
+        assert!(v.collections().await.unwrap().is_empty());
+    }
 }
 
 /// Handlers see only their tenant's collections: the extractor scopes them.
@@ -194,8 +212,7 @@ async fn over_http(db: &TestDb, store: Store, vector: &str) {
     let config = db.tenant_config_with(store, 8, vector, "");
     let routes = Router::new()
         .route("/search/{collection}", get(search_route))
-        .route("/collections", get(collections_route))
-;
+        .route("/collections", get(collections_route));
     let app = TestApp::new(config, routes).await;
     for id in ["snu", "kaist"] {
         app.framework
@@ -215,10 +232,7 @@ async fn over_http(db: &TestDb, store: Store, vector: &str) {
         .vectors()
         .unwrap()
         .for_tenant(&snu)
-        .upsert(
-            "documents",
-            &[VectorRecord::new("s1", e(1.0, 0.0, 0.0))],
-        )
+        .upsert("documents", &[VectorRecord::new("s1", e(1.0, 0.0, 0.0))])
         .await
         .unwrap();
 
@@ -262,6 +276,18 @@ async fn over_http(db: &TestDb, store: Store, vector: &str) {
     assert!(
         snu_again.collections().await.map_or(true, |c| c.is_empty()),
         "snu's collections are gone"
+    );
+    app.framework
+        .provisioner()
+        .destroy(&"kaist".parse().unwrap(), false)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .for_tenant(&kaist)
+            .collections()
+            .await
+            .map_or(true, |c| c.is_empty())
     );
 }
 
@@ -358,6 +384,273 @@ async fn the_vector_store_is_checked_when_the_config_loads() {
             .iter()
             .find(|p| p.key == key)
             .unwrap_or_else(|| panic!("no problem at {key}: {err}"));
-        assert!(problem.message.contains(words), "{key}: {}", problem.message);
+        assert!(
+            problem.message.contains(words),
+            "{key}: {}",
+            problem.message
+        );
     }
+}
+
+/// A Qdrant stand-in for the HTTP API mt-paas uses, after Qdrant's documented semantics
+/// (api.qdrant.tech): `{"result", "status", "time"}` envelopes; 404 for a missing collection;
+/// 409 for creating one that exists; point ids must be unsigned integers or UUIDs (400
+/// otherwise); vectors of the wrong size are a 400; Cosine scores are similarities. We do not
+/// ship Qdrant and it does not install here from the registries this machine reaches.
+mod fake_qdrant {
+    use std::{
+        collections::BTreeMap,
+        sync::{Arc, Mutex},
+    };
+
+    use axum::{
+        Json, Router,
+        extract::{Path, State},
+        http::StatusCode,
+        response::{IntoResponse, Response},
+        routing::{get, post, put},
+    };
+    use serde_json::{Value, json};
+
+    #[derive(Default)]
+    struct Collection {
+        size: usize,
+        points: BTreeMap<String, (Vec<f32>, Value)>,
+    }
+
+    type Db = Arc<Mutex<BTreeMap<String, Collection>>>;
+
+    fn ok(result: Value) -> Response {
+        Json(json!({"result": result, "status": "ok", "time": 0.0001})).into_response()
+    }
+
+    fn error(status: StatusCode, message: String) -> Response {
+        (
+            status,
+            Json(json!({"status": {"error": message}, "time": 0.0001})),
+        )
+            .into_response()
+    }
+
+    fn missing(name: &str) -> Response {
+        error(
+            StatusCode::NOT_FOUND,
+            format!("Not found: Collection `{name}` doesn't exist!"),
+        )
+    }
+
+    fn valid_point_id(id: &Value) -> bool {
+        id.as_u64().is_some()
+            || id.as_str().is_some_and(|s| {
+                s.len() == 36
+                    && s.char_indices().all(|(i, c)| {
+                        if [8, 13, 18, 23].contains(&i) {
+                            c == '-'
+                        } else {
+                            c.is_ascii_hexdigit()
+                        }
+                    })
+            })
+    }
+
+    fn vector(value: &Value) -> Vec<f32> {
+        value
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_f64)
+                    .map(|v| v as f32)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn cosine(a: &[f32], b: &[f32]) -> f32 {
+        let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+        let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        dot / (norm(a) * norm(b))
+    }
+
+    async fn list(State(db): State<Db>) -> Response {
+        let names: Vec<Value> = db
+            .lock()
+            .unwrap()
+            .keys()
+            .map(|n| json!({ "name": n }))
+            .collect();
+        ok(json!({ "collections": names }))
+    }
+
+    async fn info(State(db): State<Db>, Path(name): Path<String>) -> Response {
+        match db.lock().unwrap().get(&name) {
+            Some(c) => ok(json!({
+                "status": "green",
+                "points_count": c.points.len(),
+                "config": {"params": {"vectors": {"size": c.size, "distance": "Cosine"}}},
+            })),
+            None => missing(&name),
+        }
+    }
+
+    async fn create(
+        State(db): State<Db>,
+        Path(name): Path<String>,
+        Json(body): Json<Value>,
+    ) -> Response {
+        let mut db = db.lock().unwrap();
+        if db.contains_key(&name) {
+            return error(
+                StatusCode::CONFLICT,
+                format!("Wrong input: Collection `{name}` already exists!"),
+            );
+        }
+        let Some(size) = body["vectors"]["size"].as_u64() else {
+            return error(StatusCode::BAD_REQUEST, "vectors.size is required".into());
+        };
+        db.insert(
+            name,
+            Collection {
+                size: usize::try_from(size).unwrap(),
+                ..Collection::default()
+            },
+        );
+        ok(json!(true))
+    }
+
+    async fn remove(State(db): State<Db>, Path(name): Path<String>) -> Response {
+        ok(json!(db.lock().unwrap().remove(&name).is_some()))
+    }
+
+    async fn upsert(
+        State(db): State<Db>,
+        Path(name): Path<String>,
+        Json(body): Json<Value>,
+    ) -> Response {
+        let mut db = db.lock().unwrap();
+        let Some(c) = db.get_mut(&name) else {
+            return missing(&name);
+        };
+        let points = body["points"].as_array().cloned().unwrap_or_default();
+        for p in &points {
+            if !valid_point_id(&p["id"]) {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "Format error in JSON body: value {} is not a valid point ID, valid values are either an unsigned integer or a UUID",
+                        p["id"]
+                    ),
+                );
+            }
+            let v = vector(&p["vector"]);
+            if v.len() != c.size {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "Wrong input: Vector dimension error: expected dim: {}, got {}",
+                        c.size,
+                        v.len()
+                    ),
+                );
+            }
+        }
+        for p in points {
+            c.points.insert(
+                p["id"].to_string(),
+                (vector(&p["vector"]), p["payload"].clone()),
+            );
+        }
+        ok(json!({"operation_id": 1, "status": "completed"}))
+    }
+
+    async fn search(
+        State(db): State<Db>,
+        Path(name): Path<String>,
+        Json(body): Json<Value>,
+    ) -> Response {
+        let db = db.lock().unwrap();
+        let Some(c) = db.get(&name) else {
+            return missing(&name);
+        };
+        let query = vector(&body["vector"]);
+        if query.len() != c.size {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "Wrong input: Vector dimension error: expected dim: {}, got {}",
+                    c.size,
+                    query.len()
+                ),
+            );
+        }
+        let mut scored: Vec<(f32, &String, &Value)> = c
+            .points
+            .iter()
+            .map(|(id, (v, payload))| (cosine(&query, v), id, payload))
+            .collect();
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let limit = usize::try_from(body["limit"].as_u64().unwrap_or(10)).unwrap();
+        let with_payload = body["with_payload"].as_bool().unwrap_or(false);
+        let result: Vec<Value> = scored
+            .into_iter()
+            .take(limit)
+            .map(|(score, id, payload)| {
+                let id: Value = serde_json::from_str(id).unwrap();
+                json!({"id": id, "version": 1, "score": score, "payload": if with_payload { payload.clone() } else { Value::Null }})
+            })
+            .collect();
+        ok(json!(result))
+    }
+
+    async fn delete(
+        State(db): State<Db>,
+        Path(name): Path<String>,
+        Json(body): Json<Value>,
+    ) -> Response {
+        let mut db = db.lock().unwrap();
+        let Some(c) = db.get_mut(&name) else {
+            return missing(&name);
+        };
+        for id in body["points"].as_array().cloned().unwrap_or_default() {
+            c.points.remove(&id.to_string());
+        }
+        ok(json!({"operation_id": 2, "status": "completed"}))
+    }
+
+    async fn count(State(db): State<Db>, Path(name): Path<String>) -> Response {
+        match db.lock().unwrap().get(&name) {
+            Some(c) => ok(json!({ "count": c.points.len() })),
+            None => missing(&name),
+        }
+    }
+
+    /// Serves the stand-in on a random port; returns its URL.
+    pub async fn start() -> String {
+        let db: Db = Arc::default();
+        let app = Router::new()
+            .route("/collections", get(list))
+            .route("/collections/{name}", get(info).put(create).delete(remove))
+            .route("/collections/{name}/points", put(upsert))
+            .route("/collections/{name}/points/search", post(search))
+            .route("/collections/{name}/points/delete", post(delete))
+            .route("/collections/{name}/points/count", post(count))
+            .with_state(db);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        url
+    }
+}
+
+#[tokio::test]
+async fn qdrant_collections_per_tenant() {
+    let url = fake_qdrant::start().await;
+    let vector = format!(
+        "  vector:\n    type: qdrant\n    url: \"{url}\"\n    collections:\n      - name: documents\n        dimension: 3\n"
+    );
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let app = app(&db, Store::SqliteFiles, &vector).await;
+    tenants_never_meet(&app).await;
+    drop(app);
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    over_http(&db, Store::SqliteFiles, &vector).await;
 }
