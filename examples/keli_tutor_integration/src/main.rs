@@ -1,3 +1,16 @@
-//! Placeholder.
+//! keli_tutor: `cargo run -p keli_tutor_integration` (DOCKER_PER_TENANT, the market on
+//! 127.0.0.1:8505), or `MT_PAAS_ENV=local cargo run -p keli_tutor_integration` on the
+//! embedded defaults (SQLite, no vector store, no market).
 
-fn main() {}
+use keli_tutor_integration::{Settings, config_path, describe_vectors, router};
+use mt_paas::ServiceMarketFramework;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let framework = ServiceMarketFramework::from_config_path(config_path()).await?;
+    let settings = Settings::from_framework(&framework)?;
+    tracing::info!("{}", describe_vectors(framework.vectors()));
+    let app = framework.create_app(router(settings));
+    framework.serve(app).await?;
+    Ok(())
+}

@@ -35,7 +35,7 @@ mod qdrant;
 
 use std::{fmt, sync::Arc, time::Duration};
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use http::{HeaderValue, header, request::Parts};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -578,6 +578,25 @@ impl<S: Send + Sync> FromRequestParts<S> for TenantVectors {
             (None, _) => Err(VectorError::NoTenant.into()),
             (_, None) => Err(VectorError::NotConfigured.into()),
         }
+    }
+}
+
+/// `Option<TenantVectors>`: `None` when no vector store is configured, so one handler serves
+/// both set-ups (an error only outside a tenant route).
+impl<S: Send + Sync> OptionalFromRequestParts<S> for TenantVectors {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        let Some(tenant) = parts.extensions.get::<Tenant>() else {
+            return Err(VectorError::NoTenant.into());
+        };
+        Ok(parts
+            .extensions
+            .get::<VectorStore>()
+            .map(|store| store.for_tenant(tenant)))
     }
 }
 

@@ -1,0 +1,505 @@
+//! keli_tutor end to end: the rendered per-tenant container sets, and the service on the
+//! embedded defaults (SQLite, documents searched in the tenant database) and with a real
+//! Chroma server, against the reference market's dev data (hallym premium, korea basic).
+
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    collections::{BTreeSet, HashMap},
+    net::SocketAddr,
+    path::Path,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use axum::{Json, Router, body::Bytes, extract::State, routing::post};
+use keli_tutor_integration::{COLLECTION, Settings, router};
+use mt_paas::{
+    ServiceMarketFramework,
+    config::{Config, ConfigLoader, VectorConfig},
+    provisioning::Provisioned,
+};
+use mt_paas_market::{Market, MarketConfig};
+use serde_json::{Value, json};
+use tokio::{net::TcpListener, sync::oneshot};
+
+fn config_path() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("mt_paas_config.yaml")
+}
+
+fn load(vars: HashMap<&'static str, String>) -> Config {
+    ConfigLoader::new(config_path())
+        .vars(move |name| vars.get(name).cloned())
+        .load()
+        .unwrap()
+}
+
+/// Every host port a rendered compose file publishes.
+fn host_ports(compose: &Value) -> Vec<u16> {
+    let mut ports = Vec::new();
+    for service in compose["services"].as_object().unwrap().values() {
+        for mapping in service["ports"].as_array().into_iter().flatten() {
+            // "127.0.0.1:HOST:CONTAINER"
+            let parts: Vec<&str> = mapping.as_str().unwrap().split(':').collect();
+            assert_eq!(parts.len(), 3, "{mapping}");
+            assert_eq!(parts[0], "127.0.0.1", "published on loopback only");
+            ports.push(parts[1].parse().unwrap());
+        }
+    }
+    ports
+}
+
+#[tokio::test]
+async fn three_tenants_get_disjoint_port_blocks_and_their_own_volumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let tenants_dir = dir.path().join("tenants");
+    let config = load(HashMap::from([
+        (
+            "KELI_CENTRAL_DB",
+            format!("sqlite://{}/central.db", dir.path().display()),
+        ),
+        ("KELI_TENANTS_DIR", tenants_dir.display().to_string()),
+        // No market in this test: nothing to check subscriptions with.
+        (
+            "MARKETPLACE_API_URL",
+            "http://127.0.0.1:9/api/v1".to_owned(),
+        ),
+    ]));
+    let framework = ServiceMarketFramework::from_config(config).await.unwrap();
+    let mut blocks = Vec::new();
+    for (id, name) in [
+        ("hallym", "한림대학교"),
+        ("korea", "고려대학교"),
+        ("snu", "서울대학교"),
+    ] {
+        let outcome = framework
+            .provisioner()
+            .create(id.parse().unwrap(), name, None)
+            .await
+            .unwrap();
+        // This machine has no Docker engine: the files are written and the tenant waits.
+        let Provisioned::AwaitingDocker { dir, record } = outcome else {
+            panic!("{id}: expected the stack files, got {outcome:?}");
+        };
+        assert_eq!(dir, tenants_dir.join(id));
+        let compose: Value =
+            yaml_serde::from_str(&std::fs::read_to_string(dir.join("docker-compose.yml")).unwrap())
+                .unwrap();
+        let env = std::fs::read_to_string(dir.join(".env")).unwrap();
+        let block = record.port_block.unwrap();
+        let base = 10_200 + u16::try_from(block).unwrap() * 100;
+        let ports = host_ports(&compose);
+        assert_eq!(
+            ports,
+            [base, base + 2, base + 3],
+            "app, db (+2), vector (+3)"
+        );
+        // Compose project names allow no '_': keli_tutor-hallym becomes keli-tutor-hallym.
+        assert_eq!(compose["name"], format!("keli-tutor-{id}"));
+        let services: BTreeSet<&str> = compose["services"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(services, BTreeSet::from(["app", "db", "vector"]));
+        assert_eq!(compose["services"]["db"]["image"], "pgvector/pgvector:pg16");
+        assert_eq!(
+            compose["services"]["app"]["environment"]["MT_PAAS_TENANT_ID"],
+            id
+        );
+        let volumes: BTreeSet<String> = compose["volumes"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v["name"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            volumes,
+            BTreeSet::from([
+                format!("keli-tutor-{id}-db"),
+                format!("keli-tutor-{id}-vector")
+            ])
+        );
+        assert!(env.contains(&format!("TENANT_ID={id}\n")), "{env}");
+        assert!(env.contains(&format!("TENANT_NAME={name}\n")), "{env}");
+        assert!(
+            env.contains(&format!("VECTOR_PORT={}\n", base + 3)),
+            "{env}"
+        );
+        blocks.push((id, ports, volumes));
+    }
+    for (i, (a, ports_a, volumes_a)) in blocks.iter().enumerate() {
+        for (b, ports_b, volumes_b) in &blocks[i + 1..] {
+            assert!(
+                ports_a.iter().all(|p| !ports_b.contains(p)),
+                "{a} and {b} share a port"
+            );
+            assert!(
+                volumes_a.is_disjoint(volumes_b),
+                "{a} and {b} share a volume"
+            );
+        }
+    }
+}
+
+/// A local LRS: keeps the statements it receives.
+type Statements = Arc<Mutex<Vec<Value>>>;
+
+async fn lrs(State(stored): State<Statements>, body: Bytes) -> Json<Vec<String>> {
+    let value: Value = serde_json::from_slice(&body).unwrap();
+    let batch = match value {
+        Value::Array(items) => items,
+        one => vec![one],
+    };
+    let ids = batch
+        .iter()
+        .map(|s| s["id"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    stored.lock().unwrap().extend(batch);
+    Json(ids)
+}
+
+async fn serve(router: Router) -> (SocketAddr, oneshot::Sender<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+    });
+    (addr, stop)
+}
+
+struct Stack {
+    url: String,
+    framework: ServiceMarketFramework,
+    statements: Statements,
+    _dir: tempfile::TempDir,
+    _stops: Vec<oneshot::Sender<()>>,
+}
+
+/// The market with its dev data, an LRS, and keli_tutor on `MT_PAAS_ENV=local` with
+/// `vector` as its vector store (none: the tenant databases are searched).
+async fn stack(vector: Option<VectorConfig>) -> Stack {
+    let dir = tempfile::tempdir().unwrap();
+    let mut market_config =
+        MarketConfig::with_database(&format!("sqlite://{}/market.db", dir.path().display()))
+            .unwrap();
+    market_config.seed_dev_data = true;
+    let market = Market::start(market_config).await.unwrap();
+    let (market_addr, market_stop) = serve(market.router()).await;
+    let statements = Statements::default();
+    let (lrs_addr, lrs_stop) = serve(
+        Router::new()
+            .route("/xapi/statements", post(lrs))
+            .with_state(statements.clone()),
+    )
+    .await;
+
+    let mut config = load(HashMap::from([
+        ("MT_PAAS_ENV", "local".to_owned()),
+        (
+            "KELI_CENTRAL_DB",
+            format!("sqlite://{}/central.db", dir.path().display()),
+        ),
+        (
+            "KELI_TENANT_DB",
+            format!("sqlite://{}/tenants/{{tenant_id}}.db", dir.path().display()),
+        ),
+        (
+            "MARKETPLACE_API_URL",
+            format!("http://{market_addr}/api/v1"),
+        ),
+        ("KELI_SUBSCRIPTION_CHECK", "true".to_owned()),
+        ("KELI_ACTIVITY_LOG", "true".to_owned()),
+        ("LRS_ENDPOINT", format!("http://{lrs_addr}/xapi")),
+    ]));
+    config.database.vector = vector;
+    let framework = ServiceMarketFramework::from_config(config).await.unwrap();
+    for (id, name) in [("hallym", "한림대학교"), ("korea", "고려대학교")] {
+        let outcome = framework
+            .provisioner()
+            .create(id.parse().unwrap(), name, None)
+            .await
+            .unwrap();
+        assert!(matches!(outcome, Provisioned::Ready(_)), "{outcome:?}");
+    }
+    let settings = Settings::from_framework(&framework).unwrap();
+    let app = framework.create_app(router(settings));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let serving = framework.clone();
+    tokio::spawn(async move {
+        serving
+            .serve_with_shutdown(listener, app, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+    });
+    Stack {
+        url: format!("http://{addr}"),
+        framework,
+        statements,
+        _dir: dir,
+        _stops: vec![stop, market_stop, lrs_stop],
+    }
+}
+
+impl Stack {
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        tenant: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let client = reqwest::Client::new();
+        let mut request = client
+            .request(method.parse().unwrap(), format!("{}{path}", self.url))
+            .header("x-tenant-id", tenant)
+            .header("accept-language", "en");
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+}
+
+const HALLYM_DOC: &str = "A heap is a complete binary tree stored in an array: the parent of \
+    index i sits at index (i - 1) / 2, and every parent is at least as large as its children in \
+    a max-heap. Building a heap from n items takes linear time, and heapsort repeatedly moves the \
+    maximum to the end of the array. Priority queues are usually heaps. A hash table maps keys to \
+    buckets with a hash function; collisions are resolved by chaining or by open addressing, and \
+    the table is resized when its load factor grows too large, which keeps lookups constant on \
+    average. A binary search tree keeps every key of the left subtree smaller than \
+    its root and every key of the right subtree larger. Searching a balanced binary search tree \
+    takes logarithmic time. Inserting walks down from the root and adds a new leaf. Deleting a \
+    node with two children replaces it with its in-order successor. An AVL tree rebalances \
+    itself with rotations after every insertion and deletion so the height stays logarithmic.";
+
+const KOREA_DOC: &str = "Supply and demand set the market price: when demand rises and supply \
+    stays the same, the price goes up. Elasticity measures how much the quantity demanded \
+    changes when the price changes. A price ceiling below the equilibrium creates a shortage.";
+
+async fn tutor(stack: &Stack) {
+    let (status, doc) = stack
+        .send(
+            "POST",
+            "/documents",
+            "hallym",
+            Some(json!({"title": "자료구조 강의노트", "content": HALLYM_DOC})),
+        )
+        .await;
+    assert_eq!(status, 201, "{doc}");
+    assert!(doc["chunks"].as_u64().unwrap() >= 2, "{doc}");
+    let (status, _) = stack
+        .send(
+            "POST",
+            "/documents",
+            "korea",
+            Some(json!({"title": "경제학원론", "content": KOREA_DOC})),
+        )
+        .await;
+    assert_eq!(status, 201);
+
+    // Each tenant's question finds its own documents only.
+    let (status, answer) = stack
+        .send(
+            "POST",
+            "/ask",
+            "hallym",
+            Some(json!({"question": "How does a binary search tree delete a node?"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["model"], "gpt-4", "custom.llm.default_model");
+    let sources = answer["sources"].as_array().unwrap();
+    assert!(
+        !sources.is_empty() && sources.len() <= 3,
+        "custom.rag.top_k"
+    );
+    for source in sources {
+        assert!(
+            !source["content"].as_str().unwrap().contains("demand"),
+            "korea's text reached hallym: {answer}"
+        );
+    }
+    assert!(
+        sources[0]["content"]
+            .as_str()
+            .unwrap()
+            .contains("successor"),
+        "the chunk about deleting is the best match: {answer}"
+    );
+    let statement_id = answer["statement_id"].as_str().unwrap().to_owned();
+
+    let (_, answer) = stack
+        .send(
+            "POST",
+            "/ask",
+            "korea",
+            Some(json!({"question": "binary search tree"})),
+        )
+        .await;
+    for source in answer["sources"].as_array().unwrap() {
+        assert!(
+            !source["content"].as_str().unwrap().contains("tree"),
+            "hallym's text reached korea: {answer}"
+        );
+    }
+
+    // The quiz is premium: hallym (premium) gets one, korea (basic) a 403.
+    let (status, quiz) = stack.send("GET", "/quiz", "hallym", None).await;
+    assert_eq!(status, 200, "{quiz}");
+    assert_eq!(quiz["questions"].as_array().unwrap().len(), 1);
+    let (status, problem) = stack.send("GET", "/quiz", "korea", None).await;
+    assert_eq!(status, 403, "{problem}");
+    assert_eq!(problem["code"], "feature_not_available");
+
+    // Bad input names the field.
+    let (status, problem) = stack
+        .send(
+            "POST",
+            "/documents",
+            "hallym",
+            Some(json!({"title": " ", "content": "x"})),
+        )
+        .await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(problem["field"], "title");
+
+    // The question's xAPI statement reaches the LRS, with the tenant in its context.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let found = stack
+            .statements
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == statement_id.as_str())
+            .cloned();
+        if let Some(statement) = found {
+            assert!(
+                statement["verb"]["id"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with("/asked")
+            );
+            assert!(
+                statement.to_string().contains("hallym"),
+                "the tenant travels with the statement: {statement}"
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the statement never reached the LRS"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_the_embedded_defaults_documents_are_searched_in_each_tenant_database() {
+    let stack = stack(None).await;
+    assert!(stack.framework.vectors().is_none());
+    tutor(&stack).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_chroma_each_tenant_has_its_own_collection() {
+    let chroma =
+        std::env::var("MT_PAAS_TEST_CHROMA").unwrap_or_else(|_| "http://127.0.0.1:8100".to_owned());
+    let up = reqwest::get(format!("{chroma}/api/v2/heartbeat"))
+        .await
+        .is_ok_and(|r| r.status().is_success());
+    if !up {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "Chroma at {chroma} is required in CI"
+        );
+        eprintln!("skipped: Chroma at {chroma} is not reachable");
+        return;
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let prefix = format!("keli{}x{nanos}_", std::process::id());
+    let vector: VectorConfig = serde_json::from_value(json!({
+        "type": "chroma",
+        "url": chroma,
+        "collection_prefix": prefix,
+        "collections": [{"name": COLLECTION, "dimension": keli_tutor_integration::DIMENSION}],
+    }))
+    .unwrap();
+    let stack = stack(Some(vector)).await;
+    tutor(&stack).await;
+
+    // The chunks are in each tenant's own collection.
+    let listed: Vec<Value> = reqwest::get(format!(
+        "{chroma}/api/v2/tenants/default_tenant/databases/default_database/collections?limit=1000"
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let ours: BTreeSet<String> = listed
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .filter(|n| n.starts_with(&prefix))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        ours,
+        BTreeSet::from([
+            format!("{prefix}hallym_documents"),
+            format!("{prefix}korea_documents")
+        ])
+    );
+    for tenant in ["hallym", "korea"] {
+        let record = stack
+            .framework
+            .tenants()
+            .resolve(&tenant.parse().unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        let vectors = stack.framework.vectors().unwrap().for_tenant(&record);
+        assert!(vectors.count(COLLECTION).await.unwrap() >= 1);
+    }
+    // Destroying the tenants drops their collections.
+    for tenant in ["hallym", "korea"] {
+        stack
+            .framework
+            .provisioner()
+            .destroy(&tenant.parse().unwrap(), false)
+            .await
+            .unwrap();
+    }
+    let listed: Vec<Value> = reqwest::get(format!(
+        "{chroma}/api/v2/tenants/default_tenant/databases/default_database/collections?limit=1000"
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert!(
+        listed
+            .iter()
+            .filter_map(|c| c["name"].as_str())
+            .all(|n| !n.starts_with(&prefix))
+    );
+}
