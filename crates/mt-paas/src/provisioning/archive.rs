@@ -42,6 +42,13 @@ fn manifest_path(archive: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// The file beside `archive` holding the tenant's vector collections (Qdrant, Chroma).
+pub(crate) fn vectors_path(archive: &Path) -> PathBuf {
+    let mut name = archive.file_name().unwrap_or_default().to_os_string();
+    name.push(".vectors.json");
+    archive.with_file_name(name)
+}
+
 /// Reads the manifest beside `archive`, if there is one.
 pub fn read_manifest(archive: &Path) -> Option<ArchiveManifest> {
     let text = std::fs::read_to_string(manifest_path(archive)).ok()?;

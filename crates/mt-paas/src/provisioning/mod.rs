@@ -34,7 +34,7 @@ use crate::{
         manager::{ManagerError, NewTenant, TenantManager},
         models::{IsolationMode, TenantId, TenantRecord, TenantStatus},
     },
-    vectors::VectorStore,
+    vectors::{ExportedCollection, VectorStore},
 };
 
 /// How long a new Docker stack's database may take to accept connections.
@@ -439,6 +439,20 @@ impl Provisioner {
                     .map_err(|e| ProvisionError::Vectors(e.to_string()))?;
             }
         }
+        if let (Some(store), Some(archive)) = (&self.inner.vectors, restore_from) {
+            let file = archive::vectors_path(archive);
+            if file.is_file() {
+                let text = std::fs::read_to_string(&file)
+                    .map_err(|e| ProvisionError::Archive(format!("{}: {e}", file.display())))?;
+                let collections: Vec<ExportedCollection> = serde_json::from_str(&text)
+                    .map_err(|e| ProvisionError::Archive(format!("{}: {e}", file.display())))?;
+                store
+                    .for_record(&record, Some(target.clone()))
+                    .import(&collections)
+                    .await
+                    .map_err(|e| ProvisionError::Vectors(e.to_string()))?;
+            }
+        }
         tenants.set_status(id, TenantStatus::Active).await?;
         self.step(id, Step::Active);
         let record = tenants
@@ -469,6 +483,33 @@ impl Provisioner {
             Ok(()) | Err(ManagerError::NotFound(_)) => Ok(()),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Writes the tenant's collections in a vector store of its own kind (Qdrant, Chroma)
+    /// beside its archive, so that a restore brings them back.
+    async fn archive_vectors(
+        &self,
+        record: &TenantRecord,
+        archive: &Path,
+    ) -> Result<(), ProvisionError> {
+        let Some(store) = &self.inner.vectors else {
+            return Ok(());
+        };
+        if !store.keeps_vectors_outside_the_database() {
+            return Ok(());
+        }
+        let collections = store
+            .for_record(record, None)
+            .export()
+            .await
+            .map_err(|e| ProvisionError::Vectors(e.to_string()))?;
+        let file = archive::vectors_path(archive);
+        let partial = file.with_extension("partial");
+        let json =
+            serde_json::to_vec(&collections).map_err(|e| ProvisionError::Archive(e.to_string()))?;
+        std::fs::write(&partial, json)
+            .and_then(|()| std::fs::rename(&partial, &file))
+            .map_err(|e| ProvisionError::Archive(format!("{}: {e}", file.display())))
     }
 
     /// Drops the tenant's collections in a vector store of its own kind (Qdrant, Chroma);
@@ -546,7 +587,9 @@ impl Provisioner {
             if self.storage_exists(id, target).await? {
                 self.step(id, Step::Archive);
                 let dir = &config.provisioning.archive_dir;
-                archived = Some(archive::archive(target, &record, mode, dir).await?);
+                let path = archive::archive(target, &record, mode, dir).await?;
+                self.archive_vectors(&record, &path).await?;
+                archived = Some(path);
             } else if record.status != TenantStatus::Archived {
                 return Err(ProvisionError::Archive(format!(
                     "tenant {id} has no storage to archive ({}); use --no-archive to remove it anyway",

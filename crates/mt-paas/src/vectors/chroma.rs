@@ -297,3 +297,58 @@ pub(super) async fn count(v: &TenantVectors, stored: &str, name: &str) -> Result
         .await
         .map_err(|e| VectorError::Store(format!("chroma: unreadable count: {e}")))
 }
+
+/// The dimension and every record of `stored`, page by page.
+pub(super) async fn export(
+    v: &TenantVectors,
+    stored: &str,
+    name: &str,
+) -> Result<(usize, Vec<VectorRecord>), VectorError> {
+    #[derive(Deserialize)]
+    struct Page {
+        ids: Vec<String>,
+        #[serde(default)]
+        embeddings: Option<Vec<Vec<f32>>>,
+        #[serde(default)]
+        documents: Option<Vec<Option<String>>>,
+        #[serde(default)]
+        metadatas: Option<Vec<Option<Map<String, Value>>>>,
+    }
+    let (id, dimension) = existing(v, stored, name).await?;
+    let mut records = Vec::new();
+    loop {
+        let response = v
+            .http()
+            .post(format!("{}/{id}/get", collections_url(v)))
+            .json(&json!({
+                "limit": super::PAGE,
+                "offset": records.len(),
+                "include": ["embeddings", "documents", "metadatas"],
+            }))
+            .send()
+            .await
+            .map_err(|e| unreachable_store("chroma", &e))?;
+        if !response.status().is_success() {
+            return Err(store_error("chroma: get records", response).await);
+        }
+        let page: Page = response
+            .json()
+            .await
+            .map_err(|e| VectorError::Store(format!("chroma: unreadable records: {e}")))?;
+        let count = page.ids.len();
+        let embeddings = page.embeddings.unwrap_or_default();
+        let documents = page.documents.unwrap_or_default();
+        let metadatas = page.metadatas.unwrap_or_default();
+        for (i, record_id) in page.ids.into_iter().enumerate() {
+            records.push(VectorRecord {
+                id: record_id,
+                embedding: embeddings.get(i).cloned().unwrap_or_default(),
+                text: documents.get(i).cloned().flatten(),
+                metadata: metadatas.get(i).cloned().flatten().unwrap_or_default(),
+            });
+        }
+        if count < super::PAGE {
+            return Ok((dimension, records));
+        }
+    }
+}

@@ -37,7 +37,7 @@ use std::{fmt, sync::Arc, time::Duration};
 
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use http::{HeaderValue, header, request::Parts};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::{
@@ -150,7 +150,7 @@ pub(crate) fn check_collection_name(name: &str) -> Result<(), String> {
 
 /// One record to store: an id unique within the collection, its vector, and optionally its
 /// text and flat metadata (strings, numbers, booleans).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VectorRecord {
     /// Its id.
     pub id: String,
@@ -233,6 +233,17 @@ pub struct Hit {
     /// The record's metadata.
     pub metadata: Map<String, Value>,
 }
+
+/// One collection's records, as written beside a tenant's archive.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct ExportedCollection {
+    pub(crate) name: String,
+    pub(crate) dimension: usize,
+    pub(crate) records: Vec<VectorRecord>,
+}
+
+/// Records read or written per request when a collection is exported or imported.
+const PAGE: usize = 500;
 
 /// The configured vector store, shared by every tenant. Cheap to clone.
 #[derive(Clone)]
@@ -450,6 +461,41 @@ impl TenantVectors {
             VectorStoreKind::Pgvector => pgvector::drop(self, &stored).await,
             VectorStoreKind::Milvus => Err(VectorError::NotConfigured),
         }
+    }
+
+    /// Every collection of the tenant with all its records (the archive of a store of its
+    /// own; pgvector's tables travel in the tenant database's archive).
+    pub(crate) async fn export(&self) -> Result<Vec<ExportedCollection>, VectorError> {
+        let mut out = Vec::new();
+        for name in self.collections().await? {
+            let stored = self.stored_name(&name)?;
+            let (dimension, records) = match self.kind() {
+                VectorStoreKind::Chroma => chroma::export(self, &stored, &name).await?,
+                VectorStoreKind::Qdrant => qdrant::export(self, &stored, &name).await?,
+                VectorStoreKind::Pgvector | VectorStoreKind::Milvus => continue,
+            };
+            out.push(ExportedCollection {
+                name,
+                dimension,
+                records,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Brings exported collections back (restore): made if missing, records upserted.
+    pub(crate) async fn import(
+        &self,
+        collections: &[ExportedCollection],
+    ) -> Result<(), VectorError> {
+        for collection in collections {
+            self.create_collection(&collection.name, collection.dimension)
+                .await?;
+            for page in collection.records.chunks(PAGE) {
+                self.upsert(&collection.name, page).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Drops every collection of the tenant (destroy).

@@ -278,6 +278,68 @@ pub(super) async fn count(v: &TenantVectors, stored: &str, name: &str) -> Result
     Ok(counted.result.count)
 }
 
+/// The dimension and every record of `stored`, page by page (`points/scroll`).
+pub(super) async fn export(
+    v: &TenantVectors,
+    stored: &str,
+    name: &str,
+) -> Result<(usize, Vec<VectorRecord>), VectorError> {
+    #[derive(Deserialize)]
+    struct Point {
+        #[serde(default)]
+        payload: Option<Map<String, Value>>,
+        #[serde(default)]
+        vector: Option<Vec<f32>>,
+    }
+    #[derive(Deserialize)]
+    struct Scrolled {
+        points: Vec<Point>,
+        #[serde(default)]
+        next_page_offset: Option<Value>,
+    }
+    let dimension = existing(v, stored, name).await?;
+    let mut records = Vec::new();
+    let mut offset: Option<Value> = None;
+    loop {
+        let mut body = json!({"limit": super::PAGE, "with_payload": true, "with_vector": true});
+        if let Some(offset) = offset.take() {
+            body["offset"] = offset;
+        }
+        let response = send(
+            "qdrant: scroll",
+            v.http()
+                .post(url(v, &format!("/{stored}/points/scroll")))
+                .json(&body),
+        )
+        .await?;
+        let page: Answer<Scrolled> = response
+            .json()
+            .await
+            .map_err(|e| VectorError::Store(format!("qdrant: unreadable points: {e}")))?;
+        for point in page.result.points {
+            let mut payload = point.payload.unwrap_or_default();
+            records.push(VectorRecord {
+                id: payload
+                    .remove("id")
+                    .and_then(|i| i.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                embedding: point.vector.unwrap_or_default(),
+                text: payload
+                    .remove("text")
+                    .and_then(|t| t.as_str().map(str::to_owned)),
+                metadata: match payload.remove("metadata") {
+                    Some(Value::Object(m)) => m,
+                    _ => Map::new(),
+                },
+            });
+        }
+        match page.result.next_page_offset {
+            Some(next) if !next.is_null() => offset = Some(next),
+            _ => return Ok((dimension, records)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -255,10 +255,12 @@ async fn over_http(db: &TestDb, store: Store, vector: &str) {
     assert_eq!(listed.body, json!(["documents"]));
 
     // Destroy drops the tenant's collections (after its archive); the others stay.
-    app.framework
+    let archive = app
+        .framework
         .provisioner()
         .destroy(&"snu".parse().unwrap(), true)
         .await
+        .unwrap()
         .unwrap();
     let kaist = app
         .framework
@@ -277,6 +279,29 @@ async fn over_http(db: &TestDb, store: Store, vector: &str) {
         snu_again.collections().await.map_or(true, |c| c.is_empty()),
         "snu's collections are gone"
     );
+    // A store of its own gets its collections archived beside the database's archive
+    // (pgvector's tables are inside it); a restore brings the records back.
+    let beside = format!("{}.vectors.json", archive.display());
+    assert_eq!(
+        std::path::Path::new(&beside).is_file(),
+        !vector.contains("pgvector"),
+        "{beside}"
+    );
+    app.framework
+        .provisioner()
+        .restore(&"snu".parse().unwrap(), &archive)
+        .await
+        .unwrap();
+    let answer = app
+        .get("/search/documents", &[("x-tenant-id", b"snu")])
+        .await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    assert_eq!(answer.body["ids"], json!(["s1"]), "restored");
+    app.framework
+        .provisioner()
+        .destroy(&"snu".parse().unwrap(), false)
+        .await
+        .unwrap();
     app.framework
         .provisioner()
         .destroy(&"kaist".parse().unwrap(), false)
@@ -616,6 +641,35 @@ mod fake_qdrant {
         ok(json!({"operation_id": 2, "status": "completed"}))
     }
 
+    async fn scroll(
+        State(db): State<Db>,
+        Path(name): Path<String>,
+        Json(body): Json<Value>,
+    ) -> Response {
+        let db = db.lock().unwrap();
+        let Some(c) = db.get(&name) else {
+            return missing(&name);
+        };
+        let limit = usize::try_from(body["limit"].as_u64().unwrap_or(10)).unwrap();
+        let from = body.get("offset").map(Value::to_string);
+        let mut points = c
+            .points
+            .iter()
+            .filter(|(id, _)| from.as_ref().is_none_or(|from| *id >= from));
+        let page: Vec<Value> = points
+            .by_ref()
+            .take(limit)
+            .map(|(id, (v, payload))| {
+                let id: Value = serde_json::from_str(id).unwrap();
+                json!({"id": id, "payload": payload, "vector": v})
+            })
+            .collect();
+        let next = points
+            .next()
+            .map_or(Value::Null, |(id, _)| serde_json::from_str(id).unwrap());
+        ok(json!({"points": page, "next_page_offset": next}))
+    }
+
     async fn count(State(db): State<Db>, Path(name): Path<String>) -> Response {
         match db.lock().unwrap().get(&name) {
             Some(c) => ok(json!({ "count": c.points.len() })),
@@ -633,6 +687,7 @@ mod fake_qdrant {
             .route("/collections/{name}/points/search", post(search))
             .route("/collections/{name}/points/delete", post(delete))
             .route("/collections/{name}/points/count", post(count))
+            .route("/collections/{name}/points/scroll", post(scroll))
             .with_state(db);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
