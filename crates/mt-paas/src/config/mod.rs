@@ -616,7 +616,7 @@ pub struct ActivityLogConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub password: Option<Secret>,
-    /// The IRI base of activities: `{activity_base}/{object}`.
+    /// The IRI base of activities: `{activity_base}/{service.id}/{object}`.
     pub activity_base: String,
     /// The `homePage` of actors' accounts.
     pub actor_home_page: String,
