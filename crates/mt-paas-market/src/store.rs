@@ -569,6 +569,12 @@ impl Store {
         let found = on_pool!(&self.db, pool => {
             async {
                 let mut tx = pool.begin().await?;
+                // Write first: on SQLite a transaction that reads and then writes fails at
+                // once ("database is locked") when another connection wrote in between; one
+                // that starts with a write takes the lock up front and waits its turn.
+                let revision: i64 = sqlx::query_scalar("UPDATE revision_counter SET value = value + 1 WHERE id = 1 RETURNING value")
+                    .fetch_one(&mut *tx)
+                    .await?;
                 let exists: Option<i64> = sqlx::query_scalar("SELECT sequence FROM subscriptions WHERE service_id = $1 AND tenant_id = $2")
                     .bind(service_id)
                     .bind(tenant_id)
@@ -577,9 +583,6 @@ impl Store {
                 let Some(sequence) = exists else {
                     return Ok::<bool, sqlx::Error>(false);
                 };
-                let revision: i64 = sqlx::query_scalar("UPDATE revision_counter SET value = value + 1 WHERE id = 1 RETURNING value")
-                    .fetch_one(&mut *tx)
-                    .await?;
                 let stamp = now();
                 let tail = "revision = $2, updated_at = $3 WHERE service_id = $4 AND tenant_id = $5";
                 match &change {

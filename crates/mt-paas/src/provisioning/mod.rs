@@ -29,6 +29,7 @@ pub use self::{
 };
 use crate::{
     config::{Config, DatabaseKind},
+    core::slots::TenantSlots,
     core::{
         database::{AnyConn, DatabaseRouter, DbError, Target, TargetError, quote_ident},
         manager::{ManagerError, NewTenant, TenantManager},
@@ -210,6 +211,10 @@ struct Inner {
     migrations: Arc<TenantMigrations>,
     vectors: Option<VectorStore>,
     observer: Option<Observer>,
+    /// One lifecycle operation per tenant at a time in this process: a provision command
+    /// pushed by the market and the same command pulled by a heartbeat must not build the
+    /// tenant twice (the loser's undo would remove the winner's work).
+    busy: Arc<TenantSlots<tokio::sync::Mutex<()>>>,
 }
 
 impl std::fmt::Debug for Provisioner {
@@ -249,6 +254,7 @@ impl Provisioner {
                 databases,
                 migrations: Arc::new(migrations),
                 observer: None,
+                busy: Arc::new(TenantSlots::new(|m| m.try_lock().is_ok())),
             }),
         }
     }
@@ -264,6 +270,7 @@ impl Provisioner {
                 migrations: inner.migrations.clone(),
                 vectors: inner.vectors.clone(),
                 observer: Some(Arc::new(observer)),
+                busy: inner.busy.clone(),
             }),
         }
     }
@@ -271,6 +278,15 @@ impl Provisioner {
     /// The migrations.
     pub fn migrations(&self) -> &TenantMigrations {
         &self.inner.migrations
+    }
+
+    /// Waits until no other create, destroy, restore or migration of `id` runs here.
+    async fn exclusive(&self, id: &TenantId) -> tokio::sync::OwnedMutexGuard<()> {
+        self.inner
+            .busy
+            .get_or_insert_with(id, || tokio::sync::Mutex::new(()))
+            .lock_owned()
+            .await
     }
 
     fn step(&self, id: &TenantId, step: Step) {
@@ -288,6 +304,7 @@ impl Provisioner {
         display_name: &str,
         mode: Option<IsolationMode>,
     ) -> Result<Provisioned, ProvisionError> {
+        let _exclusive = self.exclusive(&id).await;
         let tenants = &self.inner.tenants;
         let config = &self.inner.config;
         let record = match tenants.get(&id).await? {
@@ -568,6 +585,7 @@ impl Provisioner {
         id: &TenantId,
         archive: bool,
     ) -> Result<Option<PathBuf>, ProvisionError> {
+        let _exclusive = self.exclusive(id).await;
         let config = &self.inner.config;
         let record = self
             .inner
@@ -619,6 +637,7 @@ impl Provisioner {
         id: &TenantId,
         archive: &Path,
     ) -> Result<TenantRecord, ProvisionError> {
+        let _exclusive = self.exclusive(id).await;
         if !archive.is_file() {
             return Err(ProvisionError::Archive(format!(
                 "{} is not a file",
@@ -691,6 +710,7 @@ impl Provisioner {
 
     /// Brings one tenant to the newest migration.
     pub async fn migrate(&self, id: &TenantId) -> Result<MigrationOutcome, ProvisionError> {
+        let _exclusive = self.exclusive(id).await;
         let record = self
             .inner
             .tenants

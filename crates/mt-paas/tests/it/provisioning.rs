@@ -389,3 +389,64 @@ async fn the_seed_runs_once_sqlite_files() {
 async fn the_seed_runs_once_postgres_schemas() {
     the_seed_runs_once(Store::PgSchemas).await;
 }
+
+/// The market's provision command can arrive twice at once (pushed, and pulled by a
+/// heartbeat): the tenant is built once, and the second call neither fails the first nor
+/// undoes its work.
+async fn concurrent_creates_build_once(store: Store) {
+    let Some(db) = TestDb::new(store.backend()).await else {
+        return;
+    };
+    let app = notes_app(&db, store).await;
+    let provisioner = app.framework.provisioner().clone();
+    for round in 0..5 {
+        let tenant = format!("twice{round}");
+        // A resumed provisioning (a row left in `provisioning`) is the worst case: both
+        // calls would otherwise build.
+        if round % 2 == 1 {
+            app.framework
+                .tenants()
+                .create(
+                    mt_paas::NewTenant::new(id(&tenant), "Twice")
+                        .status(TenantStatus::Provisioning),
+                )
+                .await
+                .unwrap();
+        }
+        let (a, b) = tokio::join!(
+            provisioner.create(id(&tenant), "Twice", None),
+            provisioner.create(id(&tenant), "Twice", None),
+        );
+        let outcomes = [a, b];
+        let ready = outcomes
+            .iter()
+            .filter(|o| matches!(o, Ok(Provisioned::Ready(_))))
+            .count();
+        let already = outcomes
+            .iter()
+            .filter(|o| matches!(o, Err(ProvisionError::AlreadyExists(_))))
+            .count();
+        assert_eq!((ready, already), (1, 1), "{tenant}: {outcomes:?}");
+        let record = app
+            .framework
+            .tenants()
+            .get(&id(&tenant))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.status, TenantStatus::Active);
+        assert!(storage_exists(&app.framework, &db, store, &tenant).await);
+    }
+    drop(app);
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn concurrent_creates_build_once_sqlite_files() {
+    concurrent_creates_build_once(Store::SqliteFiles).await;
+}
+
+#[tokio::test]
+async fn concurrent_creates_build_once_postgres_schemas() {
+    concurrent_creates_build_once(Store::PgSchemas).await;
+}
