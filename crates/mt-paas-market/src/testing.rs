@@ -5,8 +5,8 @@
 //!
 //! ```toml
 //! [dev-dependencies]
-//! mt-paas = { version = "0.1", features = ["testing"] }
-//! mt-paas-market = { version = "0.1", features = ["testing"] }
+//! mt-paas = { path = "../mt-paas/crates/mt-paas", features = ["testing"] }
+//! mt-paas-market = { path = "../mt-paas/crates/mt-paas-market", features = ["testing"] }
 //! ```
 //!
 //! ```

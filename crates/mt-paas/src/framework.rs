@@ -45,7 +45,10 @@ use mt_paas_protocol::webhook::Verifier;
 use std::time::Duration;
 
 /// Why the framework could not start or serve.
-#[derive(Debug, thiserror::Error)]
+///
+/// Its `Debug` is its message, so that `fn main() -> Result<(), mt_paas::Error>` prints a
+/// configuration mistake as `mt-paas config check` does, one problem per line.
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The configuration is invalid; every problem is listed.
@@ -77,6 +80,12 @@ pub enum Error {
     /// The server stopped with an I/O error.
     #[error("the server failed: {0}")]
     Serve(std::io::Error),
+}
+
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 /// The framework: configuration, central DB, tenant registry, and the layers that make an

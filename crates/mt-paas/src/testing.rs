@@ -5,7 +5,7 @@
 //!
 //! ```toml
 //! [dev-dependencies]
-//! mt-paas = { version = "0.1", features = ["testing"] }
+//! mt-paas = { path = "../mt-paas/crates/mt-paas", features = ["testing"] }
 //! ```
 //!
 //! ```
