@@ -31,6 +31,7 @@ use crate::{
     config::{Config, DatabaseKind},
     core::slots::TenantSlots,
     core::{
+        central::CentralDb,
         database::{AnyConn, DatabaseRouter, DbError, Target, TargetError, quote_ident},
         manager::{ManagerError, NewTenant, TenantManager},
         models::{IsolationMode, TenantId, TenantRecord, TenantStatus},
@@ -198,6 +199,24 @@ pub enum MigrationOutcome {
 
 type Observer = Arc<dyn Fn(&TenantId, &Step) + Send + Sync>;
 
+/// Held while one lifecycle operation of a tenant runs (see `Provisioner::exclusive`).
+struct Exclusive {
+    _local: tokio::sync::OwnedMutexGuard<()>,
+    _shared: Option<PgConnection>,
+}
+
+/// The advisory-lock key of a tenant: the first 8 bytes of SHA-256 over a namespaced id, so
+/// keys of other applications sharing the database are unlikely to meet ours.
+fn advisory_key(id: &TenantId) -> i64 {
+    let digest = aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        format!("mt-paas:tenant-lifecycle:{id}").as_bytes(),
+    );
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest.as_ref()[..8]);
+    i64::from_be_bytes(bytes)
+}
+
 /// Creates, destroys, restores and migrates tenants.
 #[derive(Clone)]
 pub struct Provisioner {
@@ -280,13 +299,41 @@ impl Provisioner {
         &self.inner.migrations
     }
 
-    /// Waits until no other create, destroy, restore or migration of `id` runs here.
-    async fn exclusive(&self, id: &TenantId) -> tokio::sync::OwnedMutexGuard<()> {
-        self.inner
+    /// Waits until no other create, destroy, restore or migration of `id` runs in this
+    /// process; with `across_replicas`, on a Postgres central DB (which several replicas
+    /// share), also in any other process, by a session advisory lock. The lock is held on a
+    /// connection of its own, outside the pool (holding pooled connections could starve the
+    /// operation itself); dropping the guard drops the connection and so ends the lock, also
+    /// when the operation fails or panics, and a crashed process's session frees it too.
+    async fn exclusive(
+        &self,
+        id: &TenantId,
+        across_replicas: bool,
+    ) -> Result<Exclusive, ProvisionError> {
+        let local = self
+            .inner
             .busy
             .get_or_insert_with(id, || tokio::sync::Mutex::new(()))
             .lock_owned()
-            .await
+            .await;
+        let shared = match self.inner.tenants.db() {
+            CentralDb::Postgres(pool) if across_replicas => {
+                let mut conn = PgConnection::connect_with(&pool.connect_options())
+                    .await
+                    .map_err(ManagerError::from)?;
+                sqlx::query("SELECT pg_advisory_lock($1)")
+                    .bind(advisory_key(id))
+                    .execute(&mut conn)
+                    .await
+                    .map_err(ManagerError::from)?;
+                Some(conn)
+            }
+            _ => None,
+        };
+        Ok(Exclusive {
+            _local: local,
+            _shared: shared,
+        })
     }
 
     fn step(&self, id: &TenantId, step: Step) {
@@ -304,7 +351,7 @@ impl Provisioner {
         display_name: &str,
         mode: Option<IsolationMode>,
     ) -> Result<Provisioned, ProvisionError> {
-        let _exclusive = self.exclusive(&id).await;
+        let _exclusive = self.exclusive(&id, true).await?;
         let tenants = &self.inner.tenants;
         let config = &self.inner.config;
         let record = match tenants.get(&id).await? {
@@ -585,7 +632,7 @@ impl Provisioner {
         id: &TenantId,
         archive: bool,
     ) -> Result<Option<PathBuf>, ProvisionError> {
-        let _exclusive = self.exclusive(id).await;
+        let _exclusive = self.exclusive(id, true).await?;
         let config = &self.inner.config;
         let record = self
             .inner
@@ -637,7 +684,7 @@ impl Provisioner {
         id: &TenantId,
         archive: &Path,
     ) -> Result<TenantRecord, ProvisionError> {
-        let _exclusive = self.exclusive(id).await;
+        let _exclusive = self.exclusive(id, true).await?;
         if !archive.is_file() {
             return Err(ProvisionError::Archive(format!(
                 "{} is not a file",
@@ -710,7 +757,8 @@ impl Provisioner {
 
     /// Brings one tenant to the newest migration.
     pub async fn migrate(&self, id: &TenantId) -> Result<MigrationOutcome, ProvisionError> {
-        let _exclusive = self.exclusive(id).await;
+        // Migrations are idempotent and sqlx's migrator locks the database it migrates.
+        let _exclusive = self.exclusive(id, false).await?;
         let record = self
             .inner
             .tenants
