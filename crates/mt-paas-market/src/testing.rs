@@ -997,6 +997,37 @@ mod tests {
         );
     }
 
+    #[test]
+    fn the_guides_dependency_lines_name_the_crates_testing_features() {
+        let guide = include_str!("../../../docs/DEVELOPER_GUIDE.md");
+        let section = &guide[guide
+            .find("## Testing a service")
+            .expect("the guide has the testing section")..];
+        let start = section
+            .find("```toml\n")
+            .expect("it shows the dependencies")
+            + 8;
+        let block = &section[start..start + section[start..].find("```").unwrap()];
+        for (krate, manifest) in [
+            ("mt-paas", include_str!("../../mt-paas/Cargo.toml")),
+            ("mt-paas-market", include_str!("../Cargo.toml")),
+        ] {
+            let line = block
+                .lines()
+                .find(|l| l.starts_with(&format!("{krate} = ")))
+                .unwrap_or_else(|| panic!("the guide names {krate}"));
+            assert!(
+                line.contains(&format!("/crates/{krate}\"")),
+                "a path dependency: {line}"
+            );
+            assert!(line.contains(r#"features = ["testing"]"#), "{line}");
+            assert!(
+                manifest.contains("\n[features]\n") && manifest.contains("\ntesting = "),
+                "{krate} declares the testing feature"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn refusals_carry_the_problem() {
         let market = TestMarket::start().await.unwrap();
