@@ -58,23 +58,18 @@ use axum::Router;
 use http::Method;
 use mt_paas::{
     config::ConfigError,
-    testing::{TestClient, TestConfig, TestError, TestService, eventually},
+    testing::{Serving, TestClient, TestConfig, TestError, TestService, eventually},
 };
 use mt_paas_protocol::Command;
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::{Value, json};
 use tempfile::TempDir;
-use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tokio::net::TcpListener;
 
 use crate::{
     DEV_WEBHOOK_SECRET, Market, MarketConfig, MarketError, Plan, Service, Subscription, Tenant,
 };
 
-/// How long a dropped [`TestMarket`] may drain in-flight requests before its server task is
-/// aborted.
-const DROP_DRAIN: Duration = Duration::from_secs(10);
-/// How long [`TestMarket::stop`] waits for the graceful shutdown.
-const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long [`TestMarket::start_service`] waits for the service's first heartbeat.
 const FIRST_HEARTBEAT: Duration = Duration::from_secs(5);
 
@@ -138,8 +133,7 @@ pub struct TestMarket {
     market: Market,
     url: String,
     operator: TestClient,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<Result<(), MarketError>>>,
+    serving: Serving<MarketError>,
     // Dropped last: the server may still write to it while it stops.
     dir: TempDir,
 }
@@ -215,22 +209,15 @@ impl TestMarket {
         let operator =
             TestClient::new(&format!("{url}/api/v1/admin")).bearer(config.operator_token.expose());
         let market = Market::start(config).await?;
-        let (stop, stopped) = oneshot::channel::<()>();
-        let serving = market.clone();
-        // A dropped sender ends the wait too: dropping the market shuts the server down.
-        let task = tokio::spawn(async move {
-            serving
-                .serve_with_shutdown(listener, async {
-                    let _ = stopped.await;
-                })
-                .await
+        let server = market.clone();
+        let serving = Serving::spawn(move |shutdown| async move {
+            server.serve_with_shutdown(listener, shutdown).await
         });
         Ok(Self {
             market,
             url,
             operator,
-            stop: Some(stop),
-            task: Some(task),
+            serving,
             dir,
         })
     }
@@ -687,47 +674,8 @@ impl TestMarket {
     /// assert!(reqwest::get(format!("{url}/health")).await.is_err(), "nothing listens any more");
     /// # Ok(()) }
     /// ```
-    pub async fn stop(mut self) -> Result<(), TestMarketError> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let Some(mut task) = self.task.take() else {
-            return Ok(());
-        };
-        match tokio::time::timeout(STOP_TIMEOUT, &mut task).await {
-            Ok(Ok(served)) => Ok(served?),
-            Ok(Err(e)) => Err(TestMarketError::Stop(e.to_string())),
-            Err(_) => {
-                task.abort();
-                Err(TestMarketError::Stop(format!(
-                    "still draining after {} s; aborted",
-                    STOP_TIMEOUT.as_secs()
-                )))
-            }
-        }
-    }
-}
-
-impl Drop for TestMarket {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let Some(task) = self.task.take() else {
-            return;
-        };
-        // The graceful shutdown waits for in-flight requests: one that never ends must not
-        // keep the server task, and its port, alive for the rest of the test run.
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                let abort = task.abort_handle();
-                runtime.spawn(async move {
-                    tokio::time::sleep(DROP_DRAIN).await;
-                    abort.abort();
-                });
-            }
-            Err(_) => task.abort(),
-        }
+    pub async fn stop(self) -> Result<(), TestMarketError> {
+        Ok(self.serving.stop().await.map_err(TestMarketError::Stop)??)
     }
 }
 

@@ -244,20 +244,9 @@ impl ServiceMarketFramework {
         let outbox = Outbox::new(central.clone(), config.logging.outbox.clone(), sinks);
         outbox.spawn_workers();
         let audit = AuditLogger::new(outbox.clone(), config.service.id.clone());
-        let tenant_claim = config
-            .tenant_identification
-            .methods
-            .iter()
-            .find_map(|m| match m {
-                crate::config::IdentificationMethod::JwtClaim { claim_name } => {
-                    Some(claim_name.clone())
-                }
-                _ => None,
-            })
-            .unwrap_or_else(|| "tenant_id".to_owned());
         let auth_layer = AuthLayer::new(
             verifier,
-            tenant_claim,
+            config.tenant_claim(),
             config.security.cross_tenant_audit.then(|| audit.clone()),
         );
         let sso_config = &config.auth.marketplace_sso;

@@ -56,6 +56,7 @@ use std::{
     net::{Ipv4Addr, SocketAddr},
     ops::{Deref, DerefMut},
     path::{Path, PathBuf},
+    pin::Pin,
     time::Duration,
 };
 
@@ -69,7 +70,7 @@ use yaml_serde::{Mapping, Value as Yaml};
 
 use crate::{
     ServiceMarketFramework, TenantId, TenantRecord,
-    config::{Config, ConfigError, ConfigLoader, ConfigProblem, IdentificationMethod},
+    config::{Config, ConfigError, ConfigLoader, ConfigProblem, IdentificationMethod, merge},
     core::models::InvalidTenantId,
     middleware::auth::JwtKeys,
     provisioning::{ProvisionError, Provisioned},
@@ -87,11 +88,105 @@ use crate::{
 /// ```
 pub const TEST_JWT_SECRET: &str = "mt-paas-testing-jwt-secret";
 
-/// How long a dropped [`TestService`] may drain in-flight requests before its server task is
+/// How long a dropped [`Serving`] may drain in-flight requests before its server task is
 /// aborted.
 const DROP_DRAIN: Duration = Duration::from_secs(10);
-/// How long [`TestService::stop`] waits for the graceful shutdown (requests, outbox flush).
+/// How long [`Serving::stop`] waits for the graceful shutdown (requests, outbox flush).
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+/// A server running in the background of a test (a [`TestService`]'s, a test market's):
+/// [`stop`](Self::stop) shuts it down gracefully and reports how it ended; dropping it starts
+/// the same shutdown in the background and aborts the server task if a request never ends.
+pub struct Serving<E> {
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), E>>>,
+}
+
+impl<E> std::fmt::Debug for Serving<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Serving")
+            .field("running", &self.task.is_some())
+            .finish()
+    }
+}
+
+impl<E: Send + 'static> Serving<E> {
+    /// Runs `serve` in the background; the future it is given completes when the server
+    /// should shut down.
+    ///
+    /// ```
+    /// # #[tokio::main]
+    /// # async fn main() {
+    /// use mt_paas::testing::Serving;
+    ///
+    /// let serving = Serving::spawn(|shutdown| async move {
+    ///     shutdown.await;
+    ///     Ok::<(), std::io::Error>(())
+    /// });
+    /// assert!(serving.stop().await.unwrap().is_ok());
+    /// # }
+    /// ```
+    pub fn spawn<F, Fut>(serve: F) -> Self
+    where
+        F: FnOnce(Pin<Box<dyn Future<Output = ()> + Send>>) -> Fut,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+    {
+        let (stop, stopped) = oneshot::channel::<()>();
+        // A dropped sender ends the wait too.
+        let shutdown = Box::pin(async {
+            let _ = stopped.await;
+        });
+        Self {
+            stop: Some(stop),
+            task: Some(tokio::spawn(serve(shutdown))),
+        }
+    }
+
+    /// Asks for a graceful shutdown and waits for it (at most twenty seconds): the server's
+    /// own result, or why it did not end cleanly.
+    pub async fn stop(mut self) -> Result<Result<(), E>, String> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let Some(mut task) = self.task.take() else {
+            return Ok(Ok(()));
+        };
+        match tokio::time::timeout(STOP_TIMEOUT, &mut task).await {
+            Ok(Ok(served)) => Ok(served),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => {
+                task.abort();
+                Err(format!(
+                    "still draining after {} s; aborted",
+                    STOP_TIMEOUT.as_secs()
+                ))
+            }
+        }
+    }
+}
+
+impl<E> Drop for Serving<E> {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let Some(task) = self.task.take() else {
+            return;
+        };
+        // The graceful shutdown waits for in-flight requests: one that never ends must not
+        // keep the server task, and its port, alive for the rest of the test run.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let abort = task.abort_handle();
+                runtime.spawn(async move {
+                    tokio::time::sleep(DROP_DRAIN).await;
+                    abort.abort();
+                });
+            }
+            Err(_) => task.abort(),
+        }
+    }
+}
+
 /// How often [`eventually`] checks.
 const POLL: Duration = Duration::from_millis(50);
 
@@ -352,23 +447,6 @@ fn set(tree: &mut Yaml, path: &[&str], value: Yaml) {
     merge(tree, layer);
 }
 
-/// Deep-merges `overlay` into `base`, the rule of the configuration loader's overlays.
-fn merge(base: &mut Yaml, overlay: Yaml) {
-    match (base, overlay) {
-        (Yaml::Mapping(base), Yaml::Mapping(overlay)) => {
-            for (key, value) in overlay {
-                match base.get_mut(&key) {
-                    Some(slot) => merge(slot, value),
-                    None => {
-                        base.insert(key, value);
-                    }
-                }
-            }
-        }
-        (slot, value) => *slot = value,
-    }
-}
-
 /// A loaded [`Config`] and the temporary directory its data lives in, removed when this is
 /// dropped (or, given to [`TestService::start`], when the service is). It dereferences to the
 /// [`Config`], so a test can read or adjust any setting before starting the service.
@@ -444,8 +522,7 @@ pub struct TestService {
     addr: SocketAddr,
     url: String,
     client: TestClient,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<Result<(), crate::Error>>>,
+    serving: Serving<crate::Error>,
     // Dropped last: the server may still write to it while it stops.
     config: LoadedConfig,
 }
@@ -500,15 +577,9 @@ impl TestService {
         let addr = listener.local_addr()?;
         let framework = ServiceMarketFramework::from_config(config.config.clone()).await?;
         let app = framework.create_app(router);
-        let (stop, stopped) = oneshot::channel::<()>();
-        let serving = framework.clone();
-        // A dropped sender ends the wait too: dropping the service shuts the server down.
-        let task = tokio::spawn(async move {
-            serving
-                .serve_with_shutdown(listener, app, async {
-                    let _ = stopped.await;
-                })
-                .await
+        let server = framework.clone();
+        let serving = Serving::spawn(move |shutdown| async move {
+            server.serve_with_shutdown(listener, app, shutdown).await
         });
         let url = format!("http://{addr}");
         let mut client = TestClient::new(&url);
@@ -518,8 +589,7 @@ impl TestService {
             addr,
             url,
             client,
-            stop: Some(stop),
-            task: Some(task),
+            serving,
             config,
         })
     }
@@ -737,47 +807,8 @@ impl TestService {
     /// assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "the port is closed");
     /// # Ok(()) }
     /// ```
-    pub async fn stop(mut self) -> Result<(), TestError> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let Some(mut task) = self.task.take() else {
-            return Ok(());
-        };
-        match tokio::time::timeout(STOP_TIMEOUT, &mut task).await {
-            Ok(Ok(served)) => Ok(served?),
-            Ok(Err(e)) => Err(TestError::Stop(e.to_string())),
-            Err(_) => {
-                task.abort();
-                Err(TestError::Stop(format!(
-                    "still draining after {} s; aborted",
-                    STOP_TIMEOUT.as_secs()
-                )))
-            }
-        }
-    }
-}
-
-impl Drop for TestService {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        let Some(task) = self.task.take() else {
-            return;
-        };
-        // The graceful shutdown waits for in-flight requests: one that never ends must not
-        // keep the server task, and its port, alive for the rest of the test run.
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                let abort = task.abort_handle();
-                runtime.spawn(async move {
-                    tokio::time::sleep(DROP_DRAIN).await;
-                    abort.abort();
-                });
-            }
-            Err(_) => task.abort(),
-        }
+    pub async fn stop(self) -> Result<(), TestError> {
+        Ok(self.serving.stop().await.map_err(TestError::Stop)??)
     }
 }
 
@@ -792,19 +823,6 @@ fn tenant_header(config: &Config) -> String {
             _ => None,
         })
         .unwrap_or_else(|| "X-Tenant-ID".to_owned())
-}
-
-/// The claim that names the tenant: the `jwt_claim` method's, or `tenant_id`.
-fn tenant_claim(config: &Config) -> String {
-    config
-        .tenant_identification
-        .methods
-        .iter()
-        .find_map(|m| match m {
-            IdentificationMethod::JwtClaim { claim_name } => Some(claim_name.clone()),
-            _ => None,
-        })
-        .unwrap_or_else(|| "tenant_id".to_owned())
 }
 
 /// Issues a token of the service's own for user `sub` of `tenant_id`, signed with
@@ -836,7 +854,7 @@ pub fn issue_token(
     let keys = JwtKeys::from_config(&config.auth.jwt).ok_or(TestError::NoJwtSecret)?;
     let mut claims = Map::new();
     claims.insert("sub".into(), sub.into());
-    claims.insert(tenant_claim(config), tenant_id.into());
+    claims.insert(config.tenant_claim().to_owned(), tenant_id.into());
     match serde_json::to_value(extra).map_err(|e| TestError::Claims(e.to_string()))? {
         Value::Null => {}
         Value::Object(extra) => claims.extend(extra),

@@ -320,7 +320,7 @@ fn read_yaml_file(path: &Path, problems: &mut Vec<ConfigProblem>) -> Option<Valu
 }
 
 /// Deep-merges `overlay` into `base`: mappings merge key by key, anything else replaces.
-fn merge(base: &mut Value, overlay: Value) {
+pub(crate) fn merge(base: &mut Value, overlay: Value) {
     match (base, overlay) {
         (Value::Mapping(base), Value::Mapping(overlay)) => {
             for (key, value) in overlay {

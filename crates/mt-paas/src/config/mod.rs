@@ -24,6 +24,8 @@
 //! each naming the file, the key path and the cause ([`ConfigError`]).
 
 mod loader;
+#[cfg(feature = "testing")]
+pub(crate) use loader::merge;
 mod secret;
 
 use std::{collections::BTreeMap, fmt, net::SocketAddr, path::PathBuf};
@@ -82,6 +84,19 @@ impl Config {
             Some(dir) if !dir.as_os_str().is_empty() => dir.join(path),
             _ => path.to_path_buf(),
         }
+    }
+
+    /// The claim of a verified token that names its tenant: the `jwt_claim` method's
+    /// `claim_name`, else `tenant_id`.
+    pub fn tenant_claim(&self) -> &str {
+        self.tenant_identification
+            .methods
+            .iter()
+            .find_map(|m| match m {
+                IdentificationMethod::JwtClaim { claim_name } => Some(claim_name.as_str()),
+                _ => None,
+            })
+            .unwrap_or("tenant_id")
     }
 
     /// Reads `custom.{key}` as the vendor's own typed struct.

@@ -4,7 +4,10 @@
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{Hit, TenantVectors, VectorError, VectorRecord, store_error, unreachable_store};
+use super::{
+    Hit, PAGE, TenantVectors, VectorError, VectorRecord, read, same_dimension, send, store_error,
+    unreachable_store,
+};
 
 const BASE: &str = "/api/v2/tenants/default_tenant/databases/default_database/collections";
 
@@ -32,20 +35,18 @@ fn collections_url(v: &TenantVectors) -> String {
 
 /// The collection `stored`, if it exists.
 async fn get(v: &TenantVectors, stored: &str) -> Result<Option<Collection>, VectorError> {
-    let url = format!("{}/{stored}", collections_url(v));
+    let what = "chroma: get collection";
     let response = v
         .http()
-        .get(&url)
+        .get(format!("{}/{stored}", collections_url(v)))
         .send()
         .await
-        .map_err(|e| unreachable_store("chroma", &e))?;
+        .map_err(|e| unreachable_store(what, e))?;
     match response.status().as_u16() {
-        200 => Ok(Some(response.json().await.map_err(|e| {
-            VectorError::Store(format!("chroma: unreadable collection: {e}"))
-        })?)),
+        200 => Ok(Some(read(what, response).await?)),
         // Chroma answers a missing collection with 404 (and some versions with 400).
         404 | 400 => Ok(None),
-        _ => Err(store_error("chroma: get collection", response).await),
+        _ => Err(store_error(what, response).await),
     }
 }
 
@@ -66,70 +67,62 @@ async fn existing(
     Ok((collection.id, dimension))
 }
 
+/// `POST {collections}/{id}/{action}` with `body`.
+async fn on_records(
+    v: &TenantVectors,
+    id: &str,
+    action: &str,
+    body: &Value,
+) -> Result<reqwest::Response, VectorError> {
+    send(
+        &format!("chroma: {action}"),
+        v.http()
+            .post(format!("{}/{id}/{action}", collections_url(v)))
+            .json(body),
+    )
+    .await
+}
+
 pub(super) async fn create(
     v: &TenantVectors,
     stored: &str,
     name: &str,
     dimension: usize,
 ) -> Result<(), VectorError> {
+    let what = "chroma: create collection";
     let body = json!({
         "name": stored,
         "metadata": {"hnsw:space": "cosine", "dimension": dimension, "tenant_id": v.id.as_str()},
         "get_or_create": true,
     });
-    let response = v
-        .http()
-        .post(collections_url(v))
-        .json(&body)
-        .send()
-        .await
-        .map_err(|e| unreachable_store("chroma", &e))?;
-    if !response.status().is_success() {
-        return Err(store_error("chroma: create collection", response).await);
-    }
-    let made: Collection = response
-        .json()
-        .await
-        .map_err(|e| VectorError::Store(format!("chroma: unreadable collection: {e}")))?;
+    let response = send(what, v.http().post(collections_url(v)).json(&body)).await?;
+    let made: Collection = read(what, response).await?;
     match made.dimension() {
-        Some(existing) if existing != dimension => Err(VectorError::Dimension {
-            collection: name.to_owned(),
-            expected: existing,
-            got: dimension,
-        }),
-        _ => Ok(()),
+        // It existed already, with another dimension.
+        Some(existing) => same_dimension(name, existing, dimension),
+        None => Ok(()),
     }
 }
 
 pub(super) async fn list(v: &TenantVectors) -> Result<Vec<String>, VectorError> {
+    let what = "chroma: list collections";
     let mut names = Vec::new();
-    let page = 100;
-    let mut offset = 0;
     loop {
-        let response = v
+        let request = v
             .http()
             .get(collections_url(v))
-            .query(&[("limit", page), ("offset", offset)])
-            .send()
-            .await
-            .map_err(|e| unreachable_store("chroma", &e))?;
-        if !response.status().is_success() {
-            return Err(store_error("chroma: list collections", response).await);
-        }
-        let batch: Vec<Collection> = response
-            .json()
-            .await
-            .map_err(|e| VectorError::Store(format!("chroma: unreadable list: {e}")))?;
-        let done = batch.len() < page;
+            .query(&[("limit", PAGE), ("offset", names.len())]);
+        let batch: Vec<Collection> = read(what, send(what, request).await?).await?;
+        let done = batch.len() < PAGE;
         names.extend(batch.into_iter().map(|c| c.name));
         if done {
             return Ok(names);
         }
-        offset += page;
     }
 }
 
 pub(super) async fn drop(v: &TenantVectors, stored: &str) -> Result<bool, VectorError> {
+    let what = "chroma: delete collection";
     if get(v, stored).await?.is_none() {
         return Ok(false);
     }
@@ -138,11 +131,11 @@ pub(super) async fn drop(v: &TenantVectors, stored: &str) -> Result<bool, Vector
         .delete(format!("{}/{stored}", collections_url(v)))
         .send()
         .await
-        .map_err(|e| unreachable_store("chroma", &e))?;
+        .map_err(|e| unreachable_store(what, e))?;
     match response.status().as_u16() {
         200..=299 => Ok(true),
         404 => Ok(false),
-        _ => Err(store_error("chroma: delete collection", response).await),
+        _ => Err(store_error(what, response).await),
     }
 }
 
@@ -172,18 +165,7 @@ pub(super) async fn upsert(
         "documents": records.iter().map(|r| r.text.as_deref()).collect::<Vec<_>>(),
         "metadatas": metadatas,
     });
-    let response = v
-        .http()
-        .post(format!("{}/{id}/upsert", collections_url(v)))
-        .json(&body)
-        .send()
-        .await
-        .map_err(|e| unreachable_store("chroma", &e))?;
-    if response.status().is_success() {
-        Ok(())
-    } else {
-        Err(store_error("chroma: upsert", response).await)
-    }
+    on_records(v, &id, "upsert", &body).await.map(|_| ())
 }
 
 /// One list per query; we send one.
@@ -200,6 +182,11 @@ struct QueryResult {
     metadatas: PerQuery<Map<String, Value>>,
 }
 
+/// The first (only) query's list of a per-query field.
+fn first<T>(field: PerQuery<T>) -> Vec<Option<T>> {
+    field.and_then(|f| f.into_iter().next()).unwrap_or_default()
+}
+
 pub(super) async fn search(
     v: &TenantVectors,
     stored: &str,
@@ -208,45 +195,18 @@ pub(super) async fn search(
     limit: usize,
 ) -> Result<Vec<Hit>, VectorError> {
     let (id, dimension) = existing(v, stored, name).await?;
-    if query.len() != dimension {
-        return Err(VectorError::Dimension {
-            collection: name.to_owned(),
-            expected: dimension,
-            got: query.len(),
-        });
-    }
+    same_dimension(name, dimension, query.len())?;
     let body = json!({
         "query_embeddings": [query],
         "n_results": limit,
         "include": ["distances", "documents", "metadatas"],
     });
-    let response = v
-        .http()
-        .post(format!("{}/{id}/query", collections_url(v)))
-        .json(&body)
-        .send()
-        .await
-        .map_err(|e| unreachable_store("chroma", &e))?;
-    if !response.status().is_success() {
-        return Err(store_error("chroma: query", response).await);
-    }
-    let result: QueryResult = response
-        .json()
-        .await
-        .map_err(|e| VectorError::Store(format!("chroma: unreadable query result: {e}")))?;
+    let result: QueryResult =
+        read("chroma: query", on_records(v, &id, "query", &body).await?).await?;
     let ids = result.ids.into_iter().next().unwrap_or_default();
-    let distances = result
-        .distances
-        .and_then(|d| d.into_iter().next())
-        .unwrap_or_default();
-    let documents = result
-        .documents
-        .and_then(|d| d.into_iter().next())
-        .unwrap_or_default();
-    let metadatas = result
-        .metadatas
-        .and_then(|m| m.into_iter().next())
-        .unwrap_or_default();
+    let distances = first(result.distances);
+    let documents = first(result.documents);
+    let metadatas = first(result.metadatas);
     Ok(ids
         .into_iter()
         .enumerate()
@@ -267,35 +227,20 @@ pub(super) async fn delete(
     ids: &[&str],
 ) -> Result<(), VectorError> {
     let (id, _) = existing(v, stored, name).await?;
-    let response = v
-        .http()
-        .post(format!("{}/{id}/delete", collections_url(v)))
-        .json(&json!({ "ids": ids }))
-        .send()
+    on_records(v, &id, "delete", &json!({ "ids": ids }))
         .await
-        .map_err(|e| unreachable_store("chroma", &e))?;
-    if response.status().is_success() {
-        Ok(())
-    } else {
-        Err(store_error("chroma: delete records", response).await)
-    }
+        .map(|_| ())
 }
 
 pub(super) async fn count(v: &TenantVectors, stored: &str, name: &str) -> Result<u64, VectorError> {
+    let what = "chroma: count";
     let (id, _) = existing(v, stored, name).await?;
-    let response = v
-        .http()
-        .get(format!("{}/{id}/count", collections_url(v)))
-        .send()
-        .await
-        .map_err(|e| unreachable_store("chroma", &e))?;
-    if !response.status().is_success() {
-        return Err(store_error("chroma: count", response).await);
-    }
-    response
-        .json()
-        .await
-        .map_err(|e| VectorError::Store(format!("chroma: unreadable count: {e}")))
+    let response = send(
+        what,
+        v.http().get(format!("{}/{id}/count", collections_url(v))),
+    )
+    .await?;
+    read(what, response).await
 }
 
 /// The dimension and every record of `stored`, page by page.
@@ -317,24 +262,12 @@ pub(super) async fn export(
     let (id, dimension) = existing(v, stored, name).await?;
     let mut records = Vec::new();
     loop {
-        let response = v
-            .http()
-            .post(format!("{}/{id}/get", collections_url(v)))
-            .json(&json!({
-                "limit": super::PAGE,
-                "offset": records.len(),
-                "include": ["embeddings", "documents", "metadatas"],
-            }))
-            .send()
-            .await
-            .map_err(|e| unreachable_store("chroma", &e))?;
-        if !response.status().is_success() {
-            return Err(store_error("chroma: get records", response).await);
-        }
-        let page: Page = response
-            .json()
-            .await
-            .map_err(|e| VectorError::Store(format!("chroma: unreadable records: {e}")))?;
+        let body = json!({
+            "limit": PAGE,
+            "offset": records.len(),
+            "include": ["embeddings", "documents", "metadatas"],
+        });
+        let page: Page = read("chroma: get", on_records(v, &id, "get", &body).await?).await?;
         let count = page.ids.len();
         let embeddings = page.embeddings.unwrap_or_default();
         let documents = page.documents.unwrap_or_default();
@@ -347,7 +280,7 @@ pub(super) async fn export(
                 metadata: metadatas.get(i).cloned().flatten().unwrap_or_default(),
             });
         }
-        if count < super::PAGE {
+        if count < PAGE {
             return Ok((dimension, records));
         }
     }

@@ -194,13 +194,7 @@ impl VectorRecord {
                 reason: "an id is 1-256 bytes".to_owned(),
             });
         }
-        if self.embedding.len() != dimension {
-            return Err(VectorError::Dimension {
-                collection: collection.to_owned(),
-                expected: dimension,
-                got: self.embedding.len(),
-            });
-        }
+        same_dimension(collection, dimension, self.embedding.len())?;
         if self.embedding.iter().any(|v| !v.is_finite()) {
             return Err(VectorError::InvalidRecord {
                 id: self.id.clone(),
@@ -595,21 +589,49 @@ async fn store_error(what: &str, response: reqwest::Response) -> VectorError {
     VectorError::Store(format!("{what}: {status}: {body}"))
 }
 
-fn unreachable_store(what: &str, error: &reqwest::Error) -> VectorError {
-    VectorError::Store(format!("{what}: {}", error.without_url_ref()))
+/// The error of a store that could not be reached (its URL, which may hold a key, left out).
+fn unreachable_store(what: &str, error: reqwest::Error) -> VectorError {
+    VectorError::Store(format!("{what}: {}", error.without_url()))
 }
 
-trait WithoutUrl {
-    fn without_url_ref(&self) -> String;
+/// Sends `request` to the store: its answer when it is a success, else an error naming
+/// `what` with the store's status and message.
+async fn send(
+    what: &str,
+    request: reqwest::RequestBuilder,
+) -> Result<reqwest::Response, VectorError> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| unreachable_store(what, e))?;
+    if response.status().is_success() {
+        Ok(response)
+    } else {
+        Err(store_error(what, response).await)
+    }
 }
 
-impl WithoutUrl for reqwest::Error {
-    fn without_url_ref(&self) -> String {
-        let mut text = self.to_string();
-        if let Some(url) = self.url() {
-            text = text.replace(url.as_str(), "the store");
-        }
-        text
+/// The JSON body of a store's answer.
+async fn read<T: serde::de::DeserializeOwned>(
+    what: &str,
+    response: reqwest::Response,
+) -> Result<T, VectorError> {
+    response
+        .json()
+        .await
+        .map_err(|e| VectorError::Store(format!("{what}: unreadable answer: {}", e.without_url())))
+}
+
+/// A vector of `got` dimensions against collection `collection` of `expected`.
+fn same_dimension(collection: &str, expected: usize, got: usize) -> Result<(), VectorError> {
+    if expected == got {
+        Ok(())
+    } else {
+        Err(VectorError::Dimension {
+            collection: collection.to_owned(),
+            expected,
+            got,
+        })
     }
 }
 

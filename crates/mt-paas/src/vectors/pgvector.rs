@@ -6,7 +6,7 @@
 use serde_json::{Map, Value};
 use sqlx::{Connection as _, PgConnection};
 
-use super::{Hit, TenantVectors, VectorError, VectorRecord};
+use super::{Hit, TenantVectors, VectorError, VectorRecord, same_dimension};
 use crate::core::database::{DbConn, TenantDb};
 
 /// id, score, text, metadata.
@@ -80,15 +80,7 @@ pub(super) async fn create(
     let mut db = v.database().await?;
     let conn = postgres(&mut db, v.id.as_str())?;
     if let Some(existing) = dimension(conn, stored).await? {
-        return if existing == dimension_wanted {
-            Ok(())
-        } else {
-            Err(VectorError::Dimension {
-                collection: name.to_owned(),
-                expected: existing,
-                got: dimension_wanted,
-            })
-        };
+        return same_dimension(name, existing, dimension_wanted);
     }
     ensure_extension(conn).await?;
     let sql = format!(
@@ -177,13 +169,7 @@ pub(super) async fn search(
     let mut db = v.database().await?;
     let conn = postgres(&mut db, v.id.as_str())?;
     let dimension = existing(conn, stored, name).await?;
-    if query.len() != dimension {
-        return Err(VectorError::Dimension {
-            collection: name.to_owned(),
-            expected: dimension,
-            got: query.len(),
-        });
-    }
+    same_dimension(name, dimension, query.len())?;
     let sql = format!(
         "SELECT id, (1 - (embedding OPERATOR(public.<=>) $1::real[]::public.vector))::float8, \
                 text, metadata \

@@ -5,7 +5,10 @@
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{Hit, TenantVectors, VectorError, VectorRecord, store_error, unreachable_store};
+use super::{
+    Hit, PAGE, TenantVectors, VectorError, VectorRecord, read, same_dimension, send, store_error,
+    unreachable_store,
+};
 
 /// The point id of a record id: a UUID (version 8, RFC 9562) from its SHA-256.
 pub(super) fn point_id(id: &str) -> String {
@@ -35,22 +38,20 @@ fn url(v: &TenantVectors, path: &str) -> String {
 }
 
 async fn dimension(v: &TenantVectors, stored: &str) -> Result<Option<usize>, VectorError> {
+    let what = "qdrant: get collection";
     let response = v
         .http()
         .get(url(v, &format!("/{stored}")))
         .send()
         .await
-        .map_err(|e| unreachable_store("qdrant", &e))?;
+        .map_err(|e| unreachable_store(what, e))?;
     if response.status().as_u16() == 404 {
         return Ok(None);
     }
     if !response.status().is_success() {
-        return Err(store_error("qdrant: get collection", response).await);
+        return Err(store_error(what, response).await);
     }
-    let info: Answer<Value> = response
-        .json()
-        .await
-        .map_err(|e| VectorError::Store(format!("qdrant: unreadable collection: {e}")))?;
+    let info: Answer<Value> = read(what, response).await?;
     let size = info.result["config"]["params"]["vectors"]["size"].as_u64();
     Ok(Some(
         size.and_then(|s| usize::try_from(s).ok()).ok_or_else(|| {
@@ -67,19 +68,30 @@ async fn existing(v: &TenantVectors, stored: &str, name: &str) -> Result<usize, 
         .ok_or_else(|| VectorError::NotFound(name.to_owned()))
 }
 
-async fn send(
+/// The `result` of a successful answer to `request`.
+async fn answer<T: serde::de::DeserializeOwned>(
     what: &str,
     request: reqwest::RequestBuilder,
-) -> Result<reqwest::Response, VectorError> {
-    let response = request
-        .send()
-        .await
-        .map_err(|e| unreachable_store("qdrant", &e))?;
-    if response.status().is_success() {
-        Ok(response)
-    } else {
-        Err(store_error(what, response).await)
-    }
+) -> Result<T, VectorError> {
+    let answer: Answer<T> = read(what, send(what, request).await?).await?;
+    Ok(answer.result)
+}
+
+/// A record's id, text and metadata from the payload of its point.
+fn unpack(payload: Option<Map<String, Value>>) -> (String, Option<String>, Map<String, Value>) {
+    let mut payload = payload.unwrap_or_default();
+    let id = payload
+        .remove("id")
+        .and_then(|i| i.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let text = payload
+        .remove("text")
+        .and_then(|t| t.as_str().map(str::to_owned));
+    let metadata = match payload.remove("metadata") {
+        Some(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
+    (id, text, metadata)
 }
 
 pub(super) async fn create(
@@ -88,16 +100,9 @@ pub(super) async fn create(
     name: &str,
     wanted: usize,
 ) -> Result<(), VectorError> {
-    match dimension(v, stored).await? {
-        Some(existing) if existing == wanted => return Ok(()),
-        Some(existing) => {
-            return Err(VectorError::Dimension {
-                collection: name.to_owned(),
-                expected: existing,
-                got: wanted,
-            });
-        }
-        None => {}
+    let what = "qdrant: create collection";
+    if let Some(existing) = dimension(v, stored).await? {
+        return same_dimension(name, existing, wanted);
     }
     let response = v
         .http()
@@ -105,19 +110,15 @@ pub(super) async fn create(
         .json(&json!({"vectors": {"size": wanted, "distance": "Cosine"}}))
         .send()
         .await
-        .map_err(|e| unreachable_store("qdrant", &e))?;
+        .map_err(|e| unreachable_store(what, e))?;
     match response.status().as_u16() {
         200..=299 => Ok(()),
         // Made meanwhile by another replica: fine if the dimension agrees.
         409 => match dimension(v, stored).await? {
-            Some(existing) if existing != wanted => Err(VectorError::Dimension {
-                collection: name.to_owned(),
-                expected: existing,
-                got: wanted,
-            }),
-            _ => Ok(()),
+            Some(existing) => same_dimension(name, existing, wanted),
+            None => Ok(()),
         },
-        _ => Err(store_error("qdrant: create collection", response).await),
+        _ => Err(store_error(what, response).await),
     }
 }
 
@@ -130,17 +131,8 @@ pub(super) async fn list(v: &TenantVectors) -> Result<Vec<String>, VectorError> 
     struct Named {
         name: String,
     }
-    let response = send("qdrant: list collections", v.http().get(url(v, ""))).await?;
-    let listed: Answer<Listed> = response
-        .json()
-        .await
-        .map_err(|e| VectorError::Store(format!("qdrant: unreadable list: {e}")))?;
-    Ok(listed
-        .result
-        .collections
-        .into_iter()
-        .map(|c| c.name)
-        .collect())
+    let listed: Listed = answer("qdrant: list collections", v.http().get(url(v, ""))).await?;
+    Ok(listed.collections.into_iter().map(|c| c.name).collect())
 }
 
 pub(super) async fn drop(v: &TenantVectors, stored: &str) -> Result<bool, VectorError> {
@@ -199,42 +191,23 @@ pub(super) async fn search(
         payload: Option<Map<String, Value>>,
     }
     let dimension = existing(v, stored, name).await?;
-    if query.len() != dimension {
-        return Err(VectorError::Dimension {
-            collection: name.to_owned(),
-            expected: dimension,
-            got: query.len(),
-        });
-    }
-    let response = send(
+    same_dimension(name, dimension, query.len())?;
+    let found: Vec<Scored> = answer(
         "qdrant: search",
         v.http()
             .post(url(v, &format!("/{stored}/points/search")))
             .json(&json!({"vector": query, "limit": limit, "with_payload": true})),
     )
     .await?;
-    let found: Answer<Vec<Scored>> = response
-        .json()
-        .await
-        .map_err(|e| VectorError::Store(format!("qdrant: unreadable search result: {e}")))?;
     Ok(found
-        .result
         .into_iter()
         .map(|s| {
-            let mut payload = s.payload.unwrap_or_default();
+            let (id, text, metadata) = unpack(s.payload);
             Hit {
-                id: payload
-                    .remove("id")
-                    .and_then(|i| i.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
+                id,
                 score: s.score,
-                text: payload
-                    .remove("text")
-                    .and_then(|t| t.as_str().map(str::to_owned)),
-                metadata: match payload.remove("metadata") {
-                    Some(Value::Object(m)) => m,
-                    _ => Map::new(),
-                },
+                text,
+                metadata,
             }
         })
         .collect())
@@ -264,18 +237,14 @@ pub(super) async fn count(v: &TenantVectors, stored: &str, name: &str) -> Result
         count: u64,
     }
     existing(v, stored, name).await?;
-    let response = send(
+    let counted: Counted = answer(
         "qdrant: count",
         v.http()
             .post(url(v, &format!("/{stored}/points/count")))
             .json(&json!({"exact": true})),
     )
     .await?;
-    let counted: Answer<Counted> = response
-        .json()
-        .await
-        .map_err(|e| VectorError::Store(format!("qdrant: unreadable count: {e}")))?;
-    Ok(counted.result.count)
+    Ok(counted.count)
 }
 
 /// The dimension and every record of `stored`, page by page (`points/scroll`).
@@ -301,39 +270,27 @@ pub(super) async fn export(
     let mut records = Vec::new();
     let mut offset: Option<Value> = None;
     loop {
-        let mut body = json!({"limit": super::PAGE, "with_payload": true, "with_vector": true});
+        let mut body = json!({"limit": PAGE, "with_payload": true, "with_vector": true});
         if let Some(offset) = offset.take() {
             body["offset"] = offset;
         }
-        let response = send(
+        let page: Scrolled = answer(
             "qdrant: scroll",
             v.http()
                 .post(url(v, &format!("/{stored}/points/scroll")))
                 .json(&body),
         )
         .await?;
-        let page: Answer<Scrolled> = response
-            .json()
-            .await
-            .map_err(|e| VectorError::Store(format!("qdrant: unreadable points: {e}")))?;
-        for point in page.result.points {
-            let mut payload = point.payload.unwrap_or_default();
+        for point in page.points {
+            let (id, text, metadata) = unpack(point.payload);
             records.push(VectorRecord {
-                id: payload
-                    .remove("id")
-                    .and_then(|i| i.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
+                id,
                 embedding: point.vector.unwrap_or_default(),
-                text: payload
-                    .remove("text")
-                    .and_then(|t| t.as_str().map(str::to_owned)),
-                metadata: match payload.remove("metadata") {
-                    Some(Value::Object(m)) => m,
-                    _ => Map::new(),
-                },
+                text,
+                metadata,
             });
         }
-        match page.result.next_page_offset {
+        match page.next_page_offset {
             Some(next) if !next.is_null() => offset = Some(next),
             _ => return Ok((dimension, records)),
         }

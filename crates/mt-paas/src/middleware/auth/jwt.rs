@@ -12,7 +12,6 @@
 //! `jsonwebtoken`, an independent implementation.
 
 use std::{
-    borrow::Cow,
     fmt,
     time::{SystemTime, UNIX_EPOCH},
 };
@@ -99,12 +98,11 @@ impl TokenError {
 
 /// The JOSE header, as far as we need it.
 #[derive(Deserialize)]
-struct Header<'a> {
-    #[serde(borrow)]
-    alg: Cow<'a, str>,
+struct Header {
+    alg: String,
     /// The market's key id (RS256).
-    #[serde(borrow, default)]
-    kid: Option<Cow<'a, str>>,
+    #[serde(default)]
+    kid: Option<String>,
     /// Extensions the recipient must understand (RFC 7515 §4.1.11); we understand none.
     #[serde(default)]
     crit: Option<Value>,
@@ -236,7 +234,7 @@ impl JwtKeys {
 
 /// A compact JWS split into its parts; nothing in it is trusted yet.
 struct Jws<'a> {
-    header: Header<'a>,
+    header: Header,
     /// `header.payload`, what the signature covers.
     signing_input: &'a str,
     payload: &'a str,
@@ -254,17 +252,11 @@ impl<'a> Jws<'a> {
         let header_json = URL_SAFE_NO_PAD
             .decode(header)
             .map_err(|_| TokenError::Malformed)?;
-        let header: Header<'_> =
+        let header: Header =
             serde_json::from_slice(&header_json).map_err(|_| TokenError::Malformed)?;
         if header.crit.is_some() {
             return Err(TokenError::Malformed);
         }
-        // The header borrowed from `header_json`, which dies here: own its strings.
-        let header = Header {
-            alg: Cow::Owned(header.alg.into_owned()),
-            kid: header.kid.map(|k| Cow::Owned(k.into_owned())),
-            crit: None,
-        };
         let signature = URL_SAFE_NO_PAD
             .decode(signature)
             .map_err(|_| TokenError::Malformed)?;
