@@ -3,6 +3,7 @@
 #![allow(unreachable_pub, clippy::unwrap_used, clippy::type_complexity)]
 
 mod config;
+mod connections;
 mod docker;
 mod guard;
 mod helpers;

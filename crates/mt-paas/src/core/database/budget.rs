@@ -5,7 +5,11 @@
 //! Unlike a pool per tenant (whose idle connections add up with the tenant count), the bound
 //! here counts every open connection, idle or in use: `open <= max` always holds, also while
 //! an evicted connection is being closed (its slot passes to the new one only after it is
-//! closed).
+//! closed), and while a returned one is being reset.
+//!
+//! A returned connection is reset ([`session`](super::session)) before it is idle again; an
+//! idle connection remembers the schema it is on, and a checkout for a schema prefers a
+//! connection already on it.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -16,6 +20,8 @@ use std::{
 
 use sqlx::{Connection, PgConnection, SqliteConnection};
 use tokio::sync::Notify;
+
+use super::session;
 
 /// Reuse a connection idle longer than this only after a ping.
 const PING_AFTER: Duration = Duration::from_secs(30);
@@ -32,6 +38,17 @@ impl AnyConn {
         let result = match self {
             Self::Sqlite(c) => c.close().await,
             Self::Postgres(c) => c.close().await,
+        };
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "closing a tenant connection");
+        }
+    }
+
+    /// Closes the socket without waiting for the server (it may still be busy).
+    async fn close_hard(self) {
+        let result = match self {
+            Self::Sqlite(c) => c.close_hard().await,
+            Self::Postgres(c) => c.close_hard().await,
         };
         if let Err(e) = result {
             tracing::debug!(error = %e, "closing a tenant connection");
@@ -84,23 +101,35 @@ struct Idle {
     conn: AnyConn,
     seq: u64,
     since: Instant,
+    /// The schema its `search_path` is on (SCHEMA_PER_TENANT), `None` for the default.
+    schema: Option<Arc<str>>,
 }
 
 enum Plan {
-    Reuse(AnyConn, Instant),
+    Reuse(Idle),
     Open,
     Evict(AnyConn),
     Wait,
 }
 
 impl State {
-    fn plan(&mut self, key: &Arc<str>, max: usize) -> Plan {
+    /// What a checkout for `key` does; of several idle connections, one already on `schema`
+    /// is taken first, else the one returned last.
+    fn plan(&mut self, key: &Arc<str>, schema: Option<&str>, max: usize) -> Plan {
         if let Some(slot) = self.slots.get_mut(key)
             && !slot.closing
-            && let Some(idle) = slot.idle.pop()
+            && let Some(last) = slot.idle.len().checked_sub(1)
         {
+            let pick = schema
+                .and_then(|s| {
+                    slot.idle
+                        .iter()
+                        .rposition(|i| i.schema.as_deref() == Some(s))
+                })
+                .unwrap_or(last);
+            let idle = slot.idle.swap_remove(pick);
             self.lru.remove(&idle.seq);
-            return Plan::Reuse(idle.conn, idle.since);
+            return Plan::Reuse(idle);
         }
         if self.open < max {
             self.open += 1;
@@ -154,11 +183,12 @@ impl Drop for Reservation {
     }
 }
 
-/// A connection checked out of the budget; returned for reuse when dropped.
+/// A connection checked out of the budget; reset and returned for reuse when dropped.
 pub(crate) struct Lease {
     conn: Option<AnyConn>,
     key: Arc<str>,
     budget: Arc<Budget>,
+    schema: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for Lease {
@@ -176,6 +206,16 @@ impl Lease {
             .expect("a lease holds its connection until dropped")
     }
 
+    /// The schema the connection's `search_path` is on, as far as the framework set it.
+    pub(crate) fn schema(&self) -> Option<&str> {
+        self.schema.as_deref()
+    }
+
+    /// Records that the connection's `search_path` is now `schema`.
+    pub(crate) fn set_schema(&mut self, schema: Arc<str>) {
+        self.schema = Some(schema);
+    }
+
     /// Closes the connection instead of returning it (it may be in an unknown state).
     pub(crate) fn discard(mut self) {
         if let Some(conn) = self.conn.take() {
@@ -187,7 +227,8 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
-            self.budget.give_back(&self.key, conn);
+            self.budget
+                .give_back(self.key.clone(), conn, self.schema.take());
         }
     }
 }
@@ -215,17 +256,23 @@ impl Budget {
         self.lock().open
     }
 
+    /// Idle connections (reset and ready for the next checkout).
+    pub(crate) fn idle(&self) -> usize {
+        self.lock().lru.len()
+    }
+
     /// Open connections to one target.
     pub(crate) fn open_for(&self, key: &str) -> usize {
         self.lock().slots.get(key).map_or(0, |s| s.open)
     }
 
-    /// A connection to `key`: an idle one, a new one, or one made room for by closing the
-    /// least recently used idle connection of another target; waits up to the acquire
-    /// timeout when every connection is in use.
+    /// A connection to `key`: an idle one (one on `schema` first), a new one, or one made
+    /// room for by closing the least recently used idle connection of another target; waits
+    /// up to the acquire timeout when every connection is in use.
     pub(crate) async fn checkout<F, Fut>(
         self: &Arc<Self>,
         key: &Arc<str>,
+        schema: Option<&str>,
         connect: F,
     ) -> Result<Lease, BudgetError>
     where
@@ -238,11 +285,12 @@ impl Budget {
             let freed = self.freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
-            let plan = self.lock().plan(key, self.max);
+            let plan = self.lock().plan(key, schema, self.max);
             match plan {
-                Plan::Reuse(conn, since) => {
-                    let mut lease = self.lease(key, conn);
-                    if since.elapsed() < PING_AFTER || lease.conn().ping().await.is_ok() {
+                Plan::Reuse(idle) => {
+                    let mut lease = self.lease(key, idle.conn);
+                    lease.schema = idle.schema;
+                    if idle.since.elapsed() < PING_AFTER || lease.conn().ping().await.is_ok() {
                         return Ok(lease);
                     }
                     lease.discard();
@@ -293,10 +341,38 @@ impl Budget {
             conn: Some(conn),
             key: key.clone(),
             budget: self.clone(),
+            schema: None,
         }
     }
 
-    fn give_back(self: &Arc<Self>, key: &Arc<str>, conn: AnyConn) {
+    /// Resets a returned connection in a task of its own, then makes it idle; one whose reset
+    /// fails or takes too long is closed. Without a runtime (shutting down) it is closed.
+    fn give_back(self: &Arc<Self>, key: Arc<str>, mut conn: AnyConn, schema: Option<Arc<str>>) {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            drop(conn);
+            self.release(&key);
+            return;
+        };
+        let budget = self.clone();
+        handle.spawn(async move {
+            let reset = session::reset(&mut conn, schema.as_deref());
+            match tokio::time::timeout(session::RESET_TIMEOUT, reset).await {
+                Ok(Ok(())) => budget.put_idle(&key, conn, schema),
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "a returned tenant connection is closed, not reused");
+                    conn.close().await;
+                    budget.release(&key);
+                }
+                Err(_) => {
+                    tracing::debug!("a returned tenant connection was still busy; it is closed");
+                    conn.close_hard().await;
+                    budget.release(&key);
+                }
+            }
+        });
+    }
+
+    fn put_idle(self: &Arc<Self>, key: &Arc<str>, conn: AnyConn, schema: Option<Arc<str>>) {
         let mut state = self.lock();
         let closing = state.slots.get(key).is_none_or(|s| s.closing);
         if closing {
@@ -312,6 +388,7 @@ impl Budget {
                 conn,
                 seq,
                 since: Instant::now(),
+                schema,
             });
         }
         drop(state);
@@ -446,6 +523,17 @@ mod tests {
         Arc::from(s)
     }
 
+    /// Waits until `n` connections are idle (returned connections are reset first).
+    async fn idle_is(budget: &Budget, n: usize) {
+        for _ in 0..400 {
+            if budget.idle() == n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("{} idle connections, not {n}", budget.idle());
+    }
+
     #[tokio::test]
     async fn idle_connections_are_reused() {
         let budget = Budget::new(4, Duration::from_secs(60), Duration::from_secs(1));
@@ -455,8 +543,9 @@ mod tests {
             memory()
         };
         for _ in 0..5 {
-            let lease = budget.checkout(&key("a"), connect).await.unwrap();
+            let lease = budget.checkout(&key("a"), None, connect).await.unwrap();
             drop(lease);
+            idle_is(&budget, 1).await;
         }
         assert_eq!(opened.load(Ordering::SeqCst), 1);
         assert_eq!(budget.open(), 1);
@@ -465,11 +554,13 @@ mod tests {
     #[tokio::test]
     async fn the_least_recently_used_idle_connection_makes_room() {
         let budget = Budget::new(2, Duration::from_secs(60), Duration::from_secs(1));
-        drop(budget.checkout(&key("a"), memory).await.unwrap());
-        drop(budget.checkout(&key("b"), memory).await.unwrap());
+        drop(budget.checkout(&key("a"), None, memory).await.unwrap());
+        idle_is(&budget, 1).await;
+        drop(budget.checkout(&key("b"), None, memory).await.unwrap());
+        idle_is(&budget, 2).await;
         assert_eq!(budget.open(), 2);
         // "a" is the oldest idle connection: "c" takes its slot.
-        drop(budget.checkout(&key("c"), memory).await.unwrap());
+        drop(budget.checkout(&key("c"), None, memory).await.unwrap());
         assert_eq!(budget.open(), 2);
         assert_eq!(budget.open_for("a"), 0);
         assert_eq!(budget.open_for("b"), 1);
@@ -479,13 +570,13 @@ mod tests {
     #[tokio::test]
     async fn a_full_budget_waits_then_times_out() {
         let budget = Budget::new(1, Duration::from_secs(60), Duration::from_millis(200));
-        let held = budget.checkout(&key("a"), memory).await.unwrap();
-        let err = budget.checkout(&key("b"), memory).await.unwrap_err();
+        let held = budget.checkout(&key("a"), None, memory).await.unwrap();
+        let err = budget.checkout(&key("b"), None, memory).await.unwrap_err();
         assert!(matches!(err, BudgetError::Timeout(_)), "{err}");
         // A waiter gets the connection's slot as soon as it is returned.
         let waiter = {
             let budget = budget.clone();
-            tokio::spawn(async move { budget.checkout(&key("b"), memory).await.map(drop) })
+            tokio::spawn(async move { budget.checkout(&key("b"), None, memory).await.map(drop) })
         };
         tokio::time::sleep(Duration::from_millis(50)).await;
         drop(held);
@@ -503,7 +594,7 @@ mod tests {
             let peak = peak.clone();
             tasks.push(tokio::spawn(async move {
                 let k = key(&format!("t{}", i % 37));
-                let lease = budget.checkout(&k, memory).await.unwrap();
+                let lease = budget.checkout(&k, None, memory).await.unwrap();
                 peak.fetch_max(budget.open(), Ordering::SeqCst);
                 tokio::task::yield_now().await;
                 drop(lease);
@@ -524,33 +615,87 @@ mod tests {
     async fn an_abandoned_checkout_gives_its_slot_back() {
         let budget = Budget::new(1, Duration::from_secs(60), Duration::from_secs(1));
         let never = || std::future::pending::<Result<AnyConn, sqlx::Error>>();
-        let abandoned =
-            tokio::time::timeout(Duration::from_millis(50), budget.checkout(&key("a"), never))
-                .await;
+        let abandoned = tokio::time::timeout(
+            Duration::from_millis(50),
+            budget.checkout(&key("a"), None, never),
+        )
+        .await;
         assert!(abandoned.is_err());
         assert_eq!(budget.open(), 0);
-        budget.checkout(&key("b"), memory).await.unwrap();
+        budget.checkout(&key("b"), None, memory).await.unwrap();
     }
 
     #[tokio::test]
     async fn idle_connections_close_after_the_idle_timeout() {
         let budget = Budget::new(4, Duration::from_millis(100), Duration::from_secs(1));
-        drop(budget.checkout(&key("a"), memory).await.unwrap());
+        drop(budget.checkout(&key("a"), None, memory).await.unwrap());
         assert_eq!(budget.open(), 1);
         tokio::time::sleep(Duration::from_millis(600)).await;
         assert_eq!(budget.open(), 0);
     }
 
     #[tokio::test]
+    async fn a_returned_transaction_is_rolled_back_and_temp_tables_close_the_connection() {
+        let budget = Budget::new(1, Duration::from_secs(60), Duration::from_secs(1));
+        let shared = || async {
+            let options = SqliteConnectOptions::new()
+                .filename("file:budget_reset?mode=memory&cache=shared")
+                .shared_cache(true);
+            Ok(AnyConn::Sqlite(
+                SqliteConnection::connect_with(&options).await?,
+            ))
+        };
+        let mut keeper = shared().await.unwrap();
+        let AnyConn::Sqlite(keeper_conn) = &mut keeper else {
+            unreachable!()
+        };
+        sqlx::raw_sql("CREATE TABLE t (v INTEGER)")
+            .execute(&mut *keeper_conn)
+            .await
+            .unwrap();
+        let mut lease = budget.checkout(&key("a"), None, shared).await.unwrap();
+        let AnyConn::Sqlite(conn) = lease.conn() else {
+            unreachable!()
+        };
+        sqlx::raw_sql("BEGIN; INSERT INTO t VALUES (1)")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        drop(lease);
+        idle_is(&budget, 1).await;
+        let mut lease = budget.checkout(&key("a"), None, shared).await.unwrap();
+        let AnyConn::Sqlite(conn) = lease.conn() else {
+            unreachable!()
+        };
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM t")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(rows, 0, "the open transaction was rolled back");
+        sqlx::raw_sql("CREATE TEMP TABLE scratch (v INTEGER)")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        drop(lease);
+        for _ in 0..400 {
+            if budget.open() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(budget.open(), 0, "a connection with temp tables is closed");
+    }
+
+    #[tokio::test]
     async fn closing_a_target_closes_its_connections() {
         let budget = Budget::new(4, Duration::from_secs(60), Duration::from_secs(1));
-        drop(budget.checkout(&key("a"), memory).await.unwrap());
-        drop(budget.checkout(&key("b"), memory).await.unwrap());
+        drop(budget.checkout(&key("a"), None, memory).await.unwrap());
+        drop(budget.checkout(&key("b"), None, memory).await.unwrap());
         budget.close_target("a").await;
         assert_eq!(budget.open_for("a"), 0);
         assert_eq!(budget.open_for("b"), 1);
         // The target can be used again afterwards.
-        drop(budget.checkout(&key("a"), memory).await.unwrap());
+        drop(budget.checkout(&key("a"), None, memory).await.unwrap());
         assert_eq!(budget.open_for("a"), 1);
     }
 }

@@ -23,9 +23,9 @@
 //! ```
 //!
 //! - DATABASE_PER_TENANT: a SQLite file or a Postgres database per tenant;
-//! - SCHEMA_PER_TENANT: one Postgres database; each checkout sets `search_path` to the
-//!   tenant's schema before the connection is handed out, so no query runs with another
-//!   tenant's `search_path`, and the connection count does not grow with the tenant count;
+//! - SCHEMA_PER_TENANT: one Postgres database; a connection is on the tenant's schema (with
+//!   `pg_temp` last) before it is handed out, so no query runs with another tenant's
+//!   `search_path`, and the connection count does not grow with the tenant count;
 //! - DOCKER_PER_TENANT: the database in the tenant's own stack, at its port block.
 //!
 //! Connections are opened lazily and bounded by one budget for all tenants
@@ -33,8 +33,13 @@
 //! `database.tenant.pool_size_per_tenant` at once; idle ones close after
 //! `idle_timeout_seconds`, and the least recently used idle one makes room when the budget is
 //! full.
+//!
+//! Whatever a handler leaves on its connection — an open or failed transaction, temp tables,
+//! session settings, a query still running — is undone before the connection is used again,
+//! or the connection is closed ([`session`]).
 
 mod budget;
+mod session;
 mod target;
 
 use std::{sync::Arc, time::Duration};
@@ -108,12 +113,22 @@ struct Inner {
 pub(crate) struct Placement {
     target: Target,
     key: Arc<str>,
+    /// The schema of a SCHEMA_PER_TENANT target.
+    schema: Option<Arc<str>>,
 }
 
 impl Placement {
     fn new(target: Target) -> Self {
         let key = target.pool_key();
-        Self { target, key }
+        let schema = match &target {
+            Target::PgSchema { schema, .. } => Some(Arc::from(schema.as_str())),
+            _ => None,
+        };
+        Self {
+            target,
+            key,
+            schema,
+        }
     }
 }
 
@@ -214,7 +229,7 @@ impl DatabaseRouter {
         let mut lease = self
             .inner
             .budget
-            .checkout(&placement.key, || {
+            .checkout(&placement.key, placement.schema.as_deref(), || {
                 connect(target, &self.inner.config.service.id)
             })
             .await
@@ -225,15 +240,18 @@ impl DatabaseRouter {
                     source,
                 },
             })?;
-        if let Target::PgSchema { schema, .. } = target {
-            // Every checkout sets the tenant's schema before the connection is handed out;
-            // a connection whose SET fails is closed, never used.
-            let sql = format!("SET search_path TO {}", quote_ident(schema));
+        if let Some(schema) = &placement.schema
+            && lease.schema() != Some(&**schema)
+        {
+            // A connection new or last on another schema is switched before it is handed
+            // out; one whose switch fails is closed, never used.
             let result = match lease.conn() {
-                AnyConn::Postgres(conn) => sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                    .execute(&mut *conn)
-                    .await
-                    .map(drop),
+                AnyConn::Postgres(conn) => {
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(session::switch_sql(schema)))
+                        .execute(&mut *conn)
+                        .await
+                        .map(drop)
+                }
                 AnyConn::Sqlite(_) => Ok(()),
             };
             if let Err(source) = result {
@@ -243,6 +261,7 @@ impl DatabaseRouter {
                     source,
                 });
             }
+            lease.set_schema(schema.clone());
         }
         Ok(TenantDb {
             lease,

@@ -1,0 +1,104 @@
+//! What a tenant connection is put through when a request gives it back, before anyone —
+//! another tenant or the same tenant's next request — gets it (DESIGN §10, invariant 6).
+//!
+//! A handler holds a plain `&mut PgConnection` and may leave anything on it: a transaction
+//! opened with a raw `BEGIN` (or failed inside one), temp tables (which Postgres searches
+//! before any schema unless `pg_temp` is placed in the path), session settings
+//! (`search_path`, `role`, `application_name`, ...), `LISTEN`s, advisory locks, held cursors,
+//! or a query still running because its future was dropped. None of that can be seen from
+//! outside the connection, so every returned connection is reset, off the request path (in
+//! a task of its own), and only a connection whose reset succeeded within [`RESET_TIMEOUT`]
+//! goes back to the idle set; any other is closed.
+//!
+//! The Postgres reset is `DISCARD ALL` without `DEALLOCATE ALL`/`DISCARD PLANS` (which would
+//! invalidate sqlx's statement cache and cost every request a re-prepare): prepared
+//! statements stay, and Postgres re-plans them when `search_path` changes. In
+//! SCHEMA_PER_TENANT the same round trip puts the connection back on its tenant's schema with
+//! `pg_temp` last, so the next request of that tenant needs no `SET` at all.
+//!
+//! SQLite (one file per tenant, so nothing can cross tenants): an open transaction is rolled
+//! back, and a connection with temp tables is closed rather than reused.
+
+use std::time::Duration;
+
+use sqlx::{AssertSqlSafe, Connection, PgConnection, SqliteConnection};
+
+use super::{budget::AnyConn, target::quote_ident};
+
+/// How long a reset may take. A reset waits for whatever the connection still has in flight
+/// (a query whose future was dropped): past this, the connection is closed instead.
+pub(crate) const RESET_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Postgres's "in failed SQL transaction": every statement but `ROLLBACK` is refused.
+const IN_FAILED_TRANSACTION: &str = "25P02";
+
+/// The session state a handler can leave, undone (`DISCARD ALL` but for prepared statements).
+/// `SET SESSION AUTHORIZATION DEFAULT` also resets `role`, which `RESET ALL` leaves alone;
+/// `RESET ALL` returns every setting, `application_name` included, to its value at connect.
+const PG_RESET: &str = "SET SESSION AUTHORIZATION DEFAULT; RESET ALL; CLOSE ALL; UNLISTEN *; \
+     SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES";
+
+/// `SET search_path` to a tenant's schema. `pg_temp` is named last: unnamed, Postgres would
+/// search it first, and a temp table could stand in for a tenant table.
+pub(crate) fn switch_sql(schema: &str) -> String {
+    format!("SET search_path TO {}, pg_temp", quote_ident(schema))
+}
+
+fn reset_sql(schema: Option<&str>) -> String {
+    match schema {
+        Some(schema) => format!("{PG_RESET}; {}", switch_sql(schema)),
+        None => PG_RESET.to_owned(),
+    }
+}
+
+/// Resets `conn` (and puts it on `schema`, when given). An error means the connection must
+/// be closed, never reused.
+pub(crate) async fn reset(conn: &mut AnyConn, schema: Option<&str>) -> Result<(), sqlx::Error> {
+    match conn {
+        AnyConn::Postgres(conn) => reset_postgres(conn, schema).await,
+        AnyConn::Sqlite(conn) => reset_sqlite(conn).await,
+    }
+}
+
+async fn reset_postgres(conn: &mut PgConnection, schema: Option<&str>) -> Result<(), sqlx::Error> {
+    let sql = reset_sql(schema);
+    // sqlx tracks only the transactions it began itself, so the server is asked: `begin_with`
+    // runs the reset, then reports the server's transaction status. "Not in a transaction"
+    // (BeginFailed) is the common case and means the reset is done, in one round trip.
+    let failed = match conn.begin_with(AssertSqlSafe(sql.clone())).await {
+        Err(sqlx::Error::BeginFailed) => return Ok(()),
+        // A transaction was open: the reset ran inside it and goes with it.
+        Ok(transaction) => {
+            transaction.rollback().await?;
+            false
+        }
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(IN_FAILED_TRANSACTION) => true,
+        // Anything else — a transaction sqlx still counts as open (a forgotten
+        // `Transaction`), a broken connection, an error left by a dropped query — closes it.
+        Err(e) => return Err(e),
+    };
+    if failed {
+        sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await?;
+    }
+    sqlx::raw_sql(AssertSqlSafe(sql))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+async fn reset_sqlite(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+    match conn.begin_with("SELECT 1").await {
+        Err(sqlx::Error::BeginFailed) => {}
+        Ok(transaction) => transaction.rollback().await?,
+        Err(e) => return Err(e),
+    }
+    let temp: i64 = sqlx::query_scalar("SELECT count(*) FROM temp.sqlite_schema")
+        .fetch_one(&mut *conn)
+        .await?;
+    if temp > 0 {
+        return Err(sqlx::Error::Protocol(
+            "the connection holds temp tables".to_owned(),
+        ));
+    }
+    Ok(())
+}
