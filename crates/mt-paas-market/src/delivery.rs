@@ -56,29 +56,45 @@ pub(crate) async fn run(market: Weak<Inner>) {
 /// The request of a command: method, path and body.
 fn request_of(service_id: &str, command: &Command) -> (Method, String, Vec<u8>) {
     match command {
-        Command::Block { tenant_id, command } => (
+        Command::Block(c) => (
             Method::POST,
-            paths::block(service_id, tenant_id),
-            json(command),
+            paths::block(service_id, &c.tenant_id),
+            json(c),
         ),
-        Command::Unblock { tenant_id, command } => (
+        Command::Unblock(c) => (
             Method::POST,
-            paths::unblock(service_id, tenant_id),
-            json(command),
+            paths::unblock(service_id, &c.tenant_id),
+            json(c),
         ),
-        Command::Provision { command } => {
-            (Method::POST, paths::provision(service_id), json(command))
-        }
-        Command::Deprovision { tenant_id, command } => (
+        Command::Provision(c) => (Method::POST, paths::provision(service_id), json(c)),
+        Command::Deprovision(c) => (
             Method::DELETE,
-            paths::deprovision(service_id, tenant_id),
-            json(command),
+            paths::deprovision(service_id, &c.tenant_id),
+            json(c),
         ),
     }
 }
 
 fn json<T: serde::Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
+}
+
+/// Why a signed request got no 2xx.
+#[derive(Debug)]
+pub(crate) enum SendError {
+    /// No answer (or the request could not be made).
+    Unreachable(String),
+    /// The service answered a non-2xx with problem `code` (empty when not a problem).
+    Answered { code: String, message: String },
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unreachable(e) => f.write_str(e),
+            Self::Answered { message, .. } => f.write_str(message),
+        }
+    }
 }
 
 /// Sends a signed request to the service; returns the response body on a 2xx.
@@ -88,15 +104,15 @@ pub(crate) async fn send_signed(
     method: Method,
     path: &str,
     body: Vec<u8>,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, SendError> {
     let base = service
         .base_url
         .as_deref()
-        .ok_or_else(|| "the service has no base_url".to_owned())?;
+        .ok_or_else(|| SendError::Unreachable("the service has no base_url".to_owned()))?;
     let secret: WebhookSecret = service
         .webhook_secret
         .parse()
-        .map_err(|e| format!("the service's webhook secret: {e}"))?;
+        .map_err(|e| SendError::Unreachable(format!("the service's webhook secret: {e}")))?;
     let message_id = crypto::new_id("msg");
     let headers = webhook::sign(
         &secret,
@@ -115,21 +131,32 @@ pub(crate) async fn send_signed(
         .body(body)
         .send()
         .await
-        .map_err(|e| format!("{url}: {e}"))?;
+        .map_err(|e| SendError::Unreachable(format!("{url}: {e}")))?;
     let status = response.status();
-    let bytes = response.bytes().await.map_err(|e| format!("{url}: {e}"))?;
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| SendError::Unreachable(format!("{url}: {e}")))?;
     if status.is_success() {
-        Ok(bytes.to_vec())
-    } else {
-        Err(format!(
+        return Ok(bytes.to_vec());
+    }
+    let code = serde_json::from_slice::<mt_paas_protocol::Problem>(&bytes)
+        .map(|p| p.code)
+        .unwrap_or_default();
+    Err(SendError::Answered {
+        code,
+        message: format!(
             "{url} answered {status}: {}",
             String::from_utf8_lossy(&bytes)
                 .chars()
                 .take(300)
                 .collect::<String>()
-        ))
-    }
+        ),
+    })
 }
+
+/// The problem code with which a service refuses a command signed for another target.
+const TARGET_MISMATCH: &str = "command_target_mismatch";
 
 async fn push(inner: &Inner, service_id: &str, command: &Command, attempts: i64) {
     let service = match inner.store.service(service_id).await {
@@ -145,7 +172,7 @@ async fn push(inner: &Inner, service_id: &str, command: &Command, attempts: i64)
         .await
         .and_then(|body| {
             serde_json::from_slice::<CommandReceipt>(&body)
-                .map_err(|e| format!("the receipt is not valid: {e}"))
+                .map_err(|e| SendError::Unreachable(format!("the receipt is not valid: {e}")))
         });
     let id = command.command_id();
     match outcome {
@@ -159,7 +186,15 @@ async fn push(inner: &Inner, service_id: &str, command: &Command, attempts: i64)
                 tracing::error!(error = %e, "cannot record a receipt");
             }
         }
+        // Final: the service will refuse this command however often it is sent.
+        Err(SendError::Answered { code, message, .. }) if code == TARGET_MISMATCH => {
+            tracing::error!(command = id, service = service_id, error = %message, "the service refused the command's signed target");
+            if let Err(e) = inner.store.acknowledge(id, "rejected", &message).await {
+                tracing::error!(error = %e, "cannot record a refusal");
+            }
+        }
         Err(error) => {
+            let error = error.to_string();
             let wait = backoff(u32::try_from(attempts).unwrap_or(u32::MAX));
             // A service that is starting refuses a few pushes; only persistence is news.
             if attempts >= 4 {
@@ -196,6 +231,7 @@ pub(crate) fn hint(
     }
     tokio::spawn(async move {
         let body = serde_json::to_vec(&EventHint {
+            service_id: service.id.clone(),
             tenant_id,
             revision,
         })

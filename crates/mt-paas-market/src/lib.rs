@@ -146,8 +146,11 @@ impl Market {
     /// `seed_dev_data`, and starts command delivery.
     pub async fn start(config: MarketConfig) -> Result<Self, MarketError> {
         let store = Store::open(&config.database.url, config.database.pool_size).await?;
+        // Commands are never delivered anywhere but the service's own base_url: a redirect
+        // would carry a signed command (and its webhook-* headers) to another address.
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(config.delivery.timeout_ms))
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| MarketError::Client(e.to_string()))?;
         let market = Self {
@@ -353,15 +356,14 @@ impl Market {
         plan: &str,
         isolation: Option<String>,
     ) -> Result<Command, ActionError> {
-        let command = Command::Provision {
-            command: ProvisionCommand {
-                command_id: crypto::new_id("cmd"),
-                tenant_id: tenant.id.clone(),
-                display_name: tenant.name.clone(),
-                plan: plan.to_owned(),
-                isolation,
-            },
-        };
+        let command = Command::Provision(ProvisionCommand {
+            service_id: service.id.clone(),
+            command_id: crypto::new_id("cmd"),
+            tenant_id: tenant.id.clone(),
+            display_name: tenant.name.clone(),
+            plan: plan.to_owned(),
+            isolation,
+        });
         self.inner.store.enqueue(&service.id, &command).await?;
         self.kick();
         Ok(command)
@@ -440,17 +442,16 @@ impl Market {
         let after = self
             .apply(&service, tenant_id, Change::Block(block.clone()))
             .await?;
-        let command = Command::Block {
+        let command = Command::Block(BlockCommand {
+            service_id: service.id.clone(),
             tenant_id: tenant_id.to_owned(),
-            command: BlockCommand {
-                reason: block.reason,
-                block_at: block.block_at,
-                grace_period_hours: block.grace_period_hours,
-                message: block.message,
-                command_id: block.command_id,
-                sequence: u64::try_from(after.sequence).unwrap_or_default(),
-            },
-        };
+            reason: block.reason,
+            block_at: block.block_at,
+            grace_period_hours: block.grace_period_hours,
+            message: block.message,
+            command_id: block.command_id,
+            sequence: u64::try_from(after.sequence).unwrap_or_default(),
+        });
         self.inner.store.enqueue(&service.id, &command).await?;
         self.kick();
         Ok(command)
@@ -465,14 +466,13 @@ impl Market {
     ) -> Result<Command, ActionError> {
         let (service, _) = self.existing(service_id, tenant_id).await?;
         let after = self.apply(&service, tenant_id, Change::Unblock).await?;
-        let command = Command::Unblock {
+        let command = Command::Unblock(UnblockCommand {
+            service_id: service.id.clone(),
             tenant_id: tenant_id.to_owned(),
-            command: UnblockCommand {
-                command_id: crypto::new_id("cmd"),
-                sequence: u64::try_from(after.sequence).unwrap_or_default(),
-                reason: reason.to_owned(),
-            },
-        };
+            command_id: crypto::new_id("cmd"),
+            sequence: u64::try_from(after.sequence).unwrap_or_default(),
+            reason: reason.to_owned(),
+        });
         self.inner.store.enqueue(&service.id, &command).await?;
         self.kick();
         Ok(command)
@@ -507,13 +507,12 @@ impl Market {
         archive: bool,
     ) -> Result<Command, ActionError> {
         let (service, _) = self.existing(service_id, tenant_id).await?;
-        let command = Command::Deprovision {
+        let command = Command::Deprovision(DeprovisionCommand {
+            service_id: service.id.clone(),
             tenant_id: tenant_id.to_owned(),
-            command: DeprovisionCommand {
-                command_id: crypto::new_id("cmd"),
-                archive,
-            },
-        };
+            command_id: crypto::new_id("cmd"),
+            archive,
+        });
         self.inner.store.enqueue(&service.id, &command).await?;
         self.kick();
         Ok(command)

@@ -119,7 +119,8 @@ pub struct QueuedCommand {
     pub command: Command,
     /// The service.
     pub service_id: String,
-    /// `pending`, `applied`, `superseded` or `failed`.
+    /// `pending`, `applied`, `superseded`, `failed` or `rejected` (the service refused its
+    /// signed target).
     pub status: String,
     /// Push attempts so far.
     pub attempts: i64,
@@ -240,8 +241,12 @@ impl TryFrom<CommandRow> for QueuedCommand {
     type Error = StoreError;
 
     fn try_from(row: CommandRow) -> Result<Self> {
+        let mut command: Command =
+            serde_json::from_str(&row.body).map_err(|e| corrupt("command", e))?;
+        // Queued before commands named their service: it is the row's.
+        command.fill_service(&row.service_id);
         Ok(Self {
-            command: serde_json::from_str(&row.body).map_err(|e| corrupt("command", e))?,
+            command,
             service_id: row.service_id,
             status: row.status,
             attempts: row.attempts,

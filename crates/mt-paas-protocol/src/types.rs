@@ -294,6 +294,9 @@ pub enum AckStatus {
     Superseded,
     /// It could not be applied.
     Failed,
+    /// Its signed target (`service_id`, `tenant_id`) is absent or is not the receiver's: it
+    /// was not applied, and resending it will not change that.
+    Rejected,
 }
 
 /// The outcome of a provision or deprovision command.
@@ -321,10 +324,22 @@ pub enum ProvisioningStatus {
 }
 
 // ---------------------------------------------------------------- market → service
+//
+// A signature covers `webhook-id`, `webhook-timestamp` and the body, not the path: so every
+// command body names its target — `service_id`, and `tenant_id` for a tenant — and a receiver
+// refuses a command whose signed target is absent or is not the path's or its own. A captured
+// command cannot be re-aimed at another tenant or another service that shares the secret.
 
-/// Block a tenant (seed §5.2), plus `command_id` and a per-tenant `sequence`.
+/// Block a tenant (seed §5.2), plus its signed target, `command_id` and a per-tenant
+/// `sequence`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct BlockCommand {
+    /// The service the command is for (signed target).
+    #[serde(default)]
+    pub service_id: String,
+    /// The tenant to block (signed target; must be the path's).
+    #[serde(default)]
+    pub tenant_id: String,
     /// Why, e.g. `subscription_expired`.
     pub reason: String,
     /// When the block takes effect (now or later).
@@ -347,6 +362,12 @@ pub struct BlockCommand {
 /// Lift a tenant's block.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct UnblockCommand {
+    /// The service the command is for (signed target).
+    #[serde(default)]
+    pub service_id: String,
+    /// The tenant to unblock (signed target; must be the path's).
+    #[serde(default)]
+    pub tenant_id: String,
     /// Unique per command.
     pub command_id: String,
     /// Per tenant, increasing (shared with block commands).
@@ -359,9 +380,12 @@ pub struct UnblockCommand {
 /// Create a tenant in the service.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ProvisionCommand {
+    /// The service the command is for (signed target).
+    #[serde(default)]
+    pub service_id: String,
     /// Unique per command.
     pub command_id: String,
-    /// The new tenant's id.
+    /// The new tenant's id (signed target).
     pub tenant_id: String,
     /// Its display name.
     pub display_name: String,
@@ -377,6 +401,12 @@ pub struct ProvisionCommand {
 /// Remove a tenant from the service (its data archived unless `archive` is false).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DeprovisionCommand {
+    /// The service the command is for (signed target).
+    #[serde(default)]
+    pub service_id: String,
+    /// The tenant to remove (signed target; must be the path's).
+    #[serde(default)]
+    pub tenant_id: String,
     /// Unique per command.
     pub command_id: String,
     /// Whether to archive first.
@@ -391,66 +421,72 @@ fn yes() -> bool {
 /// A thin event: "tenant X changed, revision N" → the service refetches the entitlement.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct EventHint {
+    /// The service the event is for (signed target).
+    #[serde(default)]
+    pub service_id: String,
     /// The tenant whose entitlement changed.
     pub tenant_id: String,
     /// Its new revision.
     pub revision: i64,
 }
 
-/// A command as queued for the pull path (heartbeat responses), with its target tenant.
+/// A command as queued for the pull path (heartbeat responses): its `kind` and the
+/// command's own fields, its signed target among them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Command {
     /// [`BlockCommand`].
-    Block {
-        /// The tenant.
-        tenant_id: String,
-        /// The command.
-        #[serde(flatten)]
-        command: BlockCommand,
-    },
+    Block(BlockCommand),
     /// [`UnblockCommand`].
-    Unblock {
-        /// The tenant.
-        tenant_id: String,
-        /// The command.
-        #[serde(flatten)]
-        command: UnblockCommand,
-    },
+    Unblock(UnblockCommand),
     /// [`ProvisionCommand`].
-    Provision {
-        /// The command.
-        #[serde(flatten)]
-        command: ProvisionCommand,
-    },
+    Provision(ProvisionCommand),
     /// [`DeprovisionCommand`].
-    Deprovision {
-        /// The tenant.
-        tenant_id: String,
-        /// The command.
-        #[serde(flatten)]
-        command: DeprovisionCommand,
-    },
+    Deprovision(DeprovisionCommand),
 }
 
 impl Command {
     /// The command's id.
     pub fn command_id(&self) -> &str {
         match self {
-            Self::Block { command, .. } => &command.command_id,
-            Self::Unblock { command, .. } => &command.command_id,
-            Self::Provision { command } => &command.command_id,
-            Self::Deprovision { command, .. } => &command.command_id,
+            Self::Block(c) => &c.command_id,
+            Self::Unblock(c) => &c.command_id,
+            Self::Provision(c) => &c.command_id,
+            Self::Deprovision(c) => &c.command_id,
         }
     }
 
-    /// The tenant it concerns.
+    /// The tenant it concerns (its signed target).
     pub fn tenant_id(&self) -> &str {
         match self {
-            Self::Block { tenant_id, .. }
-            | Self::Unblock { tenant_id, .. }
-            | Self::Deprovision { tenant_id, .. } => tenant_id,
-            Self::Provision { command } => &command.tenant_id,
+            Self::Block(c) => &c.tenant_id,
+            Self::Unblock(c) => &c.tenant_id,
+            Self::Provision(c) => &c.tenant_id,
+            Self::Deprovision(c) => &c.tenant_id,
+        }
+    }
+
+    /// The service it is for (its signed target).
+    pub fn service_id(&self) -> &str {
+        match self {
+            Self::Block(c) => &c.service_id,
+            Self::Unblock(c) => &c.service_id,
+            Self::Provision(c) => &c.service_id,
+            Self::Deprovision(c) => &c.service_id,
+        }
+    }
+
+    /// Names `service_id` as the command's service when it names none (commands queued
+    /// before targets were signed).
+    pub fn fill_service(&mut self, service_id: &str) {
+        let field = match self {
+            Self::Block(c) => &mut c.service_id,
+            Self::Unblock(c) => &mut c.service_id,
+            Self::Provision(c) => &mut c.service_id,
+            Self::Deprovision(c) => &mut c.service_id,
+        };
+        if field.is_empty() {
+            service_id.clone_into(field);
         }
     }
 }
@@ -594,17 +630,17 @@ mod tests {
 
     #[test]
     fn commands_round_trip_with_their_kind() {
-        let command = Command::Unblock {
+        let command = Command::Unblock(UnblockCommand {
+            service_id: "keli_tutor".into(),
             tenant_id: "korea".into(),
-            command: UnblockCommand {
-                command_id: "cmd_1".into(),
-                sequence: 3,
-                reason: String::new(),
-            },
-        };
+            command_id: "cmd_1".into(),
+            sequence: 3,
+            reason: String::new(),
+        });
         let v = serde_json::to_value(&command).unwrap();
         assert_eq!(v["kind"], "unblock");
         assert_eq!(v["tenant_id"], "korea");
+        assert_eq!(v["service_id"], "keli_tutor");
         assert_eq!(serde_json::from_value::<Command>(v).unwrap(), command);
     }
 

@@ -4,6 +4,11 @@
 //!
 //! The secret is written `whsec_<base64 key>`. Several signatures may be sent at once and
 //! several secrets accepted at once, so a secret can be rotated without downtime.
+//!
+//! Verification runs before any authentication, so its cost is bounded whatever a caller
+//! sends: the headers and the body have size limits, at most [`MAX_SIGNATURES`] signatures
+//! are considered, and each accepted secret's MAC is computed once per message (not once per
+//! signature offered). A refusal costs one HMAC per secret over at most [`MAX_BODY`] bytes.
 
 use std::{fmt, str::FromStr};
 
@@ -20,6 +25,15 @@ pub const HEADER_SIGNATURE: &str = "webhook-signature";
 pub const TOLERANCE_SECONDS: i64 = 300;
 /// Longest accepted `webhook-id`.
 pub const MAX_ID_LEN: usize = 256;
+/// Most signatures one `webhook-signature` header may carry (a sender sends one per secret
+/// it signs with; two during a rotation).
+pub const MAX_SIGNATURES: usize = 4;
+/// Longest accepted `webhook-signature` header: [`MAX_SIGNATURES`] signatures and spaces.
+pub const MAX_SIGNATURE_HEADER: usize = 256;
+/// Largest signed body accepted.
+pub const MAX_BODY: usize = 64 * 1024;
+/// Length of an HMAC-SHA256 tag.
+const TAG_LEN: usize = 32;
 
 /// A signing secret (`whsec_...`). Its `Debug` never shows the key.
 #[derive(Clone)]
@@ -120,6 +134,13 @@ pub enum WebhookError {
     /// `webhook-timestamp` is not an integer.
     #[error("the webhook-timestamp header is not a Unix timestamp")]
     InvalidTimestamp,
+    /// `webhook-signature` is longer than [`MAX_SIGNATURE_HEADER`] or carries more than
+    /// [`MAX_SIGNATURES`] signatures.
+    #[error("the webhook-signature header carries more than 4 signatures or 256 bytes")]
+    TooManySignatures,
+    /// The body is larger than [`MAX_BODY`].
+    #[error("the signed body is larger than 64 KiB")]
+    BodyTooLarge,
     /// The timestamp is more than five minutes from the receiver's clock.
     #[error("the message's timestamp is {skew} s from this server's clock (at most 300 s)")]
     OutsideTolerance {
@@ -165,6 +186,12 @@ impl Verifier {
         if signature.trim().is_empty() {
             return Err(WebhookError::MissingHeader(HEADER_SIGNATURE));
         }
+        if signature.len() > MAX_SIGNATURE_HEADER {
+            return Err(WebhookError::TooManySignatures);
+        }
+        if body.len() > MAX_BODY {
+            return Err(WebhookError::BodyTooLarge);
+        }
         let sent: i64 = timestamp
             .trim()
             .parse()
@@ -173,19 +200,33 @@ impl Verifier {
         if skew.abs() > TOLERANCE_SECONDS {
             return Err(WebhookError::OutsideTolerance { skew });
         }
-        let content = content(id, timestamp.trim(), body);
+        let mut offered = [[0u8; TAG_LEN]; MAX_SIGNATURES];
+        let (mut entries, mut count) = (0, 0);
         for candidate in signature.split_ascii_whitespace() {
             let Some(encoded) = candidate.strip_prefix("v1,") else {
                 continue;
             };
-            let Ok(tag) = STANDARD.decode(encoded) else {
-                continue;
-            };
-            if self
-                .secrets
-                .iter()
-                .any(|s| hmac::verify(&s.key, &content, &tag).is_ok())
+            entries += 1;
+            if entries > MAX_SIGNATURES {
+                return Err(WebhookError::TooManySignatures);
+            }
+            // A tag of another length can match nothing: it is not kept.
+            if let Ok(tag) = STANDARD.decode(encoded)
+                && let Ok(tag) = <[u8; TAG_LEN]>::try_from(tag.as_slice())
             {
+                offered[count] = tag;
+                count += 1;
+            }
+        }
+        if count == 0 {
+            return Err(WebhookError::NoMatchingSignature);
+        }
+        let content = content(id, timestamp.trim(), body);
+        for secret in &self.secrets {
+            let expected = hmac::sign(&secret.key, &content);
+            if offered[..count].iter().any(|tag| {
+                aws_lc_rs::constant_time::verify_slices_are_equal(expected.as_ref(), tag).is_ok()
+            }) {
                 return Ok(());
             }
         }
@@ -272,6 +313,41 @@ mod tests {
         );
         assert_eq!(
             v.verify("m", "1000", "v2,abc garbage", b"", 1000),
+            Err(WebhookError::NoMatchingSignature)
+        );
+    }
+
+    #[test]
+    fn verification_is_bounded_whatever_the_headers_say() {
+        let s = secret(DEV);
+        let v = Verifier::new(vec![s.clone()]);
+        let body = vec![b'x'; MAX_BODY];
+        let good = sign(&s, "m", 5, &body);
+        assert_eq!(v.verify("m", "5", &good.signature, &body, 5), Ok(()));
+        // The flood of the issue: "v1, " 95,000 times.
+        let flood = "v1, ".repeat(95_000);
+        assert_eq!(
+            v.verify("m", "5", &flood, &body, 5),
+            Err(WebhookError::TooManySignatures)
+        );
+        // Five well-formed signatures, the good one last: more than a sender ever sends.
+        let five = format!("{0} {0} {0} {0} {1}", "v1,AAAA", good.signature);
+        assert!(five.len() <= MAX_SIGNATURE_HEADER);
+        assert_eq!(
+            v.verify("m", "5", &five, &body, 5),
+            Err(WebhookError::TooManySignatures)
+        );
+        let four = format!("v1,AAAA v1,AAAA v1,AAAA {}", good.signature);
+        assert_eq!(v.verify("m", "5", &four, &body, 5), Ok(()));
+        let larger = vec![b'x'; MAX_BODY + 1];
+        let signed = sign(&s, "m", 5, &larger);
+        assert_eq!(
+            v.verify("m", "5", &signed.signature, &larger, 5),
+            Err(WebhookError::BodyTooLarge)
+        );
+        // Refusals that need no MAC at all.
+        assert_eq!(
+            v.verify("m", "5", "v1,not-base64!", &body, 5),
             Err(WebhookError::NoMatchingSignature)
         );
     }

@@ -5,7 +5,9 @@ use mt_paas_protocol::webhook::{self, WebhookSecret};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
-use crate::helpers::{SECRET, SERVICE, service_config, start_service};
+use crate::helpers::{
+    SECRET, SERVICE, eventually, register_service, service_config, start_market, start_service,
+};
 
 struct Sent {
     status: u16,
@@ -43,7 +45,14 @@ fn now() -> i64 {
 }
 
 fn block_body(sequence: u64, command_id: &str) -> Vec<u8> {
+    block_for(SERVICE, "hallym", sequence, command_id)
+}
+
+/// A block command whose signed target is `service` / `tenant`.
+fn block_for(service: &str, tenant: &str, sequence: u64, command_id: &str) -> Vec<u8> {
     serde_json::to_vec(&json!({
+        "service_id": service,
+        "tenant_id": tenant,
         "reason": "abuse",
         "block_at": "2026-01-03T12:00:00Z",
         "grace_period_hours": 0,
@@ -126,7 +135,7 @@ async fn only_fresh_correctly_signed_commands_change_anything() {
         "{}/api/v1/services/{SERVICE}/tenants/hallym/unblock",
         service.url
     );
-    let old = serde_json::to_vec(&json!({"command_id": "cmd_4", "sequence": 4})).unwrap();
+    let old = serde_json::to_vec(&json!({"service_id": SERVICE, "tenant_id": "hallym", "command_id": "cmd_4", "sequence": 4})).unwrap();
     let reply = send(&unblock_url, "msg_old", now(), &old, &old, SECRET).await;
     assert_eq!(reply.body["status"], "superseded");
     assert!(state().await.unwrap().block.is_some(), "still blocked");
@@ -167,7 +176,7 @@ async fn only_fresh_correctly_signed_commands_change_anything() {
         "{}/api/v1/services/{SERVICE}/tenants/hallym/unblock",
         restarted.url
     );
-    let newer = serde_json::to_vec(&json!({"command_id": "cmd_6", "sequence": 6})).unwrap();
+    let newer = serde_json::to_vec(&json!({"service_id": SERVICE, "tenant_id": "hallym", "command_id": "cmd_6", "sequence": 6})).unwrap();
     let reply = send(&unblock_url, "msg_new", now(), &newer, &newer, SECRET).await;
     assert_eq!(reply.body["status"], "applied");
     assert!(
@@ -181,6 +190,291 @@ async fn only_fresh_correctly_signed_commands_change_anything() {
             .is_none()
     );
     restarted.running.stop().await;
+}
+
+/// A signature covers the body, not the path: a captured command re-aimed at another tenant's
+/// path, at another service sharing the secret, or one naming no target at all (a market on
+/// the old protocol) is refused with 403 and changes nothing.
+#[tokio::test]
+async fn a_signed_command_cannot_be_re_aimed() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let config = service_config(dir.path(), "http://127.0.0.1:9", "");
+    let service = start_service(listener, config, dir.path().to_path_buf()).await;
+    let path = |tenant: &str, what: &str| {
+        format!(
+            "{}/api/v1/services/{SERVICE}/tenants/{tenant}/{what}",
+            service.url
+        )
+    };
+    let switch = service.framework.kill_switch();
+    let (hallym, korea) = ("hallym".parse().unwrap(), "korea".parse().unwrap());
+
+    let for_hallym = block_for(SERVICE, "hallym", 1, "cmd_h");
+    let for_other_service = block_for("keli_tutor", "korea", 1, "cmd_k");
+    let untargeted = serde_json::to_vec(&json!({
+        "reason": "abuse", "block_at": "2026-01-03T12:00:00Z", "message": "x",
+        "command_id": "cmd_old", "sequence": 1,
+    }))
+    .unwrap();
+    let unblock_hallym = serde_json::to_vec(&json!({
+        "service_id": SERVICE, "tenant_id": "hallym", "command_id": "cmd_u", "sequence": 9,
+    }))
+    .unwrap();
+    for (what, url, body) in [
+        (
+            "hallym's block on korea's path",
+            path("korea", "block"),
+            &for_hallym,
+        ),
+        (
+            "another service's block",
+            path("korea", "block"),
+            &for_other_service,
+        ),
+        (
+            "a block naming no target",
+            path("korea", "block"),
+            &untargeted,
+        ),
+        (
+            "hallym's unblock on korea's path",
+            path("korea", "unblock"),
+            &unblock_hallym,
+        ),
+    ] {
+        let id = format!("msg_{}", what.len());
+        let reply = send(&url, &id, now(), body, body, SECRET).await;
+        assert_eq!(reply.status, 403, "{what}: {}", reply.body);
+        assert_eq!(reply.body["code"], "command_target_mismatch", "{what}");
+        assert!(switch.state(&korea).await.is_none(), "{what} changed korea");
+        assert!(
+            switch.state(&hallym).await.is_none(),
+            "{what} changed hallym"
+        );
+    }
+    // A deprovision re-aimed the same way removes nothing.
+    service
+        .framework
+        .provisioner()
+        .create("korea".parse().unwrap(), "고려대학교", None)
+        .await
+        .unwrap();
+    let deprovision_hallym = serde_json::to_vec(&json!({
+        "service_id": SERVICE, "tenant_id": "hallym", "command_id": "cmd_d", "archive": false,
+    }))
+    .unwrap();
+    let secret: WebhookSecret = SECRET.parse().unwrap();
+    let headers = webhook::sign(&secret, "msg_del", now(), &deprovision_hallym);
+    let reply = reqwest::Client::new()
+        .delete(format!(
+            "{}/api/v1/services/{SERVICE}/tenants/korea",
+            service.url
+        ))
+        .header(webhook::HEADER_ID, headers.id)
+        .header(webhook::HEADER_TIMESTAMP, headers.timestamp)
+        .header(webhook::HEADER_SIGNATURE, headers.signature)
+        .body(deprovision_hallym)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 403);
+    assert!(
+        service
+            .framework
+            .tenants()
+            .get(&korea)
+            .await
+            .unwrap()
+            .is_some(),
+        "korea is still there"
+    );
+    // The command as signed, on its own path, applies.
+    let reply = send(
+        &path("hallym", "block"),
+        "msg_right",
+        now(),
+        &for_hallym,
+        &for_hallym,
+        SECRET,
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(switch.state(&hallym).await.is_some());
+    service.running.stop().await;
+}
+
+/// The pull path checks the same target: a command in this service's heartbeat answers that
+/// names another service, or no tenant, is acknowledged `rejected` and not applied.
+#[tokio::test]
+async fn a_pulled_command_for_another_target_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let market = start_market(
+        &format!("sqlite://{}/market.db", dir.path().display()),
+        None,
+    )
+    .await;
+    // No base_url: the market cannot push, the service pulls.
+    register_service(&market.url, None).await;
+    let service_dir = dir.path().join("service");
+    std::fs::create_dir_all(&service_dir).unwrap();
+    let mut config = service_config(&service_dir, &market.url, "");
+    config.marketplace.heartbeat_interval = 1;
+    config.marketplace.subscription_check = false;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let service = start_service(listener, config, service_dir).await;
+    let command = |service_id: &str, tenant_id: &str, id: &str| {
+        mt_paas_protocol::Command::Block(mt_paas_protocol::BlockCommand {
+            service_id: service_id.to_owned(),
+            tenant_id: tenant_id.to_owned(),
+            reason: "abuse".to_owned(),
+            block_at: time::OffsetDateTime::now_utc(),
+            grace_period_hours: 0,
+            message: "차단".to_owned(),
+            command_id: id.to_owned(),
+            sequence: 1,
+        })
+    };
+    let store = market.market.store();
+    store
+        .enqueue(
+            SERVICE,
+            &command("keli_tutor", "hallym", "cmd_other_service"),
+        )
+        .await
+        .unwrap();
+    store
+        .enqueue(SERVICE, &command(SERVICE, "Not A Tenant", "cmd_bad_tenant"))
+        .await
+        .unwrap();
+    store
+        .enqueue(SERVICE, &command(SERVICE, "korea", "cmd_right"))
+        .await
+        .unwrap();
+    let status = |id: &'static str| async move {
+        store
+            .command(id)
+            .await
+            .unwrap()
+            .map(|c| c.status)
+            .unwrap_or_default()
+    };
+    assert!(
+        eventually(std::time::Duration::from_secs(10), || async {
+            status("cmd_right").await == "applied"
+        })
+        .await,
+        "the command for this service and a tenant applied"
+    );
+    assert_eq!(status("cmd_other_service").await, "rejected");
+    assert_eq!(status("cmd_bad_tenant").await, "rejected");
+    let switch = service.framework.kill_switch();
+    assert!(switch.state(&"hallym".parse().unwrap()).await.is_none());
+    assert!(switch.state(&"korea".parse().unwrap()).await.is_some());
+    service.running.stop().await;
+    market.running.stop().await;
+}
+
+/// The market never follows a redirect with a signed command: a service whose base_url
+/// answers 307 to another address gets nothing there.
+#[tokio::test]
+async fn the_market_does_not_follow_redirects_when_delivering() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let market = start_market(
+        &format!("sqlite://{}/market.db", dir.path().display()),
+        None,
+    )
+    .await;
+    // Where a redirect would lead: counts what reaches it.
+    let reached = Arc::new(AtomicUsize::new(0));
+    let elsewhere = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let elsewhere_url = format!("http://{}", elsewhere.local_addr().unwrap());
+    let counter = reached.clone();
+    tokio::spawn(async move {
+        let app = axum::Router::new().fallback(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async { "ok" }
+        });
+        axum::serve(elsewhere, app).await.unwrap();
+    });
+    let redirector = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let redirector_url = format!("http://{}", redirector.local_addr().unwrap());
+    let hits = Arc::new(AtomicUsize::new(0));
+    let seen = hits.clone();
+    tokio::spawn(async move {
+        let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+            seen.fetch_add(1, Ordering::SeqCst);
+            let to = format!("{elsewhere_url}{uri}");
+            async move { axum::response::Redirect::temporary(&to) }
+        });
+        axum::serve(redirector, app).await.unwrap();
+    });
+    register_service(&market.url, Some(redirector_url)).await;
+    crate::helpers::subscribe(&market.url, "hallym", "basic", false).await;
+    let (status, body) = crate::helpers::operator(
+        &market.url,
+        reqwest::Method::POST,
+        &format!("/services/{SERVICE}/tenants/hallym/block"),
+        Some(json!({"reason": "abuse", "message": "x"})),
+    )
+    .await;
+    assert!(status < 300, "{body}");
+    assert!(
+        eventually(std::time::Duration::from_secs(10), || async {
+            hits.load(Ordering::SeqCst) >= 2
+        })
+        .await,
+        "the market pushed to the redirector"
+    );
+    assert_eq!(reached.load(Ordering::SeqCst), 0, "and never followed it");
+    market.running.stop().await;
+}
+
+/// A flood of signature entries costs a bounded amount of work: refused at once, and every
+/// refusal within a minute makes at most one alert per source and reason, not one each.
+#[tokio::test]
+async fn a_signature_flood_is_refused_cheaply_and_counted_not_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let config = service_config(dir.path(), "http://127.0.0.1:9", "");
+    let service = start_service(listener, config, dir.path().to_path_buf()).await;
+    let url = format!(
+        "{}/api/v1/services/{SERVICE}/tenants/hallym/block",
+        service.url
+    );
+    let body = vec![b' '; 60 * 1024];
+    let flood = "v1, ".repeat(95_000);
+    let client = reqwest::Client::new();
+    for i in 0..50 {
+        let reply = client
+            .post(&url)
+            .header(webhook::HEADER_ID, format!("msg_flood_{i}"))
+            .header(webhook::HEADER_TIMESTAMP, now().to_string())
+            .header(webhook::HEADER_SIGNATURE, &flood)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 401);
+        let problem: Value = reply.json().await.unwrap();
+        assert_eq!(problem["code"], "invalid_signature");
+    }
+    service.framework.outbox().flush().await;
+    let counts = service.framework.outbox().counts(None).await.unwrap();
+    assert_eq!(
+        counts.pending + counts.delivered + counts.dead,
+        1,
+        "50 refusals from one source are one alert so far (the rest are counted): {counts:?}"
+    );
+    service.framework.audit().flush_refusals().await;
+    service.framework.outbox().flush().await;
+    let items = service.framework.outbox().list(None, 10).await.unwrap();
+    assert_eq!(items.len(), 2, "and one summary at the end of the window");
+    service.running.stop().await;
 }
 
 /// Two replicas on one Postgres central DB: a block received by one applies on the other
@@ -230,6 +524,7 @@ async fn a_block_received_by_one_replica_applies_on_the_other() {
     assert_eq!(whoami(two.url.clone()).await, 200, "the registry is shared");
 
     let body = serde_json::to_vec(&json!({
+        "service_id": SERVICE, "tenant_id": "hallym",
         "reason": "abuse", "block_at": "2026-01-03T12:00:00Z", "grace_period_hours": 0,
         "message": "차단되었습니다", "command_id": "cmd_r1", "sequence": 1
     }))

@@ -1,10 +1,16 @@
 //! The control plane on the service (seed §5.2, DESIGN §6): the market's signed commands —
 //! block, unblock, provision, deprovision — and its event hints.
 //!
-//! Every command is verified before anything else: Standard Webhooks signature with
-//! `marketplace.webhook_secret` (several secrets during a rotation), a timestamp within
-//! ±300 s, and a `webhook-id` never seen before (kept in the central DB, so a replay is
-//! refused after a restart too). A refused command answers 401 and changes nothing.
+//! Every command is verified before anything else ([`Signed`]): the Standard Webhooks
+//! signature with `marketplace.webhook_secret` (several secrets during a rotation), with
+//! bounded work whatever the headers say; a timestamp within ±300 s; a `webhook-id` never seen
+//! before (kept in the central DB, so a replay is refused after a restart too). A refused
+//! command answers 401 and changes nothing; refusals are counted, not each written down.
+//!
+//! The signature covers the body, not the path: so the body names its target, and a command
+//! whose `service_id` is not this service, or whose `tenant_id` is absent or not the path's,
+//! answers 403 `command_target_mismatch` and is not applied — pushed or pulled from a
+//! heartbeat response alike (a pulled one is acknowledged `rejected`).
 
 pub mod audit;
 pub mod heartbeat;
@@ -12,21 +18,21 @@ pub mod kill_switch;
 pub mod metrics;
 pub mod usage;
 
-use std::{sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{
     Json, Router,
     body::Bytes,
-    extract::{DefaultBodyLimit, Path, State},
-    http::HeaderMap,
+    extract::{ConnectInfo, DefaultBodyLimit, FromRequest, Path, Request, State},
     routing::{delete, post},
 };
 use mt_paas_protocol::{
     AckStatus, BlockCommand, Command, CommandReceipt, DeprovisionCommand, EventHint,
-    ProvisionCommand, ProvisioningResult, ProvisioningStatus, UnblockCommand, paths,
+    ProvisionCommand, ProvisioningResult, ProvisioningStatus, Severity, UnblockCommand, paths,
     webhook::{self, Verifier, WebhookError},
 };
 use serde::de::DeserializeOwned;
+use serde_json::json;
 use time::OffsetDateTime;
 
 pub use self::{
@@ -44,8 +50,6 @@ use crate::{
     provisioning::{ProvisionError, Provisioned, Provisioner},
 };
 
-/// Largest command body accepted.
-const MAX_BODY: usize = 64 * 1024;
 /// How long a seen `webhook-id` is kept (well past the timestamp tolerance).
 const SEEN_RETENTION: Duration = Duration::from_secs(3600);
 
@@ -74,7 +78,7 @@ pub(crate) fn router(control: Control) -> Router {
         .route(&paths::provision(&id), post(provision))
         .route(&paths::deprovision(&id, "{tenant_id}"), delete(deprovision))
         .route(&paths::events(&id), post(event))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(DefaultBodyLimit::max(webhook::MAX_BODY))
         .with_state(control)
 }
 
@@ -86,69 +90,153 @@ fn refused(reason: &str) -> ApiError {
     )
 }
 
-impl Control {
-    /// Signature, timestamp, then a first sight of the id; then the body as `T`.
-    async fn verified<T: DeserializeOwned>(
-        &self,
-        headers: &HeaderMap,
-        body: &Bytes,
-    ) -> Result<T, ApiError> {
-        let header = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
+/// A market command whose signature, timestamp and id were verified, read from the body as
+/// `T`. Its target still has to be checked ([`Control::target`]).
+pub(crate) struct Signed<T>(pub(crate) T);
+
+impl<T: DeserializeOwned> FromRequest<Control> for Signed<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, control: &Control) -> Result<Self, ApiError> {
+        let source = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip().to_string())
+            .unwrap_or_else(|| "unknown".to_owned());
+        let (id, timestamp, signature) = {
+            let header = |name: &str| {
+                request
+                    .headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            (
+                header(webhook::HEADER_ID),
+                header(webhook::HEADER_TIMESTAMP),
+                header(webhook::HEADER_SIGNATURE),
+            )
         };
-        let id = header(webhook::HEADER_ID);
-        let now = OffsetDateTime::now_utc().unix_timestamp();
-        let Some(verifier) = &self.verifier else {
+        let Some(verifier) = &control.verifier else {
             return Err(refused("this service accepts no pushed commands"));
         };
-        if let Err(e) = verifier.verify(
-            id,
-            header(webhook::HEADER_TIMESTAMP),
-            header(webhook::HEADER_SIGNATURE),
-            body,
-            now,
-        ) {
-            tracing::warn!(error = %e, "a control command was refused");
-            self.audit
-                .report(
-                    audit::SIGNATURE_FAILURE,
-                    mt_paas_protocol::Severity::Medium,
-                    serde_json::json!({ "reason": e.to_string(), "webhook_id": id.chars().take(100).collect::<String>() }),
-                )
-                .await;
-            return Err(refused(match e {
-                WebhookError::OutsideTolerance { .. } => "timestamp outside ±300 s",
-                WebhookError::NoMatchingSignature => "signature mismatch",
-                WebhookError::MissingHeader(_) => "missing webhook headers",
-                _ => "malformed webhook headers",
-            }));
-        }
-        let first_sight = on_pool!(&self.central, pool => {
+        // Cheap refusals first: nothing is read or hashed for a message missing its headers.
+        let checked = if id.is_empty() || timestamp.is_empty() || signature.trim().is_empty() {
+            Err(WebhookError::MissingHeader(webhook::HEADER_SIGNATURE))
+        } else {
+            let body = Bytes::from_request(request, control)
+                .await
+                .map_err(|_| ApiError::new(ProblemCode::PayloadTooLarge))?;
+            let now = OffsetDateTime::now_utc().unix_timestamp();
+            verifier
+                .verify(&id, &timestamp, &signature, &body, now)
+                .map(|()| body)
+        };
+        let body = match checked {
+            Ok(body) => body,
+            Err(e) => {
+                let reason = match e {
+                    WebhookError::OutsideTolerance { .. } => "timestamp outside ±300 s",
+                    WebhookError::NoMatchingSignature => "signature mismatch",
+                    WebhookError::MissingHeader(_) => "missing webhook headers",
+                    WebhookError::TooManySignatures | WebhookError::BodyTooLarge => {
+                        "oversized webhook"
+                    }
+                    _ => "malformed webhook headers",
+                };
+                tracing::debug!(error = %e, source = %source, "a control command was refused");
+                control
+                    .audit
+                    .refused(
+                        audit::SIGNATURE_FAILURE,
+                        Severity::Medium,
+                        &format!("{source} {reason}"),
+                        || json!({ "reason": reason, "source": source }),
+                    )
+                    .await;
+                return Err(refused(reason));
+            }
+        };
+        let first_sight = on_pool!(&control.central, pool => {
             sqlx::query("INSERT INTO seen_webhooks (id, received_at) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                .bind(id)
+                .bind(&id)
                 .bind(OffsetDateTime::now_utc())
                 .execute(pool)
                 .await
                 .map(|r| r.rows_affected() > 0)
         })
-        .map_err(ApiError::database)?;
+        .map_err(ApiError::central)?;
         if !first_sight {
-            tracing::warn!(webhook_id = id, "a replayed control command was refused");
-            self.audit
-                .report(
+            tracing::debug!(webhook_id = %id, "a replayed control command was refused");
+            control
+                .audit
+                .refused(
                     audit::SIGNATURE_FAILURE,
-                    mt_paas_protocol::Severity::High,
-                    serde_json::json!({ "reason": "replayed webhook-id", "webhook_id": id }),
+                    Severity::High,
+                    &format!("replay {id}"),
+                    || json!({ "reason": "replayed webhook-id", "webhook_id": id, "source": source }),
                 )
                 .await;
             return Err(refused("webhook-id already used"));
         }
-        serde_json::from_slice(body).map_err(|e| {
+        serde_json::from_slice(&body).map(Signed).map_err(|e| {
             ApiError::new(ProblemCode::UnprocessableEntity).member("reason", e.to_string())
         })
+    }
+}
+
+/// Why a command's signed target was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mismatch {
+    /// The body names no `service_id`, or no `tenant_id` (a market on the old protocol).
+    Absent,
+    /// `service_id` is another service's.
+    Service,
+    /// `tenant_id` is not the path's, or not a tenant id.
+    Tenant,
+}
+
+impl Mismatch {
+    fn detail(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Absent => (
+                "명령 본문에 서명된 대상(service_id, tenant_id)이 없습니다.",
+                "the command's body names no signed target (service_id, tenant_id).",
+            ),
+            Self::Service => (
+                "명령이 다른 서비스를 대상으로 서명되었습니다.",
+                "the command is signed for another service.",
+            ),
+            Self::Tenant => (
+                "명령이 경로와 다른 테넌트를 대상으로 서명되었습니다.",
+                "the command is signed for another tenant than the path's.",
+            ),
+        }
+    }
+
+    fn problem(self) -> ApiError {
+        let (ko, en) = self.detail();
+        ApiError::new(ProblemCode::CommandTargetMismatch).localized_param("reason", ko, en)
+    }
+}
+
+impl Control {
+    /// The tenant a command may act on: its signed `tenant_id`, when its signed `service_id`
+    /// is this service and (pushed) its path names the same tenant.
+    fn target(&self, command: &Command, path: Option<&str>) -> Result<TenantId, Mismatch> {
+        let (service, tenant) = (command.service_id(), command.tenant_id());
+        if service.is_empty() || tenant.is_empty() {
+            return Err(Mismatch::Absent);
+        }
+        if service != self.config.service.id {
+            return Err(Mismatch::Service);
+        }
+        let tenant = TenantId::parse(tenant).map_err(|_| Mismatch::Tenant)?;
+        match path {
+            Some(path) if path != tenant.as_str() => Err(Mismatch::Tenant),
+            _ => Ok(tenant),
+        }
     }
 
     /// Reports a provisioning outcome to the market (retried), then refreshes the tenant's
@@ -198,12 +286,6 @@ impl Control {
     }
 }
 
-fn tenant_in_path(value: &str) -> Result<TenantId, ApiError> {
-    TenantId::parse(value).map_err(|_| {
-        ApiError::new(ProblemCode::InvalidTenantId).localized_param("source", "경로", "the path")
-    })
-}
-
 fn receipt(command_id: &str, status: AckStatus, detail: impl Into<String>) -> Json<CommandReceipt> {
     Json(CommandReceipt {
         command_id: command_id.to_owned(),
@@ -216,44 +298,50 @@ impl Control {
     /// Applies a command (pushed and verified, or pulled from a heartbeat response) and says
     /// what became of it. Idempotent: the same command twice has the same effect as once.
     pub(crate) async fn apply(&self, command: &Command) -> CommandReceipt {
-        let (status, detail) = match command {
-            Command::Block { tenant_id, command } => match TenantId::parse(tenant_id) {
-                Ok(tenant) => match self.kill_switch.block(&tenant, command).await {
-                    Ok(status) => {
-                        tracing::info!(tenant = %tenant, sequence = command.sequence, status = ?status, "block command");
-                        (status, String::new())
-                    }
-                    Err(e) => (AckStatus::Failed, format!("central DB: {e}")),
-                },
-                Err(e) => (AckStatus::Failed, format!("tenant_id: {e}")),
-            },
-            Command::Unblock { tenant_id, command } => match TenantId::parse(tenant_id) {
-                Ok(tenant) => match self.kill_switch.unblock(&tenant, command).await {
-                    Ok(status) => {
-                        tracing::info!(tenant = %tenant, sequence = command.sequence, status = ?status, "unblock command");
-                        (status, String::new())
-                    }
-                    Err(e) => (AckStatus::Failed, format!("central DB: {e}")),
-                },
-                Err(e) => (AckStatus::Failed, format!("tenant_id: {e}")),
-            },
-            Command::Provision { command } => self.provision(command).await,
-            Command::Deprovision { tenant_id, command } => {
-                self.deprovision(tenant_id, command).await
-            }
-        };
-        CommandReceipt {
+        self.apply_at(command, None).await
+    }
+
+    /// [`apply`](Self::apply) for a command pushed to the path of tenant `path` (if any).
+    async fn apply_at(&self, command: &Command, path: Option<&str>) -> CommandReceipt {
+        let answer = |status, detail: String| CommandReceipt {
             command_id: command.command_id().to_owned(),
             status,
             detail,
-        }
+        };
+        let tenant = match self.target(command, path) {
+            Ok(tenant) => tenant,
+            Err(mismatch) => {
+                tracing::warn!(
+                    command = command.command_id(),
+                    service = command.service_id(),
+                    tenant = command.tenant_id(),
+                    "a command for another target was not applied"
+                );
+                return answer(AckStatus::Rejected, mismatch.detail().1.to_owned());
+            }
+        };
+        let (status, detail) = match command {
+            Command::Block(command) => match self.kill_switch.block(&tenant, command).await {
+                Ok(status) => {
+                    tracing::info!(tenant = %tenant, sequence = command.sequence, status = ?status, "block command");
+                    (status, String::new())
+                }
+                Err(e) => (AckStatus::Failed, format!("central DB: {e}")),
+            },
+            Command::Unblock(command) => match self.kill_switch.unblock(&tenant, command).await {
+                Ok(status) => {
+                    tracing::info!(tenant = %tenant, sequence = command.sequence, status = ?status, "unblock command");
+                    (status, String::new())
+                }
+                Err(e) => (AckStatus::Failed, format!("central DB: {e}")),
+            },
+            Command::Provision(command) => self.provision(tenant, command).await,
+            Command::Deprovision(command) => self.deprovision(tenant, command).await,
+        };
+        answer(status, detail)
     }
 
-    async fn provision(&self, command: &ProvisionCommand) -> (AckStatus, String) {
-        let tenant = match TenantId::parse(&command.tenant_id) {
-            Ok(tenant) => tenant,
-            Err(e) => return (AckStatus::Failed, format!("tenant_id: {e}")),
-        };
+    async fn provision(&self, tenant: TenantId, command: &ProvisionCommand) -> (AckStatus, String) {
         let mode = match command.isolation.as_deref() {
             None | Some("") => None,
             Some(mode) => match mode.parse::<IsolationMode>() {
@@ -302,13 +390,9 @@ impl Control {
 
     async fn deprovision(
         &self,
-        tenant_id: &str,
+        tenant: TenantId,
         command: &DeprovisionCommand,
     ) -> (AckStatus, String) {
-        let tenant = match TenantId::parse(tenant_id) {
-            Ok(tenant) => tenant,
-            Err(e) => return (AckStatus::Failed, format!("tenant_id: {e}")),
-        };
         let (status, result, detail) = match self
             .provisioner
             .destroy(&tenant, command.archive)
@@ -343,87 +427,75 @@ impl Control {
     }
 }
 
+/// Applies a pushed command whose signed target must be `path` (the path's tenant, if any):
+/// 403 when it is not, and nothing is applied.
+async fn pushed(
+    control: &Control,
+    command: Command,
+    path: Option<&str>,
+) -> Result<Json<CommandReceipt>, ApiError> {
+    if let Some(path) = path
+        && TenantId::parse(path).is_err()
+    {
+        return Err(ApiError::new(ProblemCode::InvalidTenantId)
+            .localized_param("source", "경로", "the path"));
+    }
+    control.target(&command, path).map_err(|mismatch| {
+        tracing::warn!(
+            command = command.command_id(),
+            "a pushed command for another target was refused"
+        );
+        mismatch.problem()
+    })?;
+    Ok(Json(control.apply_at(&command, path).await))
+}
+
 async fn block(
     State(control): State<Control>,
     Path(tenant): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    Signed(command): Signed<BlockCommand>,
 ) -> Result<Json<CommandReceipt>, ApiError> {
-    let command: BlockCommand = control.verified(&headers, &body).await?;
-    let tenant = tenant_in_path(&tenant)?;
-    Ok(Json(
-        control
-            .apply(&Command::Block {
-                tenant_id: tenant.to_string(),
-                command,
-            })
-            .await,
-    ))
+    pushed(&control, Command::Block(command), Some(&tenant)).await
 }
 
 async fn unblock(
     State(control): State<Control>,
     Path(tenant): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    Signed(command): Signed<UnblockCommand>,
 ) -> Result<Json<CommandReceipt>, ApiError> {
-    let command: UnblockCommand = control.verified(&headers, &body).await?;
-    let tenant = tenant_in_path(&tenant)?;
-    Ok(Json(
-        control
-            .apply(&Command::Unblock {
-                tenant_id: tenant.to_string(),
-                command,
-            })
-            .await,
-    ))
+    pushed(&control, Command::Unblock(command), Some(&tenant)).await
 }
 
 async fn provision(
     State(control): State<Control>,
-    headers: HeaderMap,
-    body: Bytes,
+    Signed(command): Signed<ProvisionCommand>,
 ) -> Result<Json<CommandReceipt>, ApiError> {
-    let command: ProvisionCommand = control.verified(&headers, &body).await?;
-    if TenantId::parse(&command.tenant_id).is_err() {
-        return Err(ApiError::new(ProblemCode::InvalidTenantId).localized_param(
-            "source",
-            "명령의 tenant_id",
-            "the command's tenant_id",
-        ));
-    }
     if let Some(mode) = command.isolation.as_deref().filter(|m| !m.is_empty())
         && mode.parse::<IsolationMode>().is_err()
     {
         return Err(ApiError::new(ProblemCode::UnprocessableEntity).member("field", "isolation"));
     }
-    Ok(Json(control.apply(&Command::Provision { command }).await))
+    pushed(&control, Command::Provision(command), None).await
 }
 
 async fn deprovision(
     State(control): State<Control>,
     Path(tenant): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
+    Signed(command): Signed<DeprovisionCommand>,
 ) -> Result<Json<CommandReceipt>, ApiError> {
-    let command: DeprovisionCommand = control.verified(&headers, &body).await?;
-    let tenant = tenant_in_path(&tenant)?;
-    Ok(Json(
-        control
-            .apply(&Command::Deprovision {
-                tenant_id: tenant.to_string(),
-                command,
-            })
-            .await,
-    ))
+    pushed(&control, Command::Deprovision(command), Some(&tenant)).await
 }
 
 async fn event(
     State(control): State<Control>,
-    headers: HeaderMap,
-    body: Bytes,
+    Signed(hint): Signed<EventHint>,
 ) -> Result<Json<CommandReceipt>, ApiError> {
-    let hint: EventHint = control.verified(&headers, &body).await?;
+    if hint.service_id.is_empty() || hint.tenant_id.is_empty() {
+        return Err(Mismatch::Absent.problem());
+    }
+    if hint.service_id != control.config.service.id {
+        return Err(Mismatch::Service.problem());
+    }
     let tenant = TenantId::parse(&hint.tenant_id).map_err(|_| {
         ApiError::new(ProblemCode::InvalidTenantId).localized_param(
             "source",

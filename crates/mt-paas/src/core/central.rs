@@ -213,3 +213,16 @@ impl CentralDb {
         on_pool!(self, pool => pool.close().await);
     }
 }
+
+impl crate::http::ApiError {
+    /// The 503 for a central-DB failure on the request path (`Retry-After: 5`); the cause is
+    /// logged by the problem layer.
+    pub fn central(error: impl std::fmt::Display) -> Self {
+        Self::new(crate::http::ProblemCode::CentralDbUnavailable)
+            .header(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from_static("5"),
+            )
+            .cause(error)
+    }
+}

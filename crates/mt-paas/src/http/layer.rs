@@ -103,7 +103,8 @@ where
                 StateProj::Inner { future, accept } => {
                     let Ok(mut response) = ready!(future.poll(cx));
                     let status = response.status();
-                    if response.extensions().get::<ApiError>().is_some() {
+                    if let Some(error) = response.extensions().get::<ApiError>() {
+                        log_cause(error);
                         let locale = Locale::from_accept_language(accept.as_ref());
                         if locale == Locale::Ko {
                             return Poll::Ready(Ok(response));
@@ -129,6 +130,18 @@ where
                 }
             }
         }
+    }
+}
+
+/// Logs what an error recorded as its cause, once, where every answer passes.
+fn log_cause(error: &ApiError) {
+    let Some(cause) = error.cause_text() else {
+        return;
+    };
+    if error.status().is_server_error() {
+        tracing::error!(code = %error.code(), cause, "request failed");
+    } else {
+        tracing::debug!(code = %error.code(), cause, "request refused");
     }
 }
 

@@ -50,6 +50,8 @@ pub enum ProblemCode {
     TenantBlocked,
     /// A control command's signature, timestamp or id was refused (401).
     InvalidSignature,
+    /// A signed control command names another target than the path or this service (403).
+    CommandTargetMismatch,
     /// The tenant's subscription is suspended (403).
     SubscriptionSuspended,
     /// The tenant's subscription expired and its grace period is over (403).
@@ -68,6 +70,10 @@ pub enum ProblemCode {
     Forbidden,
     /// The request conflicts with the current state (409).
     Conflict,
+    /// A write broke a unique or foreign-key constraint (409).
+    ConstraintViolation,
+    /// What the request names does not exist (404).
+    ResourceNotFound,
     /// The body is too large (413).
     PayloadTooLarge,
     /// The tenant used up its requests per minute (429).
@@ -111,6 +117,7 @@ impl ProblemCode {
             Self::SubscriptionMissing => "subscription_missing",
             Self::TenantBlocked => "tenant_blocked",
             Self::InvalidSignature => "invalid_signature",
+            Self::CommandTargetMismatch => "command_target_mismatch",
             Self::SubscriptionSuspended => "subscription_suspended",
             Self::SubscriptionExpired => "subscription_expired",
             Self::SubscriptionCancelled => "subscription_cancelled",
@@ -120,6 +127,8 @@ impl ProblemCode {
             Self::Unauthorized => "unauthorized",
             Self::Forbidden => "forbidden",
             Self::Conflict => "conflict",
+            Self::ConstraintViolation => "constraint_violation",
+            Self::ResourceNotFound => "resource_not_found",
             Self::PayloadTooLarge => "payload_too_large",
             Self::RateLimited => "rate_limited",
             Self::UnsupportedMediaType => "unsupported_media_type",
@@ -281,6 +290,13 @@ impl ProblemCode {
                 "명령의 서명을 확인할 수 없습니다: {reason}",
                 "The command's signature was refused: {reason}",
             ),
+            Self::CommandTargetMismatch => t(
+                StatusCode::FORBIDDEN,
+                "명령 대상 불일치",
+                "Command target mismatch",
+                "명령을 적용하지 않았습니다: {reason}",
+                "The command was not applied: {reason}",
+            ),
             Self::SubscriptionSuspended => t(
                 StatusCode::FORBIDDEN,
                 "구독 정지",
@@ -343,6 +359,20 @@ impl ProblemCode {
                 "Conflict",
                 "요청이 현재 상태와 충돌합니다.",
                 "The request conflicts with the current state.",
+            ),
+            Self::ConstraintViolation => t(
+                StatusCode::CONFLICT,
+                "제약 조건 위반",
+                "Constraint violated",
+                "요청이 기존 데이터와 충돌합니다(제약 조건: {constraint}).",
+                "The request conflicts with existing data (constraint: {constraint}).",
+            ),
+            Self::ResourceNotFound => t(
+                StatusCode::NOT_FOUND,
+                "항목을 찾을 수 없음",
+                "Not found",
+                "요청한 항목이 없습니다.",
+                "The requested item does not exist.",
             ),
             Self::PayloadTooLarge => t(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -444,6 +474,8 @@ pub struct ApiError {
     detail: Option<Cow<'static, str>>,
     members: Map<String, Value>,
     headers: Vec<(HeaderName, HeaderValue)>,
+    /// What went wrong inside, for the log (never the body).
+    cause: Option<std::sync::Arc<str>>,
 }
 
 impl ApiError {
@@ -456,7 +488,20 @@ impl ApiError {
             detail: None,
             members: Map::new(),
             headers: Vec::new(),
+            cause: None,
         }
+    }
+
+    /// Records the internal cause: [`ProblemLayer`](super::ProblemLayer) logs it once with
+    /// the answer; it is never part of the body.
+    pub fn cause(mut self, cause: impl fmt::Display) -> Self {
+        self.cause = Some(cause.to_string().into());
+        self
+    }
+
+    /// The internal cause, if one was recorded.
+    pub fn cause_text(&self) -> Option<&str> {
+        self.cause.as_deref()
     }
 
     /// Fills `{name}` in the message templates.
@@ -725,6 +770,9 @@ mod tests {
             ProblemCode::Unauthorized,
             ProblemCode::Forbidden,
             ProblemCode::Conflict,
+            ProblemCode::ConstraintViolation,
+            ProblemCode::ResourceNotFound,
+            ProblemCode::CommandTargetMismatch,
             ProblemCode::PayloadTooLarge,
             ProblemCode::RateLimited,
             ProblemCode::UnsupportedMediaType,

@@ -95,6 +95,8 @@ impl MarketplaceClient {
             .timeout(Duration::from_millis(config.request_timeout_ms))
             .connect_timeout(Duration::from_millis(config.request_timeout_ms))
             .user_agent(concat!("mt-paas/", env!("CARGO_PKG_VERSION")))
+            // The API key goes to marketplace.api_url and nowhere a redirect points.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| MarketError::Unreachable(e.to_string()))?;
         Ok(Self {

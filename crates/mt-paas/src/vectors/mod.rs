@@ -114,7 +114,9 @@ impl From<VectorError> for ApiError {
             VectorError::NotFound(_) => {
                 ApiError::new(ProblemCode::NotFound).detail(error.to_string())
             }
-            VectorError::Database(_) => ApiError::database(&error),
+            VectorError::Database(e) => ApiError::new(ProblemCode::TenantDbUnavailable)
+                .header(header::RETRY_AFTER, HeaderValue::from_static("5"))
+                .cause(e),
             VectorError::NotConfigured | VectorError::NoTenant => {
                 tracing::error!(error = %error, "vector store misuse");
                 ApiError::new(ProblemCode::Internal)

@@ -257,6 +257,7 @@ impl Budget {
     }
 
     /// Idle connections (reset and ready for the next checkout).
+    #[cfg(test)]
     pub(crate) fn idle(&self) -> usize {
         self.lock().lru.len()
     }

@@ -380,17 +380,57 @@ macro_rules! with_db {
 }
 
 impl ApiError {
-    /// The 503 for a tenant database that failed; the cause is logged, not shown.
-    pub fn database(error: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %error, "tenant database error");
-        Self::new(ProblemCode::TenantDbUnavailable)
-            .header(header::RETRY_AFTER, HeaderValue::from_static("5"))
+    /// The answer for a database error of a handler, by what it means for the caller (the
+    /// cause is logged by [`ProblemLayer`](crate::http::ProblemLayer), never shown):
+    ///
+    /// - no row (`fetch_one` found nothing): 404 `resource_not_found`;
+    /// - a unique or foreign-key violation: 409 `constraint_violation`, naming the
+    ///   constraint (`constraint` member) when the database names it;
+    /// - a serialization failure, a deadlock or a busy database: 503 with `Retry-After: 1`
+    ///   (retrying succeeds);
+    /// - the connection lost, refused or timed out: 503 with `Retry-After: 5`;
+    /// - anything else (a bad query, a type that does not decode): 500, a bug to fix.
+    pub fn database(error: sqlx::Error) -> Self {
+        use sqlx::error::ErrorKind;
+        let cause = error.to_string();
+        let retry = |seconds: &'static str| {
+            Self::new(ProblemCode::TenantDbUnavailable)
+                .header(header::RETRY_AFTER, HeaderValue::from_static(seconds))
+        };
+        let answer = match &error {
+            sqlx::Error::RowNotFound => Self::new(ProblemCode::ResourceNotFound),
+            sqlx::Error::Database(e) => match e.kind() {
+                ErrorKind::UniqueViolation | ErrorKind::ForeignKeyViolation => {
+                    let constraint = e.constraint().unwrap_or_default().to_owned();
+                    Self::new(ProblemCode::ConstraintViolation)
+                        .param("constraint", constraint.clone())
+                        .member("constraint", constraint)
+                }
+                _ => match e.code().as_deref() {
+                    // serialization_failure, deadlock_detected; SQLITE_BUSY, SQLITE_LOCKED.
+                    Some("40001" | "40P01" | "5" | "6" | "517" | "262") => retry("1"),
+                    // Postgres's connection-exception and operator-intervention classes.
+                    Some(code) if code.starts_with("08") || code.starts_with("57") => retry("5"),
+                    _ => Self::new(ProblemCode::Internal),
+                },
+            },
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => retry("5"),
+            _ => Self::new(ProblemCode::Internal),
+        };
+        answer.cause(cause)
     }
 }
 
 impl From<DbError> for ApiError {
     fn from(error: DbError) -> Self {
-        Self::database(error)
+        Self::new(ProblemCode::TenantDbUnavailable)
+            .header(header::RETRY_AFTER, HeaderValue::from_static("5"))
+            .cause(error.to_string())
     }
 }
 

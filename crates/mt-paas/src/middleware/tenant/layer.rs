@@ -115,11 +115,11 @@ impl State {
     }
 
     async fn tenant(&self, id: TenantId) -> Result<Tenant, ApiError> {
-        let tenant = self.manager.resolve(&id).await.map_err(|e| {
-            tracing::error!(tenant = %id, error = %e, "tenant lookup failed");
-            ApiError::new(ProblemCode::CentralDbUnavailable)
-                .header(header::RETRY_AFTER, HeaderValue::from_static("5"))
-        })?;
+        let tenant = self
+            .manager
+            .resolve(&id)
+            .await
+            .map_err(|e| ApiError::central(format!("looking up tenant {id}: {e}")))?;
         let Some(tenant) = tenant else {
             return Err(
                 ApiError::new(ProblemCode::TenantNotFound).param("tenant_id", id.to_string())
