@@ -167,3 +167,75 @@ async fn nothing_crosses_on_postgres_schemas() {
 async fn nothing_crosses_on_postgres_databases() {
     nothing_crosses(Store::PgDatabases).await;
 }
+
+/// What a handler's database error means for the caller.
+async fn erring(
+    mut db: TenantDb,
+    axum::extract::Path(what): axum::extract::Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let result = mt_paas::with_db!(db, conn => {
+        match what.as_str() {
+            "missing" => sqlx::query_scalar::<_, i64>("SELECT value FROM notes WHERE value = -1")
+                .fetch_one(&mut *conn)
+                .await
+                .map(drop),
+            "duplicate" => {
+                let _ = sqlx::raw_sql("CREATE UNIQUE INDEX notes_value_unique ON notes (value)")
+                    .execute(&mut *conn)
+                    .await;
+                let insert = "INSERT INTO notes (tenant, value) VALUES ('x', 7)";
+                let _ = sqlx::query(insert).execute(&mut *conn).await;
+                sqlx::query(insert).execute(&mut *conn).await.map(drop)
+            }
+            _ => sqlx::query("SELECT no_such_column FROM notes")
+                .execute(&mut *conn)
+                .await
+                .map(drop),
+        }
+    });
+    result.map_err(ApiError::database)?;
+    Ok(Json(json!({})))
+}
+
+async fn database_errors(store: Store) {
+    let Some(db) = TestDb::new(store.backend()).await else {
+        return;
+    };
+    let routes = Router::new().route("/err/{what}", get(erring));
+    let app = TestApp::new(db.tenant_config(store, 2, ""), routes).await;
+    app.framework
+        .provisioner()
+        .create("a".parse().unwrap(), "a", None)
+        .await
+        .unwrap();
+    let get = |what: &'static str| {
+        let app = &app;
+        async move {
+            app.get(&format!("/err/{what}"), &[("x-tenant-id", b"a")])
+                .await
+        }
+    };
+    get("missing")
+        .await
+        .assert_problem(404, "resource_not_found");
+    let duplicate = get("duplicate").await;
+    duplicate.assert_problem(409, "constraint_violation");
+    if store != Store::SqliteFiles {
+        assert_eq!(duplicate.body["constraint"], "notes_value_unique");
+    }
+    // A bug in the handler's SQL is ours to fix: 500, the cause logged, not shown.
+    let bug = get("bug").await;
+    bug.assert_problem(500, "internal_error");
+    assert!(!bug.body.to_string().contains("no_such_column"));
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn database_errors_answer_what_they_mean_on_postgres() {
+    database_errors(Store::PgSchemas).await;
+}
+
+#[tokio::test]
+async fn database_errors_answer_what_they_mean_on_sqlite() {
+    database_errors(Store::SqliteFiles).await;
+}

@@ -401,10 +401,14 @@ impl ApiError {
             sqlx::Error::RowNotFound => Self::new(ProblemCode::ResourceNotFound),
             sqlx::Error::Database(e) => match e.kind() {
                 ErrorKind::UniqueViolation | ErrorKind::ForeignKeyViolation => {
-                    let constraint = e.constraint().unwrap_or_default().to_owned();
-                    Self::new(ProblemCode::ConstraintViolation)
-                        .param("constraint", constraint.clone())
-                        .member("constraint", constraint)
+                    let conflict = Self::new(ProblemCode::ConstraintViolation);
+                    match e.constraint() {
+                        Some(name) => conflict
+                            .param("constraint", name.to_owned())
+                            .member("constraint", name),
+                        // SQLite names no constraint.
+                        None => conflict.localized_param("constraint", "이름 없음", "unnamed"),
+                    }
                 }
                 _ => match e.code().as_deref() {
                     // serialization_failure, deadlock_detected; SQLITE_BUSY, SQLITE_LOCKED.
