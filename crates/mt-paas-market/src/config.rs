@@ -22,9 +22,13 @@ pub struct MarketConfig {
     pub public_url: String,
     /// The market's database.
     pub database: DatabaseConfig,
-    /// The bearer token of the operator API.
+    /// The bearer token of the operator API (at least 16 characters, never the demo's).
     pub operator_token: Secret,
-    /// Load the demo data into an empty database.
+    /// The README's demo: the public demo credentials are accepted (operator token
+    /// `dev-operator-token` when none is set, services with the demo API key and shared
+    /// webhook secret). Never in production; `mt-paas dev` and `serve --dev` set it.
+    pub dev_mode: bool,
+    /// Load the demo data into an empty database (only with `dev_mode`).
     pub seed_dev_data: bool,
     /// Command delivery.
     pub delivery: DeliveryConfig,
@@ -70,21 +74,35 @@ pub struct SsoConfig {
 impl MarketConfig {
     /// Reads `path` (with the `MT_PAAS_ENV` overlay, or `env`).
     pub fn load(path: &Path, env: Option<&str>) -> Result<Self, ConfigError> {
+        Self::load_as(path, env, false)
+    }
+
+    /// Reads `path` like [`load`](Self::load); with `dev`, in dev mode whatever the file
+    /// says (`mt-paas-market serve --dev`).
+    pub fn load_as(path: &Path, env: Option<&str>, dev: bool) -> Result<Self, ConfigError> {
         let mut loader = ConfigLoader::new(path);
         if let Some(env) = env {
             loader = loader.env(Some(env));
         }
-        Self::check(loader.load_as::<Self>(DEFAULTS_YAML)?.0, path)
+        let mut config = loader.load_as::<Self>(DEFAULTS_YAML)?.0;
+        config.dev_mode |= dev;
+        Self::check(config, path)
     }
 
-    /// The embedded defaults alone, with `database.url` replaced (tests, the dev stack).
+    /// The embedded defaults in dev mode with the demo data, `database.url` replaced (tests,
+    /// the dev stack).
     pub fn with_database(url: &str) -> Result<Self, ConfigError> {
         let (mut config, _) = ConfigLoader::embedded().load_as::<Self>(DEFAULTS_YAML)?;
         config.database.url = DatabaseUrl::new(url);
+        config.dev_mode = true;
+        config.seed_dev_data = true;
         Self::check(config, Path::new("(embedded defaults)"))
     }
 
-    fn check(config: Self, path: &Path) -> Result<Self, ConfigError> {
+    fn check(mut config: Self, path: &Path) -> Result<Self, ConfigError> {
+        if config.dev_mode && config.operator_token.expose().is_empty() {
+            config.operator_token = Secret::new(crate::DEV_OPERATOR_TOKEN);
+        }
         let mut problems = Vec::new();
         let mut report = |key: &str, message: String| {
             problems.push(ConfigProblem {
@@ -116,7 +134,32 @@ impl MarketConfig {
                 format!("{:?} is not an http:// or https:// URL", config.public_url),
             );
         }
-        if config.operator_token.expose().len() < 8 {
+        let token = config.operator_token.expose();
+        if !config.dev_mode {
+            if token.is_empty() {
+                report(
+                    "operator_token",
+                    "is not set: set MARKET_OPERATOR_TOKEN (at least 16 characters), or run the demo with `serve --dev`".to_owned(),
+                );
+            } else if token == crate::DEV_OPERATOR_TOKEN {
+                report(
+                    "operator_token",
+                    "is the public demo token: set a secret of your own, or run the demo with `serve --dev`".to_owned(),
+                );
+            } else if token.len() < 16 {
+                report(
+                    "operator_token",
+                    "must be at least 16 characters".to_owned(),
+                );
+            }
+            if config.seed_dev_data {
+                report(
+                    "seed_dev_data",
+                    "loads services with the public demo credentials: only with dev_mode"
+                        .to_owned(),
+                );
+            }
+        } else if token.len() < 8 {
             report("operator_token", "must be at least 8 characters".to_owned());
         }
         if config.delivery.max_attempts == 0 {

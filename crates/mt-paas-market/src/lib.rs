@@ -53,6 +53,8 @@ pub use self::{
     store::{Plan, Service, Store, StoreError, Subscription, Tenant},
 };
 
+/// The operator token of dev mode (public: the README prints it).
+pub const DEV_OPERATOR_TOKEN: &str = "dev-operator-token";
 /// The dev seed's API key of both demo services.
 pub const DEV_API_KEY: &str = "dev-api-key";
 /// The dev seed's webhook secret of both demo services.
@@ -81,6 +83,16 @@ pub enum MarketError {
     /// The HTTP client could not be built.
     #[error("HTTP client: {0}")]
     Client(String),
+    /// Outside dev mode, a service has public demo credentials or shares its webhook secret.
+    #[error(
+        "service {service}: {problem}; give it credentials of its own, or run the demo with `serve --dev`"
+    )]
+    PublicCredentials {
+        /// The service.
+        service: String,
+        /// What is wrong.
+        problem: &'static str,
+    },
 }
 
 /// Why an operator action was refused.
@@ -162,6 +174,9 @@ impl Market {
                 signing: signing::KeyCache::default(),
             }),
         };
+        if !market.inner.config.dev_mode {
+            market.refuse_public_credentials().await?;
+        }
         if market.inner.config.seed_dev_data && market.inner.store.is_empty().await? {
             seed::load(&market).await?;
             tracing::info!(
@@ -170,6 +185,34 @@ impl Market {
         }
         tokio::spawn(delivery::run(Arc::downgrade(&market.inner)));
         Ok(market)
+    }
+
+    /// Outside dev mode: no service may keep the demo's API key or webhook secret, and no two
+    /// may share a webhook secret (a command signed for one would verify at the other).
+    async fn refuse_public_credentials(&self) -> Result<(), MarketError> {
+        let dev_key = crypto::sha256_hex(DEV_API_KEY.as_bytes());
+        let mut secrets = std::collections::HashMap::new();
+        for (service, key_hash) in self.inner.store.services_with_keys().await? {
+            let problem = if key_hash == dev_key {
+                Some("its API key is the public demo key")
+            } else if service.webhook_secret == DEV_WEBHOOK_SECRET {
+                Some("its webhook secret is the public demo secret")
+            } else if secrets
+                .insert(service.webhook_secret.clone(), service.id.clone())
+                .is_some()
+            {
+                Some("its webhook secret is another service's")
+            } else {
+                None
+            };
+            if let Some(problem) = problem {
+                return Err(MarketError::PublicCredentials {
+                    service: service.id,
+                    problem,
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The configuration.

@@ -31,6 +31,9 @@ enum Command {
         /// The overlay to apply (market.{env}.yaml); default: $MT_PAAS_ENV.
         #[arg(long, short)]
         env: Option<String>,
+        /// Dev mode: the public demo credentials are accepted (never in production).
+        #[arg(long)]
+        dev: bool,
     },
     /// Check the configuration and exit (1 with one line per problem when invalid).
     Check {
@@ -45,17 +48,20 @@ enum Command {
         /// The overlay to apply.
         #[arg(long, short)]
         env: Option<String>,
+        /// Check as dev mode would run.
+        #[arg(long)]
+        dev: bool,
     },
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let (config_path, env, serve) = match cli.command {
-        Command::Serve { config, env } => (config, env, true),
-        Command::Check { config, env } => (config, env, false),
+    let (config_path, env, dev, serve) = match cli.command {
+        Command::Serve { config, env, dev } => (config, env, dev, true),
+        Command::Check { config, env, dev } => (config, env, dev, false),
     };
-    let config = match MarketConfig::load(&config_path, env.as_deref()) {
+    let config = match MarketConfig::load_as(&config_path, env.as_deref(), dev) {
         Ok(config) => config,
         Err(e) => {
             for problem in &e.problems {

@@ -406,16 +406,31 @@ impl Store {
 
     /// Every service.
     pub async fn services(&self) -> Result<Vec<Service>> {
-        let rows: Vec<(String, String, Option<String>, String)> = on_pool!(&self.db, pool => {
-            sqlx::query_as("SELECT id, name, base_url, webhook_secret FROM services ORDER BY id").fetch_all(pool).await?
+        Ok(self
+            .services_with_keys()
+            .await?
+            .into_iter()
+            .map(|(service, _)| service)
+            .collect())
+    }
+
+    /// Every service with the hash of its API key, by id.
+    pub async fn services_with_keys(&self) -> Result<Vec<(Service, String)>> {
+        let rows: Vec<(String, String, Option<String>, String, String)> = on_pool!(&self.db, pool => {
+            sqlx::query_as("SELECT id, name, base_url, webhook_secret, api_key_hash FROM services ORDER BY id").fetch_all(pool).await?
         });
         Ok(rows
             .into_iter()
-            .map(|(id, name, base_url, webhook_secret)| Service {
-                id,
-                name,
-                base_url,
-                webhook_secret,
+            .map(|(id, name, base_url, webhook_secret, key_hash)| {
+                (
+                    Service {
+                        id,
+                        name,
+                        base_url,
+                        webhook_secret,
+                    },
+                    key_hash,
+                )
             })
             .collect())
     }

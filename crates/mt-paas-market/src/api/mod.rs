@@ -33,7 +33,7 @@ pub(crate) fn router(market: Market) -> Router {
                 .merge(sso::routes())
                 .route(paths::JWKS, get(jwks)),
         )
-        .nest("/api/v1/admin", operator::routes())
+        .nest("/api/v1/admin", operator::routes(market.clone()))
         .with_state(market)
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::new(ProblemCode::Internal).into_response()

@@ -1,11 +1,13 @@
-//! The operator API (`/api/v1/admin`, bearer `operator_token`).
+//! The operator API (`/api/v1/admin`, bearer `operator_token`). The token is checked by a
+//! layer in front of every route, before any extractor reads a path or a body: an
+//! unauthenticated caller learns nothing about what the API would accept.
 
 use std::collections::BTreeMap;
 
 use axum::{
     Json, Router,
     extract::{Path, Query, State},
-    http::{HeaderMap, StatusCode},
+    http::StatusCode,
     routing::{delete, get, post},
 };
 use mt_paas::http::ApiError;
@@ -21,7 +23,8 @@ use crate::{
     },
 };
 
-pub(super) fn routes() -> Router<Market> {
+pub(super) fn routes(market: Market) -> Router<Market> {
+    let authenticated = axum::middleware::from_fn_with_state(market, only_operators);
     Router::new()
         .route("/plans", get(plans).post(put_plan))
         .route("/services", get(services).post(create_service))
@@ -76,31 +79,37 @@ pub(super) fn routes() -> Router<Market> {
         .route("/signing-keys", get(signing_keys).post(rotate_signing_key))
         .route("/signing-keys/{kid}", delete(retire_signing_key))
         .route("/tokens", post(mint_token))
+        .route_layer(authenticated)
+}
+
+async fn only_operators(
+    State(market): State<Market>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    match operator(&market, request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(refused) => axum::response::IntoResponse::into_response(refused),
+    }
 }
 
 async fn signing_keys(
     State(market): State<Market>,
-    headers: HeaderMap,
 ) -> Result<Json<Vec<crate::SigningKeyInfo>>, ApiError> {
-    operator(&market, &headers)?;
     Ok(Json(market.signing_keys().await?))
 }
 
 async fn rotate_signing_key(
     State(market): State<Market>,
-    headers: HeaderMap,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    operator(&market, &headers)?;
     let kid = market.rotate_signing_key().await?;
     Ok((StatusCode::CREATED, Json(serde_json::json!({ "kid": kid }))))
 }
 
 async fn retire_signing_key(
     State(market): State<Market>,
-    headers: HeaderMap,
     Path(kid): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    operator(&market, &headers)?;
     market.retire_signing_key(&kid).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -120,10 +129,8 @@ struct TokenIn {
 
 async fn mint_token(
     State(market): State<Market>,
-    headers: HeaderMap,
     Json(request): Json<TokenIn>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    operator(&market, &headers)?;
     check_id("tenant_id", &request.tenant_id)?;
     if request.sub.is_empty() || request.sub.len() > 200 {
         return Err(invalid("sub", "1-200 characters"));
@@ -174,11 +181,7 @@ fn check_name(field: &'static str, name: &str) -> Result<(), ApiError> {
     }
 }
 
-async fn plans(
-    State(market): State<Market>,
-    headers: HeaderMap,
-) -> Result<Json<Vec<Plan>>, ApiError> {
-    operator(&market, &headers)?;
+async fn plans(State(market): State<Market>) -> Result<Json<Vec<Plan>>, ApiError> {
     Ok(Json(market.store().plans().await?))
 }
 
@@ -196,10 +199,8 @@ struct PlanIn {
 
 async fn put_plan(
     State(market): State<Market>,
-    headers: HeaderMap,
     Json(plan): Json<PlanIn>,
 ) -> Result<(StatusCode, Json<Plan>), ApiError> {
-    operator(&market, &headers)?;
     check_id("id", &plan.id)?;
     check_name("name", &plan.name)?;
     if plan.requests_per_minute == Some(0) {
@@ -218,11 +219,7 @@ async fn put_plan(
     Ok((StatusCode::CREATED, Json(plan)))
 }
 
-async fn services(
-    State(market): State<Market>,
-    headers: HeaderMap,
-) -> Result<Json<Vec<Service>>, ApiError> {
-    operator(&market, &headers)?;
+async fn services(State(market): State<Market>) -> Result<Json<Vec<Service>>, ApiError> {
     Ok(Json(market.store().services().await?))
 }
 
@@ -240,10 +237,8 @@ struct ServiceIn {
 
 async fn create_service(
     State(market): State<Market>,
-    headers: HeaderMap,
     Json(service): Json<ServiceIn>,
 ) -> Result<(StatusCode, Json<Service>), ApiError> {
-    operator(&market, &headers)?;
     check_id("id", &service.id)?;
     check_name("name", &service.name)?;
     if service.api_key.len() < 8 {
@@ -263,6 +258,31 @@ async fn create_service(
         && !(url.starts_with("http://") || url.starts_with("https://"))
     {
         return Err(invalid("base_url", "an http:// or https:// URL"));
+    }
+    // A secret two services share verifies one's commands at the other.
+    let services = market.store().services_with_keys().await?;
+    if services
+        .iter()
+        .any(|(s, _)| s.webhook_secret == service.webhook_secret)
+    {
+        return Err(crate::ActionError::Conflict(
+            "webhook_secret: another service already uses this secret".to_owned(),
+        )
+        .into());
+    }
+    if !market.config().dev_mode {
+        if service.api_key == crate::DEV_API_KEY {
+            return Err(invalid(
+                "api_key",
+                "the public demo key is accepted only in dev mode",
+            ));
+        }
+        if service.webhook_secret == crate::DEV_WEBHOOK_SECRET {
+            return Err(invalid(
+                "webhook_secret",
+                "the public demo secret is accepted only in dev mode",
+            ));
+        }
     }
     let record = Service {
         id: service.id,
@@ -284,20 +304,14 @@ async fn create_service(
     Ok((StatusCode::CREATED, Json(record)))
 }
 
-async fn tenants(
-    State(market): State<Market>,
-    headers: HeaderMap,
-) -> Result<Json<Vec<Tenant>>, ApiError> {
-    operator(&market, &headers)?;
+async fn tenants(State(market): State<Market>) -> Result<Json<Vec<Tenant>>, ApiError> {
     Ok(Json(market.store().tenants().await?))
 }
 
 async fn create_tenant(
     State(market): State<Market>,
-    headers: HeaderMap,
     Json(tenant): Json<Tenant>,
 ) -> Result<(StatusCode, Json<Tenant>), ApiError> {
-    operator(&market, &headers)?;
     tenant_id(&tenant.id).map_err(|_| {
         invalid(
             "id",
@@ -328,10 +342,8 @@ struct UserIn {
 
 async fn create_user(
     State(market): State<Market>,
-    headers: HeaderMap,
     Json(user): Json<UserIn>,
 ) -> Result<StatusCode, ApiError> {
-    operator(&market, &headers)?;
     check_id("id", &user.id)?;
     check_name("name", &user.name)?;
     if user.password.len() < 8 {
@@ -387,19 +399,15 @@ fn yes() -> bool {
 
 async fn subscribe(
     State(market): State<Market>,
-    headers: HeaderMap,
     Json(request): Json<SubscriptionRequest>,
 ) -> Result<(StatusCode, Json<Subscription>), ApiError> {
-    operator(&market, &headers)?;
     Ok((StatusCode::CREATED, Json(market.subscribe(&request).await?)))
 }
 
 async fn subscriptions(
     State(market): State<Market>,
     Path(service_id): Path<String>,
-    headers: HeaderMap,
 ) -> Result<Json<Vec<Subscription>>, ApiError> {
-    operator(&market, &headers)?;
     if market.store().service(&service_id).await?.is_none() {
         return Err(not_found("service", &service_id));
     }
@@ -420,9 +428,7 @@ struct SubscriptionView {
 async fn subscription(
     State(market): State<Market>,
     Path((service_id, tenant)): Path<(String, String)>,
-    headers: HeaderMap,
 ) -> Result<Json<SubscriptionView>, ApiError> {
-    operator(&market, &headers)?;
     let subscription = market
         .store()
         .subscription(&service_id, &tenant)
@@ -444,10 +450,8 @@ struct PlanChange {
 async fn change_plan(
     State(market): State<Market>,
     Path((service_id, tenant)): Path<(String, String)>,
-    headers: HeaderMap,
     Json(change): Json<PlanChange>,
 ) -> Result<Json<Subscription>, ApiError> {
-    operator(&market, &headers)?;
     Ok(Json(
         market
             .change_plan(&service_id, &tenant, &change.plan_id)
@@ -465,10 +469,8 @@ struct ExpiryChange {
 async fn set_expiry(
     State(market): State<Market>,
     Path((service_id, tenant)): Path<(String, String)>,
-    headers: HeaderMap,
     Json(change): Json<ExpiryChange>,
 ) -> Result<Json<Subscription>, ApiError> {
-    operator(&market, &headers)?;
     Ok(Json(
         market
             .set_expiry(&service_id, &tenant, change.expires_at)
@@ -478,58 +480,32 @@ async fn set_expiry(
 
 async fn state_change(
     market: &Market,
-    headers: &HeaderMap,
     service_id: &str,
     tenant: &str,
     state: SubscriptionState,
 ) -> Result<Json<Subscription>, ApiError> {
-    operator(market, headers)?;
     Ok(Json(market.set_state(service_id, tenant, state).await?))
 }
 
 async fn suspend(
     State(market): State<Market>,
     Path((service_id, tenant)): Path<(String, String)>,
-    headers: HeaderMap,
 ) -> Result<Json<Subscription>, ApiError> {
-    state_change(
-        &market,
-        &headers,
-        &service_id,
-        &tenant,
-        SubscriptionState::Suspended,
-    )
-    .await
+    state_change(&market, &service_id, &tenant, SubscriptionState::Suspended).await
 }
 
 async fn reinstate(
     State(market): State<Market>,
     Path((service_id, tenant)): Path<(String, String)>,
-    headers: HeaderMap,
 ) -> Result<Json<Subscription>, ApiError> {
-    state_change(
-        &market,
-        &headers,
-        &service_id,
-        &tenant,
-        SubscriptionState::Active,
-    )
-    .await
+    state_change(&market, &service_id, &tenant, SubscriptionState::Active).await
 }
 
 async fn cancel(
     State(market): State<Market>,
     Path((service_id, tenant)): Path<(String, String)>,
-    headers: HeaderMap,
 ) -> Result<Json<Subscription>, ApiError> {
-    state_change(
-        &market,
-        &headers,
-        &service_id,
-        &tenant,
-        SubscriptionState::Cancelled,
-    )
-    .await
+    state_change(&market, &service_id, &tenant, SubscriptionState::Cancelled).await
 }
 
 /// A block (kill switch) to send.
@@ -551,10 +527,8 @@ pub struct BlockRequest {
 async fn block(
     State(market): State<Market>,
     Path((service_id, tenant)): Path<(String, String)>,
-    headers: HeaderMap,
     Json(request): Json<BlockRequest>,
 ) -> Result<(StatusCode, Json<Command>), ApiError> {
-    operator(&market, &headers)?;
     if request.reason.is_empty() || request.reason.len() > 100 {
         return Err(invalid("reason", "1-100 characters"));
     }
@@ -580,10 +554,8 @@ struct UnblockIn {
 async fn unblock(
     State(market): State<Market>,
     Path((service_id, tenant)): Path<(String, String)>,
-    headers: HeaderMap,
     body: Option<Json<UnblockIn>>,
 ) -> Result<(StatusCode, Json<Command>), ApiError> {
-    operator(&market, &headers)?;
     let reason = body.map(|Json(b)| b.reason).unwrap_or_default();
     Ok((
         StatusCode::ACCEPTED,
@@ -594,9 +566,7 @@ async fn unblock(
 async fn provision(
     State(market): State<Market>,
     Path((service_id, tenant)): Path<(String, String)>,
-    headers: HeaderMap,
 ) -> Result<(StatusCode, Json<Command>), ApiError> {
-    operator(&market, &headers)?;
     Ok((
         StatusCode::ACCEPTED,
         Json(market.provision(&service_id, &tenant).await?),
@@ -613,10 +583,8 @@ struct DeprovisionIn {
 async fn deprovision(
     State(market): State<Market>,
     Path((service_id, tenant)): Path<(String, String)>,
-    headers: HeaderMap,
     body: Option<Json<DeprovisionIn>>,
 ) -> Result<(StatusCode, Json<Command>), ApiError> {
-    operator(&market, &headers)?;
     let archive = body.is_none_or(|Json(b)| b.archive);
     Ok((
         StatusCode::ACCEPTED,
@@ -627,9 +595,7 @@ async fn deprovision(
 async fn instances(
     State(market): State<Market>,
     Path(service_id): Path<String>,
-    headers: HeaderMap,
 ) -> Result<Json<Vec<Instance>>, ApiError> {
-    operator(&market, &headers)?;
     Ok(Json(market.store().instances(&service_id).await?))
 }
 
@@ -642,9 +608,7 @@ async fn usage(
     State(market): State<Market>,
     Path(service_id): Path<String>,
     Query(query): Query<UsageQuery>,
-    headers: HeaderMap,
 ) -> Result<Json<Vec<UsageTotal>>, ApiError> {
-    operator(&market, &headers)?;
     Ok(Json(
         market
             .store()
@@ -663,9 +627,7 @@ async fn commands(
     State(market): State<Market>,
     Path(service_id): Path<String>,
     Query(query): Query<CommandQuery>,
-    headers: HeaderMap,
 ) -> Result<Json<Vec<QueuedCommand>>, ApiError> {
-    operator(&market, &headers)?;
     Ok(Json(
         market
             .store()
@@ -682,9 +644,7 @@ struct AlertQuery {
 async fn alerts(
     State(market): State<Market>,
     Query(query): Query<AlertQuery>,
-    headers: HeaderMap,
 ) -> Result<Json<Vec<StoredAlert>>, ApiError> {
-    operator(&market, &headers)?;
     Ok(Json(
         market
             .store()

@@ -584,3 +584,125 @@ async fn newest_revision(url: &str, tenants: &[String]) -> i64 {
     }
     newest
 }
+
+/// Nothing runs with the public demo credentials unless dev mode is asked for: a market.yaml
+/// that sets only `database.url` does not start; neither does a store holding demo services.
+#[tokio::test]
+async fn the_market_refuses_public_credentials_outside_dev_mode() {
+    use mt_paas_market::{Market, MarketConfig, MarketError};
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/market.db", dir.path().display());
+    let write = |yaml: &str| {
+        let path = dir.path().join("market.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        path
+    };
+    let only_db = write(&format!("database:\n  url: \"{db}\"\n"));
+    let problems = MarketConfig::load(&only_db, None).unwrap_err().to_string();
+    assert!(problems.contains("operator_token"), "{problems}");
+    let demo_token = write(&format!(
+        "database:\n  url: \"{db}\"\noperator_token: dev-operator-token\nseed_dev_data: true\n"
+    ));
+    let problems = MarketConfig::load(&demo_token, None)
+        .unwrap_err()
+        .to_string();
+    assert!(problems.contains("public demo token"), "{problems}");
+    assert!(problems.contains("seed_dev_data"), "{problems}");
+    // Asked for explicitly, the demo runs.
+    assert!(MarketConfig::load_as(&demo_token, None, true).is_ok());
+
+    // A store with the demo's services (made in dev mode) keeps a real market from starting.
+    let dev = MarketConfig::load_as(&demo_token, None, true).unwrap();
+    drop(Market::start(dev).await.unwrap());
+    let real = write(&format!(
+        "database:\n  url: \"{db}\"\noperator_token: a-real-operator-secret-0123\n"
+    ));
+    let config = MarketConfig::load(&real, None).unwrap();
+    match Market::start(config).await {
+        Err(MarketError::PublicCredentials { service, .. }) => assert_eq!(service, "basic_service"),
+        other => panic!(
+            "a demo store started outside dev mode: {:?}",
+            other.map(|_| ())
+        ),
+    }
+}
+
+/// Outside dev mode the operator API refuses the demo credentials and a webhook secret that
+/// another service already has; and it authenticates before it reads a body.
+#[tokio::test]
+async fn services_get_credentials_of_their_own() {
+    use mt_paas_market::{Market, MarketConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("market.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "database:\n  url: \"sqlite://{}/market.db\"\noperator_token: a-real-operator-secret-0123\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let market = Market::start(MarketConfig::load(&path, None).unwrap())
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/api/v1/admin", listener.local_addr().unwrap());
+    let serving = market.clone();
+    tokio::spawn(async move {
+        serving
+            .serve_with_shutdown(listener, std::future::pending())
+            .await
+            .unwrap();
+    });
+    let token = Some("a-real-operator-secret-0123");
+    let service = |id: &str, key: &str, secret: &str| {
+        serde_json::to_vec(&json!({"id": id, "name": id, "api_key": key, "webhook_secret": secret}))
+            .map(Some)
+            .unwrap()
+    };
+    let own = "whsec_b3duLXNlY3JldC1vZi10aGUtZmlyc3Qtc2VydmljZQ==";
+    let (status, body, _) = call(
+        reqwest::Method::POST,
+        &format!("{url}/services"),
+        token,
+        service("first", "first-service-key", own),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body, _) = call(
+        reqwest::Method::POST,
+        &format!("{url}/services"),
+        token,
+        service("second", "second-service-key", own),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 409, "a shared webhook secret: {body}");
+    let (status, body, _) = call(
+        reqwest::Method::POST,
+        &format!("{url}/services"),
+        token,
+        service(
+            "third",
+            mt_paas_market::DEV_API_KEY,
+            "whsec_dGhpcmQtc2VydmljZS1zZWNyZXQtb2YtZW5vdWdo",
+        ),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 422, "the demo API key: {body}");
+    assert_eq!(body["field"], "api_key");
+    // Unauthenticated, a malformed body is not even read.
+    for key in [None, Some("dev-operator-token")] {
+        let (status, body, _) = call(
+            reqwest::Method::POST,
+            &format!("{url}/services"),
+            key,
+            Some(b"{not json".to_vec()),
+            &[],
+        )
+        .await;
+        assert_eq!(status, 401, "{body}");
+    }
+}

@@ -66,7 +66,7 @@ async fn market_tokens_verify_against_the_published_keys() {
         &market.url,
         reqwest::Method::POST,
         "/services",
-        Some(json!({"id": "other_service", "name": "Other", "api_key": "other-api-key-1", "webhook_secret": crate::helpers::SECRET})),
+        Some(json!({"id": "other_service", "name": "Other", "api_key": "other-api-key-1", "webhook_secret": "whsec_b3RoZXItc2VydmljZS1zZWNyZXQtb2YtZW5vdWdo"})),
     )
     .await;
     assert_eq!(status, 201);
