@@ -34,6 +34,7 @@ mod signing;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod throttle;
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -143,6 +144,7 @@ pub(crate) struct Inner {
     pub(crate) deliveries: Arc<Notify>,
     pub(crate) http: reqwest::Client,
     pub(crate) signing: signing::KeyCache,
+    pub(crate) logins: throttle::LoginThrottle,
 }
 
 impl std::fmt::Debug for Market {
@@ -172,6 +174,7 @@ impl Market {
                 deliveries: Arc::new(Notify::new()),
                 http,
                 signing: signing::KeyCache::default(),
+                logins: throttle::LoginThrottle::default(),
             }),
         };
         if !market.inner.config.dev_mode {

@@ -258,8 +258,17 @@ impl ServiceMarketFramework {
             (true, Some(client), Some(keys)) => Some(crate::middleware::auth::sso::Sso {
                 client: client.clone(),
                 keys,
-                db: central.clone(),
+                cookie_key: crate::middleware::auth::sso::Sso::cookie_key(
+                    config
+                        .auth
+                        .jwt
+                        .secret
+                        .as_ref()
+                        .map(crate::config::Secret::expose)
+                        .unwrap_or_default(),
+                ),
                 redirect_uri: format!("{}{}", config.service.public_url(), sso_config.callback_url),
+                callback_path: sso_config.callback_url.clone(),
                 expiry_hours: config.auth.jwt.expiry_hours,
             }),
             _ => None,

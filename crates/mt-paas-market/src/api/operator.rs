@@ -362,7 +362,7 @@ async fn create_user(
     market
         .store()
         .create_user(&User {
-            password_hash: crypto::hash_password(&user.password),
+            password_hash: crate::throttle::hash(user.password.clone()).await,
             id: user.id,
             tenant_id: user.tenant_id,
             name: user.name,

@@ -18,7 +18,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 
 use super::{authenticate, invalid};
-use crate::{Market, crypto};
+use crate::{Market, crypto, throttle};
 
 pub(super) fn routes() -> Router<Market> {
     Router::new()
@@ -131,16 +131,36 @@ struct Credentials {
 
 async fn authorize(
     State(market): State<Market>,
+    extensions: http::Extensions,
     Form(form): Form<Credentials>,
 ) -> Result<Response, ApiError> {
     form.params.check(&market).await?;
+    let address = extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let logins = &market.inner.logins;
+    if let Err(wait) = logins.check(&form.username, address) {
+        return Err(ApiError::new(ProblemCode::TooManyAttempts)
+            .param("retry_after", wait.as_secs().max(1).to_string())
+            .header(
+                header::RETRY_AFTER,
+                HeaderValue::from(wait.as_secs().max(1)),
+            ));
+    }
+    if form.username.len() > 200 || form.password.len() > 1024 {
+        return Err(invalid(
+            "username",
+            "at most 200 characters (password: 1024)",
+        ));
+    }
     let user = market.store().user(&form.username).await?;
-    let valid = user
-        .as_ref()
-        .is_some_and(|u| crypto::verify_password(&form.password, &u.password_hash));
+    let stored = user.as_ref().map(|u| u.password_hash.clone());
+    let valid = throttle::verify(form.password.clone(), stored).await;
     let Some(user) = user.filter(|_| valid) else {
+        logins.failed(&form.username, address);
         return Err(ApiError::new(ProblemCode::Unauthorized).detail("wrong username or password"));
     };
+    logins.succeeded(&form.username);
     let code = crypto::random_token(32);
     let expires_at = OffsetDateTime::now_utc()
         + time::Duration::seconds(

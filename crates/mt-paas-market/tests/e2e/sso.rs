@@ -62,6 +62,18 @@ async fn a_user_signs_in_through_the_market() {
         .await
         .unwrap();
     assert_eq!(to_market.status(), 302);
+    // The sign-in is bound to this browser by an HttpOnly cookie on the callback's path.
+    let set_cookie = to_market.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(set_cookie.contains("HttpOnly"), "{set_cookie}");
+    assert!(set_cookie.contains("SameSite=Lax"), "{set_cookie}");
+    assert!(
+        set_cookie.contains("Path=/auth/marketplace/callback"),
+        "{set_cookie}"
+    );
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
     let authorize = to_market.headers()["location"].to_str().unwrap().to_owned();
     assert!(
         authorize.starts_with(&format!("{}/api/v1/sso/authorize?", market.url)),
@@ -90,21 +102,54 @@ async fn a_user_signs_in_through_the_market() {
     let callback = back.headers()["location"].to_str().unwrap().to_owned();
     assert!(callback.starts_with(&format!("{service_url}/auth/marketplace/callback?")));
 
-    let token: Value = browser
-        .get(&callback)
+    // Login CSRF: the callback URL opened by another browser — one with no sign-in, or one
+    // with a sign-in of its own — signs nobody in.
+    let elsewhere = browser.get(&callback).send().await.unwrap();
+    assert_eq!(elsewhere.status(), 401, "no cookie");
+    let other_login = browser
+        .get(format!("{service_url}/auth/marketplace/login"))
         .send()
         .await
+        .unwrap();
+    let other_cookie = other_login.headers()["set-cookie"]
+        .to_str()
         .unwrap()
-        .json()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let victim = browser
+        .get(&callback)
+        .header("cookie", &other_cookie)
+        .send()
         .await
         .unwrap();
+    assert_eq!(victim.status(), 401, "another browser's sign-in");
+
+    let answer = browser
+        .get(&callback)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    let cleared = answer.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        cleared.contains("Max-Age=0"),
+        "the cookie is cleared: {cleared}"
+    );
+    let token: Value = answer.json().await.unwrap();
     assert_eq!(token["token_type"], "Bearer");
     assert_eq!(token["sub"], "alice");
     assert_eq!(token["tenant_id"], "hallym");
     let access = token["access_token"].as_str().unwrap();
 
-    // The callback's state works once.
-    let again = browser.get(&callback).send().await.unwrap();
+    // The callback works once, even with the cookie kept.
+    let again = browser
+        .get(&callback)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(again.status(), 401);
 
     // The service's own token identifies the tenant and the user.
@@ -126,5 +171,64 @@ async fn a_user_signs_in_through_the_market() {
         .unwrap();
     assert_eq!(other.status(), 403);
     service.running.stop().await;
+    market.running.stop().await;
+}
+
+/// Wrong passwords are throttled per user (and per address): after five, even the right
+/// password waits for the window, with Retry-After; an unknown user costs the same hash and
+/// counts the same.
+#[tokio::test]
+async fn failed_sign_ins_are_throttled() {
+    let dir = tempfile::tempdir().unwrap();
+    let market = start_market(&format!("sqlite://{}/m.db", dir.path().display()), None).await;
+    let service_url = "http://127.0.0.1:9";
+    register_service(&market.url, Some(service_url.to_owned())).await;
+    subscribe(&market.url, "hallym", "premium", false).await;
+    let (status, _) = crate::helpers::operator(
+        &market.url,
+        reqwest::Method::POST,
+        "/users",
+        Some(json!({"id": "alice", "tenant_id": "hallym", "name": "Alice", "email": "a@h.kr", "password": "correct-horse"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let attempt = |user: &'static str, password: &'static str| {
+        let client = client.clone();
+        let url = format!("{}/api/v1/sso/authorize", market.url);
+        async move {
+            let form = [
+                ("response_type", "code"),
+                ("client_id", crate::helpers::SERVICE),
+                ("redirect_uri", "http://127.0.0.1:9/cb"),
+                ("state", "s"),
+                (
+                    "code_challenge",
+                    "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+                ),
+                ("code_challenge_method", "S256"),
+                ("username", user),
+                ("password", password),
+            ];
+            let response = client.post(url).form(&form).send().await.unwrap();
+            let status = response.status().as_u16();
+            let retry = response
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (status, retry)
+        }
+    };
+    assert_eq!(attempt("nobody", "x").await.0, 401, "an unknown user");
+    for _ in 0..5 {
+        assert_eq!(attempt("alice", "wrong").await.0, 401);
+    }
+    let (status, retry) = attempt("alice", "correct-horse").await;
+    assert_eq!(status, 429, "throttled even with the right password");
+    let retry: u64 = retry.unwrap().parse().unwrap();
+    assert!(retry > 800 && retry <= 900, "{retry}");
     market.running.stop().await;
 }

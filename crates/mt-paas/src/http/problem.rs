@@ -78,6 +78,8 @@ pub enum ProblemCode {
     PayloadTooLarge,
     /// The tenant used up its requests per minute (429).
     RateLimited,
+    /// Too many failed attempts (a sign-in); wait `Retry-After` (429).
+    TooManyAttempts,
     /// The body's media type is not accepted (415).
     UnsupportedMediaType,
     /// The body is well-formed but unusable (422).
@@ -131,6 +133,7 @@ impl ProblemCode {
             Self::ResourceNotFound => "resource_not_found",
             Self::PayloadTooLarge => "payload_too_large",
             Self::RateLimited => "rate_limited",
+            Self::TooManyAttempts => "too_many_attempts",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::UnprocessableEntity => "unprocessable_entity",
             Self::HttpError => "http_error",
@@ -387,6 +390,13 @@ impl ProblemCode {
                 "Too many requests",
                 "요청 한도(분당 {limit}회)를 넘었습니다. {retry_after}초 후에 다시 시도하세요.",
                 "The limit of {limit} requests per minute is used up; try again in {retry_after} s.",
+            ),
+            Self::TooManyAttempts => t(
+                StatusCode::TOO_MANY_REQUESTS,
+                "시도 횟수 초과",
+                "Too many attempts",
+                "실패한 시도가 너무 많습니다. {retry_after}초 후에 다시 시도하세요.",
+                "Too many failed attempts; try again in {retry_after} s.",
             ),
             Self::UnsupportedMediaType => t(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -775,6 +785,7 @@ mod tests {
             ProblemCode::CommandTargetMismatch,
             ProblemCode::PayloadTooLarge,
             ProblemCode::RateLimited,
+            ProblemCode::TooManyAttempts,
             ProblemCode::UnsupportedMediaType,
             ProblemCode::UnprocessableEntity,
             ProblemCode::HttpError,
