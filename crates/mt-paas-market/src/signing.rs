@@ -193,9 +193,11 @@ impl Market {
         let pair = self.inner.signing.get(&kid, &pkcs8)?;
         let now = OffsetDateTime::now_utc().unix_timestamp();
         let ttl = i64::try_from(self.config().sso.token_ttl_seconds).unwrap_or(3600);
-        claims
-            .entry("iss")
-            .or_insert_with(|| self.config().public_url.clone().into());
+        // The issuer is the market's API base: what its services know as
+        // `marketplace.api_url` and check `iss` against.
+        claims.entry("iss").or_insert_with(|| {
+            format!("{}/api/v1", self.config().public_url.trim_end_matches('/')).into()
+        });
         claims.entry("iat").or_insert_with(|| now.into());
         claims.entry("exp").or_insert_with(|| (now + ttl).into());
         let header = json!({"alg": "RS256", "typ": "JWT", "kid": kid});

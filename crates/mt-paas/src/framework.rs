@@ -246,7 +246,6 @@ impl ServiceMarketFramework {
         let audit = AuditLogger::new(outbox.clone(), config.service.id.clone());
         let auth_layer = AuthLayer::new(
             verifier,
-            config.tenant_claim(),
             config.security.cross_tenant_audit.then(|| audit.clone()),
         );
         let sso_config = &config.auth.marketplace_sso;

@@ -44,11 +44,13 @@ pub async fn start_market(db_url: &str, port: Option<u16>) -> TestMarket {
     config.seed_dev_data = false;
     config.delivery.poll_interval_ms = 50;
     config.delivery.timeout_ms = 2000;
-    let market = Market::start(config).await.unwrap();
     let listener = TcpListener::bind(("127.0.0.1", port.unwrap_or(0)))
         .await
         .unwrap();
     let addr = listener.local_addr().unwrap();
+    // The tokens it signs name it as their issuer: the address services reach it at.
+    config.public_url = format!("http://{addr}");
+    let market = Market::start(config).await.unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
     let serving = market.clone();
     let task = tokio::spawn(async move {

@@ -321,3 +321,39 @@ async fn without_the_market_rs256_tokens_get_a_503_and_own_tokens_still_work() {
     let me: Value = response.json().await.unwrap();
     assert_eq!(me["sub"], "dana");
 }
+
+/// `iss` is checked: a service that expects another market's tokens refuses this market's,
+/// though they are signed with a published key and addressed to it.
+#[tokio::test]
+async fn a_token_from_another_issuer_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let market = start_market(&format!("sqlite://{}/m.db", dir.path().display()), None).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    register_service(
+        &market.url,
+        Some(format!("http://{}", listener.local_addr().unwrap())),
+    )
+    .await;
+    subscribe(&market.url, "hallym", "premium", true).await;
+    let service_dir = dir.path().join("service");
+    std::fs::create_dir_all(&service_dir).unwrap();
+    let extra = "auth:\n  jwt:\n    algorithm: RS256\n    issuer: \"https://market.elsewhere.example/api/v1\"\ntenant_identification:\n  methods:\n    - type: jwt_claim\n      claim_name: tenant_id\n";
+    let config = service_config(&service_dir, &market.url, extra);
+    let service = start_service(listener, config, service_dir).await;
+    let token = mint(
+        &market.url,
+        json!({"service_id": SERVICE, "tenant_id": "hallym", "sub": "alice"}),
+    )
+    .await;
+    let (status, problem) = with_token(&service.url, "/me", &token).await;
+    assert_eq!(status, 401, "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("another market"),
+        "{problem}"
+    );
+    service.running.stop().await;
+    market.running.stop().await;
+}

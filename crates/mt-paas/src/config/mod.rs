@@ -481,6 +481,10 @@ pub struct JwtConfig {
     /// `{marketplace.api_url}/.well-known/jwks.json` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks_url: Option<String>,
+    /// With `algorithm: RS256`, the `iss` the market's tokens must carry;
+    /// `marketplace.api_url` when absent (what the reference market signs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
 }
 
 /// `auth.jwt.algorithm`.

@@ -14,8 +14,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aws_lc_rs::signature::{ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256, RsaPublicKeyComponents};
+use aws_lc_rs::signature::{RSA_PKCS1_2048_8192_SHA256, RsaPublicKeyComponents};
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
+use jsonwebtoken::DecodingKey;
 use serde::Deserialize;
 
 /// The shortest time between two fetches of the key set: tokens naming unknown keys cannot
@@ -43,7 +44,7 @@ pub(crate) struct MarketKeys {
 struct Inner {
     url: String,
     http: reqwest::Client,
-    keys: RwLock<Arc<HashMap<String, Arc<ParsedPublicKey>>>>,
+    keys: RwLock<Arc<HashMap<String, Arc<DecodingKey>>>>,
     /// Bumped whenever the set of key ids changes, so that tokens verified with a key the
     /// market has since withdrawn are verified again.
     generation: AtomicU64,
@@ -98,7 +99,7 @@ impl MarketKeys {
         }
     }
 
-    fn read(&self) -> Arc<HashMap<String, Arc<ParsedPublicKey>>> {
+    fn read(&self) -> Arc<HashMap<String, Arc<DecodingKey>>> {
         // Only ever replaced whole: a poisoned lock still holds a consistent map.
         self.inner
             .keys
@@ -108,7 +109,7 @@ impl MarketKeys {
     }
 
     /// The key `kid`, if the market published it at the last fetch.
-    pub(crate) fn key(&self, kid: &str) -> Option<Arc<ParsedPublicKey>> {
+    pub(crate) fn key(&self, kid: &str) -> Option<Arc<DecodingKey>> {
         self.read().get(kid).cloned()
     }
 
@@ -171,7 +172,7 @@ impl MarketKeys {
         }
     }
 
-    async fn fetch(&self) -> Result<HashMap<String, Arc<ParsedPublicKey>>, JwksError> {
+    async fn fetch(&self) -> Result<HashMap<String, Arc<DecodingKey>>, JwksError> {
         let url = &self.inner.url;
         let failed = |reason: String| JwksError::Fetch {
             url: url.clone(),
@@ -213,7 +214,7 @@ impl MarketKeys {
 
 /// The usable keys of `set`: RSA signing keys for RS256 with a key id and valid components.
 /// Other keys (EC, encryption keys, other algorithms) are skipped, not trusted.
-fn parse_keys(set: JwkSet) -> HashMap<String, Arc<ParsedPublicKey>> {
+fn parse_keys(set: JwkSet) -> HashMap<String, Arc<DecodingKey>> {
     set.keys
         .into_iter()
         .filter(|k| k.kty == "RSA")
@@ -222,9 +223,11 @@ fn parse_keys(set: JwkSet) -> HashMap<String, Arc<ParsedPublicKey>> {
         .filter_map(|k| {
             let n = URL_SAFE_NO_PAD.decode(k.n?).ok()?;
             let e = URL_SAFE_NO_PAD.decode(k.e?).ok()?;
-            let key = RsaPublicKeyComponents { n: &n, e: &e }
+            // Only a key aws-lc accepts for RS256 (2048 to 8192 bits) is kept.
+            RsaPublicKeyComponents { n: &n, e: &e }
                 .to_parsed_public_key(&RSA_PKCS1_2048_8192_SHA256)
                 .ok()?;
+            let key = DecodingKey::from_rsa_raw_components(&n, &e);
             Some((k.kid?, Arc::new(key)))
         })
         .collect()

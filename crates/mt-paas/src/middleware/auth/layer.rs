@@ -20,7 +20,7 @@ use tower::{Layer, Service};
 
 use super::{
     Claims, TokenError, TokenVerifier, bearer_token,
-    jwt::{Window, token_problem},
+    jwt::{Verified, token_problem},
 };
 use crate::{
     control::{AuditLogger, audit::CROSS_TENANT_ACCESS_ATTEMPT},
@@ -103,68 +103,7 @@ pub struct AuthLayer {
 
 struct State {
     keys: Option<TokenVerifier>,
-    tenant_claim: String,
     audit: Option<AuditLogger>,
-    verified: VerifiedTokens,
-}
-
-/// How many verified tokens are remembered.
-const VERIFIED_TOKENS: usize = 1024;
-
-/// Tokens verified lately, so that a client's next requests skip the signature check and
-/// the claims parse. Keyed by the whole token: only the very same bytes, signed by the same
-/// keys, hit. Every hit checks `exp` and `nbf` again, so an entry never outlives its token,
-/// and the whole cache is dropped when the market's key set changes (a withdrawn key's tokens
-/// must stop working). Refused tokens are not remembered.
-struct VerifiedTokens {
-    entries: std::sync::Mutex<Entries>,
-}
-
-#[derive(Default)]
-struct Entries {
-    /// The key-set generation the entries were verified under.
-    generation: u64,
-    tokens: std::collections::HashMap<Box<str>, Arc<Verified>>,
-}
-
-impl VerifiedTokens {
-    fn new() -> Self {
-        Self {
-            entries: std::sync::Mutex::new(Entries::default()),
-        }
-    }
-
-    /// The entries, emptied first if the key set changed since they were verified.
-    fn lock(&self, generation: u64) -> std::sync::MutexGuard<'_, Entries> {
-        // Every mutation is one map operation: a poisoned map is still consistent.
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if entries.generation != generation {
-            entries.tokens.clear();
-            entries.generation = generation;
-        }
-        entries
-    }
-
-    fn get(&self, keys: &TokenVerifier, token: &str) -> Option<Arc<Verified>> {
-        self.lock(keys.generation()).tokens.get(token).cloned()
-    }
-
-    /// Remembers `verified`, unless the key set changed since `generation`, under which
-    /// it was verified.
-    fn insert(&self, keys: &TokenVerifier, generation: u64, token: &str, verified: Arc<Verified>) {
-        let mut entries = self.lock(keys.generation());
-        if entries.generation != generation {
-            return;
-        }
-        let tokens = &mut entries.tokens;
-        if tokens.len() >= VERIFIED_TOKENS {
-            tokens.retain(|_, v| keys.check(v.window).is_ok());
-            if tokens.len() >= VERIFIED_TOKENS {
-                tokens.clear();
-            }
-        }
-        tokens.insert(token.into(), verified);
-    }
 }
 
 impl std::fmt::Debug for AuthLayer {
@@ -177,31 +116,14 @@ impl std::fmt::Debug for AuthLayer {
 }
 
 impl AuthLayer {
-    /// A layer verifying with `keys` (no user is ever set without keys), reading the
-    /// tenant from the `tenant_claim` claim, and reporting cross-tenant attempts to `audit`.
-    pub fn new(
-        keys: Option<TokenVerifier>,
-        tenant_claim: impl Into<String>,
-        audit: Option<AuditLogger>,
-    ) -> Self {
+    /// A layer verifying with `keys` (no user is ever set without keys) and reporting
+    /// cross-tenant attempts to `audit`. The tenant a token names is its `jwt_claim`
+    /// (`tenant_id` by default), as the verifier was configured.
+    pub fn new(keys: Option<TokenVerifier>, audit: Option<AuditLogger>) -> Self {
         Self {
-            state: Arc::new(State {
-                keys,
-                tenant_claim: tenant_claim.into(),
-                audit,
-                verified: VerifiedTokens::new(),
-            }),
+            state: Arc::new(State { keys, audit }),
         }
     }
-}
-
-/// What a verified token says.
-#[derive(Debug)]
-struct Verified {
-    sub: Option<String>,
-    tenant_id: Option<TenantId>,
-    claims: Claims,
-    window: Window,
 }
 
 /// The outcome of the part of verification that never waits.
@@ -219,21 +141,14 @@ impl State {
         let (Some(keys), Some(token)) = (&self.keys, bearer_token(request.headers())) else {
             return Checked::Anonymous;
         };
-        if let Some(verified) = self.verified.get(keys, token) {
-            return match keys.check(verified.window) {
-                Ok(()) => Checked::Verified(verified),
-                Err(e) => Checked::Refused(token_problem(e)),
-            };
-        }
-        let generation = keys.generation();
-        match keys.verify(token) {
+        // Identification verified it already when it reads the tenant from the token: this
+        // is then the verifier's cache.
+        match keys.verified(token) {
+            Ok(verified) => Checked::Verified(verified),
             Err(TokenError::UnknownKey) if keys.market_keys().is_some() => {
                 Checked::NeedsKeys(token.to_owned())
             }
-            result => match self.accept(keys, generation, token, result) {
-                Ok(verified) => Checked::Verified(verified),
-                Err(problem) => Checked::Refused(problem),
-            },
+            Err(e) => Checked::Refused(token_problem(e)),
         }
     }
 
@@ -241,53 +156,7 @@ impl State {
         let Some(keys) = &self.keys else {
             return Err(token_problem(TokenError::Algorithm));
         };
-        let result = keys.verify_fetching(token).await;
-        self.accept(keys, keys.generation(), token, result)
-    }
-
-    /// What a verified token says, remembered for the next requests.
-    fn accept(
-        &self,
-        keys: &TokenVerifier,
-        generation: u64,
-        token: &str,
-        claims: Result<Claims, TokenError>,
-    ) -> Result<Arc<Verified>, ApiError> {
-        let claims = claims.map_err(token_problem)?;
-        let window = Window::of(&claims).map_err(token_problem)?;
-        let malformed = |ko: &'static str, en: &'static str| {
-            ApiError::new(ProblemCode::InvalidToken).localized_param("reason", ko, en)
-        };
-        let tenant_id = match claims.get(&self.tenant_claim) {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(TenantId::parse_lenient(s).map_err(|_| {
-                malformed(
-                    "토큰의 테넌트 ID가 올바르지 않습니다.",
-                    "its tenant id is malformed.",
-                )
-            })?),
-            Some(_) => {
-                return Err(malformed(
-                    "토큰의 테넌트 ID가 문자열이 아닙니다.",
-                    "its tenant id is not a string.",
-                ));
-            }
-        };
-        // A token without a subject names a tenant, not a user.
-        let sub = claims
-            .get("sub")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned);
-        let verified = Arc::new(Verified {
-            sub,
-            tenant_id,
-            claims,
-            window,
-        });
-        self.verified
-            .insert(keys, generation, token, verified.clone());
-        Ok(verified)
+        keys.verified_fetching(token).await.map_err(token_problem)
     }
 }
 
@@ -355,18 +224,22 @@ where
                     .map(|c| c.0.ip().to_string())
                     .unwrap_or_default();
                 if let Some(audit) = &state.audit {
+                    // Counted per tokens' tenant, target and user: a client repeating the
+                    // attempt makes one alert a minute, not one a request.
+                    let key = format!(
+                        "{claimed}>{tenant} {}",
+                        verified.sub.as_deref().unwrap_or_default()
+                    );
                     audit
-                        .report(
-                            CROSS_TENANT_ACCESS_ATTEMPT,
-                            Severity::High,
+                        .refused(CROSS_TENANT_ACCESS_ATTEMPT, Severity::High, &key, || {
                             json!({
                                 "source_tenant": claimed,
                                 "target_tenant": tenant,
                                 "endpoint": path,
                                 "ip_address": ip,
                                 "user": verified.sub,
-                            }),
-                        )
+                            })
+                        })
                         .await;
                 }
                 return Ok(ApiError::new(ProblemCode::CrossTenantAccess)

@@ -298,14 +298,14 @@ fn from_token(
     let Some(token) = bearer_token(headers) else {
         return Ok(None);
     };
-    let claims = match keys.verify(token) {
-        Ok(claims) => claims,
+    let verified = match keys.verified(token) {
+        Ok(verified) => verified,
         Err(TokenError::UnknownKey) if keys.market_keys().is_some() => {
             return Err(Unidentified::NeedsKeys);
         }
         Err(e) => return Err(token_problem(e).into()),
     };
-    match claims.get(claim) {
+    match verified.claims.get(claim) {
         None | Some(serde_json::Value::Null) => Ok(None),
         Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
         Some(_) => Err(invalid(source).into()),
