@@ -55,6 +55,7 @@ use std::{
 };
 
 use axum::Router;
+use base64::Engine as _;
 use http::Method;
 use mt_paas::{
     config::ConfigError,
@@ -66,9 +67,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 
-use crate::{
-    DEV_WEBHOOK_SECRET, Market, MarketConfig, MarketError, Plan, Service, Subscription, Tenant,
-};
+use crate::{Market, MarketConfig, MarketError, Plan, Service, Subscription, Tenant};
 
 /// How long [`TestMarket::start_service`] waits for the service's first heartbeat.
 const FIRST_HEARTBEAT: Duration = Duration::from_secs(5);
@@ -163,7 +162,7 @@ impl TestMarket {
 
     /// Starts a market with the README's demo data: plans `basic` and `premium`, services
     /// `basic_service` and `keli_tutor` (API key [`DEV_API_KEY`](crate::DEV_API_KEY), webhook
-    /// secret [`DEV_WEBHOOK_SECRET`]), tenants `hallym`, `korea` and `snu`.
+    /// secret [`DEV_WEBHOOK_SECRET`](crate::DEV_WEBHOOK_SECRET)), tenants `hallym`, `korea` and `snu`.
     ///
     /// ```
     /// # #[tokio::main]
@@ -686,8 +685,9 @@ fn yaml_string(value: &str) -> String {
 }
 
 /// A service to register at a [`TestMarket`]: its id and name, its API key at the market
-/// (`test-api-key-{id}` by default), the secret that signs the market's commands to it
-/// ([`DEV_WEBHOOK_SECRET`] by default), and its base URL. `Debug` leaves the secrets out.
+/// (`test-api-key-{id}` by default), the secret that signs the market's commands to it (one
+/// of its own, derived from the id, by default: the market refuses a secret two services
+/// share), and its base URL. `Debug` leaves the secrets out.
 ///
 /// ```
 /// use mt_paas_market::testing::ServiceRegistration;
@@ -731,7 +731,11 @@ impl ServiceRegistration {
         Self {
             name: id.clone(),
             api_key: format!("test-api-key-{id}"),
-            webhook_secret: DEV_WEBHOOK_SECRET.to_owned(),
+            webhook_secret: format!(
+                "whsec_{}",
+                base64::engine::general_purpose::STANDARD
+                    .encode(format!("mt-paas test webhook secret of {id}"))
+            ),
             base_url: None,
             id,
         }
@@ -820,9 +824,11 @@ impl ServiceRegistration {
     /// The webhook secret (the service's `marketplace.webhook_secret`).
     ///
     /// ```
-    /// use mt_paas_market::{DEV_WEBHOOK_SECRET, testing::ServiceRegistration};
+    /// use mt_paas_market::testing::ServiceRegistration;
     ///
-    /// assert_eq!(ServiceRegistration::new("courses").webhook_secret(), DEV_WEBHOOK_SECRET);
+    /// let courses = ServiceRegistration::new("courses");
+    /// assert!(courses.webhook_secret().starts_with("whsec_"));
+    /// assert_ne!(courses.webhook_secret(), ServiceRegistration::new("quiz").webhook_secret());
     /// ```
     pub fn webhook_secret(&self) -> &str {
         &self.webhook_secret

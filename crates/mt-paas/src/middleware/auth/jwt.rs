@@ -285,10 +285,20 @@ impl JwtKeys {
 pub(crate) struct Verified {
     /// `sub`, when the token names a user.
     pub(crate) sub: Option<String>,
-    /// The tenant claim (`tenant_identification`'s `jwt_claim`, else `tenant_id`).
-    pub(crate) tenant_id: Option<TenantId>,
+    /// The tenant claim (`tenant_identification`'s `jwt_claim`, else `tenant_id`);
+    /// `Err` when it is not a string holding a tenant id.
+    pub(crate) tenant_id: Result<Option<TenantId>, TenantClaimError>,
     pub(crate) claims: Claims,
     pub(crate) window: Window,
+}
+
+/// Why a token's tenant claim is unusable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TenantClaimError {
+    /// A string that is no tenant id.
+    Malformed,
+    /// Not a string.
+    NotAString,
 }
 
 /// How many verified tokens are remembered.
@@ -465,11 +475,11 @@ impl TokenVerifier {
         let claims = claims?;
         let window = Window::of(&claims)?;
         let tenant_id = match claims.get(&*self.tenant_claim) {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => {
-                Some(TenantId::parse_lenient(s).map_err(|_| TokenError::Malformed)?)
-            }
-            Some(_) => return Err(TokenError::Malformed),
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => TenantId::parse_lenient(s)
+                .map(Some)
+                .map_err(|_| TenantClaimError::Malformed),
+            Some(_) => Err(TenantClaimError::NotAString),
         };
         // A token without a subject names a tenant, not a user.
         let sub = claims
