@@ -306,6 +306,8 @@ impl ServiceMarketFramework {
             };
             Some(RateLimitLayer::new(
                 limits.default_rpm,
+                limits.anonymous_rpm,
+                crate::http::ClientAddresses::new(config.security.trusted_proxy_header.as_deref()),
                 redis,
                 Some(audit.clone()),
             ))
@@ -524,9 +526,10 @@ impl ServiceMarketFramework {
                 .layer(self.tenant_layer())
                 .layer(self.inner.auth_layer.clone())
                 .layer(self.inner.subscription_layer.clone())
+                .option_layer(self.inner.rate_limit_layer.clone())
                 .layer(axum::Extension(self.inner.activity.clone()))
-                .layer(UsageLayer::new(self.inner.usage.clone()))
-                .option_layer(self.inner.rate_limit_layer.clone());
+                // Inside the limiter: a refused request is not the tenant's usage.
+                .layer(UsageLayer::new(self.inner.usage.clone()));
             router.route_layer(guard)
         } else {
             router

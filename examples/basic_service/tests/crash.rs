@@ -101,7 +101,7 @@ async fn kill_9_in_the_middle_of_delivery_loses_nothing() {
     std::fs::write(
         &config,
         format!(
-            "service:\n  id: basic_service\n  listen: \"127.0.0.1:{port}\"\nmarketplace:\n  api_url: \"{market_url}/api/v1\"\n  api_key: \"{KEY}\"\n  heartbeat_interval: 3600\ndatabase:\n  central:\n    url: \"sqlite://{d}/central.db\"\n  tenant:\n    url_template: \"sqlite://{d}/tenants/{{tenant_id}}.db\"\n    migrations: \"{m}\"\ntenant_identification:\n  methods:\n    - type: header\n    - type: jwt_claim\nauth:\n  jwt:\n    secret: \"{SECRET}\"\nsecurity:\n  rate_limit:\n    default_rpm: 1000000\nfeatures:\n  defaults:\n    ai_chat: true\ncustom:\n  demo_tenants:\n    - id: hallym\n      name: Hallym\n    - id: korea\n      name: Korea\n",
+            "service:\n  id: basic_service\n  listen: \"127.0.0.1:{port}\"\nmarketplace:\n  api_url: \"{market_url}/api/v1\"\n  api_key: \"{KEY}\"\n  heartbeat_interval: 3600\ndatabase:\n  central:\n    url: \"sqlite://{d}/central.db\"\n  tenant:\n    url_template: \"sqlite://{d}/tenants/{{tenant_id}}.db\"\n    migrations: \"{m}\"\ntenant_identification:\n  methods:\n    - type: header\n    - type: jwt_claim\nauth:\n  jwt:\n    secret: \"{SECRET}\"\nsecurity:\n  rate_limit:\n    default_rpm: 1000000\n    anonymous_rpm: 1000000\nfeatures:\n  defaults:\n    ai_chat: true\ncustom:\n  demo_tenants:\n    - id: hallym\n      name: Hallym\n    - id: korea\n      name: Korea\n",
             m = migrations.display()
         ),
     )

@@ -173,7 +173,7 @@ pub fn service_config(
         security = if extra.contains("security:") {
             ""
         } else {
-            "security:\n  rate_limit:\n    default_rpm: 1000000\n"
+            "security:\n  rate_limit:\n    default_rpm: 1000000\n    anonymous_rpm: 1000000\n"
         },
         d = dir.display()
     );

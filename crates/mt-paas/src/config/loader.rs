@@ -1172,6 +1172,23 @@ fn check_rules(
             "must be at least 1".to_owned(),
         );
     }
+    if ok(&["security.rate_limit.anonymous_rpm"])
+        && config.security.rate_limit.enabled
+        && config.security.rate_limit.anonymous_rpm == 0
+    {
+        report(
+            "security.rate_limit.anonymous_rpm",
+            "must be at least 1".to_owned(),
+        );
+    }
+    if let Some(name) = &config.security.trusted_proxy_header
+        && http::HeaderName::from_bytes(name.as_bytes()).is_err()
+    {
+        report(
+            "security.trusted_proxy_header",
+            format!("{name:?} is not a valid HTTP header name"),
+        );
+    }
     let activity = &config.logging.activity_log;
     if activity.enabled && activity.endpoint.as_deref().is_none_or(str::is_empty) {
         report(

@@ -533,6 +533,12 @@ pub struct SecurityConfig {
     pub encryption: EncryptionConfig,
     /// Requests per minute per tenant.
     pub rate_limit: RateLimitConfig,
+    /// A header set by a proxy in front of the service that names the client's address
+    /// (`X-Forwarded-For`: its last address; `X-Real-IP`). Only when every request passes
+    /// that proxy: a client could write the header itself. Without it the peer address is
+    /// the client's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trusted_proxy_header: Option<String>,
 }
 
 /// `security.encryption`.
@@ -559,6 +565,9 @@ pub struct RateLimitConfig {
     pub enabled: bool,
     /// Requests per minute when the plan names no limit.
     pub default_rpm: u32,
+    /// Requests per minute of one client address to one tenant without a verified user.
+    /// Such requests never spend the tenant's own limit.
+    pub anonymous_rpm: u32,
     /// A Redis server that makes the limit hold across replicas (`redis://127.0.0.1:6379`);
     /// each replica limits on its own without it.
     #[serde(default, skip_serializing_if = "Option::is_none")]

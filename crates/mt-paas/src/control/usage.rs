@@ -25,6 +25,7 @@ use tower::{Layer, Service};
 
 use crate::{
     core::{models::TenantId, tenant::Tenant},
+    http::{ApiError, ProblemCode},
     middleware::auth::CurrentUser,
     outbox::{Item, Kind, Outbox},
 };
@@ -162,6 +163,11 @@ impl UsageReporter {
         }
     }
 
+    /// The counters it reports.
+    pub fn meter(&self) -> &UsageMeter {
+        &self.meter
+    }
+
     /// The start of the period `at` falls in.
     pub fn period_start(&self, at: OffsetDateTime) -> OffsetDateTime {
         let seconds = i64::try_from(self.period.as_secs().max(1)).unwrap_or(i64::MAX);
@@ -220,7 +226,8 @@ impl UsageReporter {
     }
 }
 
-/// Counts each answered tenant request into a [`UsageMeter`].
+/// Counts each served tenant request into a [`UsageMeter`] (a refusal for want of a user, a
+/// feature or allowance is not counted).
 #[derive(Debug, Clone)]
 pub struct UsageLayer {
     meter: Arc<UsageMeter>,
@@ -274,7 +281,9 @@ where
         let future = self.inner.call(request);
         Box::pin(async move {
             let response = future.await?;
-            if let Some(tenant) = tenant {
+            if let Some(tenant) = tenant
+                && served(&response)
+            {
                 meter.record(
                     &tenant,
                     user.as_deref(),
@@ -284,6 +293,19 @@ where
             Ok(response)
         })
     }
+}
+
+/// Whether the tenant was served: not a refusal for want of a user, a feature or allowance
+/// (those are not the tenant's usage).
+fn served(response: &Response) -> bool {
+    !response.extensions().get::<ApiError>().is_some_and(|e| {
+        matches!(
+            e.code(),
+            ProblemCode::AuthenticationRequired
+                | ProblemCode::FeatureNotAvailable
+                | ProblemCode::RateLimited
+        )
+    })
 }
 
 #[cfg(test)]

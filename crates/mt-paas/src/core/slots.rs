@@ -5,6 +5,7 @@
 
 use std::{
     collections::HashMap,
+    hash::Hash,
     sync::{
         Arc, RwLock, RwLockReadGuard, RwLockWriteGuard,
         atomic::{AtomicUsize, Ordering},
@@ -16,14 +17,15 @@ use super::models::TenantId;
 /// The size below which the map is never swept.
 const SWEEP_FLOOR: usize = 1024;
 
-pub(crate) struct TenantSlots<V> {
-    map: RwLock<HashMap<TenantId, Arc<V>>>,
+/// Slots keyed by tenant (or by a tenant and something more, `K`).
+pub(crate) struct TenantSlots<V, K = TenantId> {
+    map: RwLock<HashMap<K, Arc<V>>>,
     sweep_at: AtomicUsize,
     /// Whether a slot holds nothing worth keeping (a full bucket, a free semaphore).
     idle: fn(&V) -> bool,
 }
 
-impl<V> TenantSlots<V> {
+impl<V, K: Hash + Eq + Clone> TenantSlots<V, K> {
     pub(crate) fn new(idle: fn(&V) -> bool) -> Self {
         Self {
             map: RwLock::new(HashMap::new()),
@@ -33,16 +35,16 @@ impl<V> TenantSlots<V> {
     }
 
     // Every mutation is a single map operation, so a poisoned map is still consistent.
-    fn read(&self) -> RwLockReadGuard<'_, HashMap<TenantId, Arc<V>>> {
+    fn read(&self) -> RwLockReadGuard<'_, HashMap<K, Arc<V>>> {
         self.map.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, HashMap<TenantId, Arc<V>>> {
+    fn write(&self) -> RwLockWriteGuard<'_, HashMap<K, Arc<V>>> {
         self.map.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// `id`'s slot, made by `make` when it has none.
-    pub(crate) fn get_or_insert_with(&self, id: &TenantId, make: impl FnOnce() -> V) -> Arc<V> {
+    pub(crate) fn get_or_insert_with(&self, id: &K, make: impl FnOnce() -> V) -> Arc<V> {
         if let Some(slot) = self.read().get(id) {
             return slot.clone();
         }

@@ -1,6 +1,13 @@
 //! [`RateLimitLayer`]: requests per minute per tenant, from the plan
 //! (`limits.requests_per_minute`) or `security.rate_limit.default_rpm`.
 //!
+//! Only requests of a verified user spend the tenant's allowance. A request without one
+//! (named by a header, a host name or a query parameter, which anyone can send) is limited per
+//! tenant and client address (`security.rate_limit.anonymous_rpm`; the address is the peer's,
+//! or `security.trusted_proxy_header`'s): a flood from anywhere cannot use up a tenant's
+//! minute. An anonymous request that the route answers 401 `authentication_required` (a
+//! route for signed-in users) gives its allowance back: it costs the client nothing.
+//!
 //! The algorithm is GCRA: a tenant may send its whole minute's allowance at once, then one
 //! request per `60 s / rpm`; exactly `rpm` requests pass in any burst, the next gets 429 with
 //! `Retry-After`. Every answer carries `RateLimit-Limit`, `RateLimit-Remaining` and
@@ -14,6 +21,7 @@
 use std::{
     convert::Infallible,
     future::Future,
+    net::IpAddr,
     pin::Pin,
     sync::{
         Arc,
@@ -32,7 +40,8 @@ use tower::{Layer, Service};
 use crate::{
     control::{AuditLogger, audit::RATE_LIMIT_EXCEEDED},
     core::{models::TenantId, slots::TenantSlots, tenant::Tenant},
-    http::{ApiError, ProblemCode},
+    http::{ApiError, ClientAddresses, ProblemCode},
+    middleware::auth::CurrentUser,
 };
 
 /// 429s within a minute after which a tenant is reported to the market.
@@ -53,27 +62,30 @@ pub struct Decision {
     pub retry_after: u64,
 }
 
-/// The in-memory GCRA state of every active tenant.
+/// The in-memory GCRA state of every active tenant, and of every active (tenant, client
+/// address) for requests without a user.
 #[derive(Clone)]
 pub struct MemoryLimiter {
     tats: Arc<TenantSlots<AtomicU64>>,
+    anonymous: Arc<TenantSlots<AtomicU64, (TenantId, Option<IpAddr>)>>,
 }
 
 impl std::fmt::Debug for MemoryLimiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MemoryLimiter")
             .field("tenants", &self.tats.len())
+            .field("anonymous_clients", &self.anonymous.len())
             .finish()
     }
 }
 
 impl Default for MemoryLimiter {
     fn default() -> Self {
+        // A theoretical arrival time already past is the same as no state at all.
+        let idle = |tat: &AtomicU64| tat.load(Ordering::Acquire) <= clock();
         Self {
-            // A theoretical arrival time already past is the same as no state at all.
-            tats: Arc::new(TenantSlots::new(|tat| {
-                tat.load(Ordering::Acquire) <= clock()
-            })),
+            tats: Arc::new(TenantSlots::new(idle)),
+            anonymous: Arc::new(TenantSlots::new(idle)),
         }
     }
 }
@@ -117,20 +129,62 @@ fn gcra(tat: u64, now: u64, limit: u32) -> (Option<u64>, Decision) {
     )
 }
 
+/// GCRA's step on one clock: counts a request against `limit` per minute.
+fn spend(tat: &AtomicU64, limit: u32) -> Decision {
+    let now = clock();
+    let mut current = tat.load(Ordering::Acquire);
+    loop {
+        let (next, decision) = gcra(current, now, limit);
+        let Some(next) = next else { return decision };
+        match tat.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return decision,
+            Err(actual) => current = actual,
+        }
+    }
+}
+
+/// Gives back one request's worth of `limit` per minute.
+fn refund(tat: &AtomicU64, limit: u32) {
+    let interval = 60_000_000_000 / u64::from(limit.max(1));
+    let _ = tat.fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
+        Some(t.saturating_sub(interval))
+    });
+}
+
 impl MemoryLimiter {
     /// Counts one request of `tenant` against `limit` per minute.
     pub async fn check(&self, tenant: &TenantId, limit: u32) -> Decision {
-        let tat = self.tats.get_or_insert_with(tenant, || AtomicU64::new(0));
-        let now = clock();
-        let mut current = tat.load(Ordering::Acquire);
-        loop {
-            let (next, decision) = gcra(current, now, limit);
-            let Some(next) = next else { return decision };
-            match tat.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => return decision,
-                Err(actual) => current = actual,
-            }
-        }
+        spend(
+            &self.tats.get_or_insert_with(tenant, || AtomicU64::new(0)),
+            limit,
+        )
+    }
+
+    /// Counts one request without a user from `client` to `tenant` against `limit`.
+    pub async fn check_anonymous(
+        &self,
+        tenant: &TenantId,
+        client: Option<IpAddr>,
+        limit: u32,
+    ) -> Decision {
+        let key = (tenant.clone(), client);
+        spend(
+            &self
+                .anonymous
+                .get_or_insert_with(&key, || AtomicU64::new(0)),
+            limit,
+        )
+    }
+
+    /// Gives an anonymous request's allowance back.
+    pub async fn refund_anonymous(&self, tenant: &TenantId, client: Option<IpAddr>, limit: u32) {
+        let key = (tenant.clone(), client);
+        refund(
+            &self
+                .anonymous
+                .get_or_insert_with(&key, || AtomicU64::new(0)),
+            limit,
+        );
     }
 
     /// Tenants with state in memory.
@@ -155,11 +209,18 @@ redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil((new_tat - now) / 1000) + 10
 return {1, math.floor((now + tolerance - new_tat) / interval), new_tat - now, 0}
 ";
 
+const REFUND_SCRIPT: &str = r"
+local tat = tonumber(redis.call('GET', KEYS[1]))
+if tat then redis.call('SET', KEYS[1], tat - tonumber(ARGV[1]), 'KEEPTTL') end
+return 0
+";
+
 /// GCRA in Redis: one atomic script per request, Redis's clock for every replica.
 #[derive(Clone)]
 pub struct RedisLimiter {
     connection: redis::aio::ConnectionManager,
     script: Arc<redis::Script>,
+    refund: Arc<redis::Script>,
     prefix: String,
 }
 
@@ -179,6 +240,7 @@ impl RedisLimiter {
         Ok(Self {
             connection,
             script: Arc::new(redis::Script::new(GCRA_SCRIPT)),
+            refund: Arc::new(redis::Script::new(REFUND_SCRIPT)),
             prefix: format!("mt-paas:rl:{service_id}:"),
         })
     }
@@ -189,12 +251,50 @@ impl RedisLimiter {
         tenant: &TenantId,
         limit: u32,
     ) -> Result<Decision, redis::RedisError> {
+        self.spend(format!("{}{tenant}", self.prefix), limit).await
+    }
+
+    /// Counts one request without a user from `client` to `tenant` against `limit`.
+    pub async fn check_anonymous(
+        &self,
+        tenant: &TenantId,
+        client: Option<IpAddr>,
+        limit: u32,
+    ) -> Result<Decision, redis::RedisError> {
+        self.spend(self.anonymous_key(tenant, client), limit).await
+    }
+
+    /// Gives an anonymous request's allowance back.
+    pub async fn refund_anonymous(
+        &self,
+        tenant: &TenantId,
+        client: Option<IpAddr>,
+        limit: u32,
+    ) -> Result<(), redis::RedisError> {
+        let interval = 60_000_000 / u64::from(limit.max(1));
+        let mut connection = self.connection.clone();
+        self.refund
+            .key(self.anonymous_key(tenant, client))
+            .arg(interval)
+            .invoke_async::<i64>(&mut connection)
+            .await
+            .map(drop)
+    }
+
+    fn anonymous_key(&self, tenant: &TenantId, client: Option<IpAddr>) -> String {
+        match client {
+            Some(client) => format!("{}{tenant}:anon:{client}", self.prefix),
+            None => format!("{}{tenant}:anon", self.prefix),
+        }
+    }
+
+    async fn spend(&self, key: String, limit: u32) -> Result<Decision, redis::RedisError> {
         let limit = limit.max(1);
         let interval = 60_000_000 / u64::from(limit);
         let mut connection = self.connection.clone();
         let (allowed, remaining, reset, retry): (i64, i64, i64, i64) = self
             .script
-            .key(format!("{}{tenant}", self.prefix))
+            .key(key)
             .arg(interval)
             .arg(limit)
             .invoke_async(&mut connection)
@@ -224,6 +324,8 @@ struct State {
     memory: MemoryLimiter,
     redis: Option<RedisLimiter>,
     default_rpm: u32,
+    anonymous_rpm: u32,
+    clients: ClientAddresses,
     audit: Option<AuditLogger>,
     refusals: Cache<TenantId, Arc<AtomicU64>>,
 }
@@ -232,20 +334,31 @@ impl std::fmt::Debug for RateLimitLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RateLimitLayer")
             .field("default_rpm", &self.state.default_rpm)
+            .field("anonymous_rpm", &self.state.anonymous_rpm)
             .field("redis", &self.state.redis.is_some())
             .finish_non_exhaustive()
     }
 }
 
 impl RateLimitLayer {
-    /// A limiter with `default_rpm` for tenants whose plan names no limit, across replicas
-    /// when `redis` is given; repeated refusals are reported to `audit`.
-    pub fn new(default_rpm: u32, redis: Option<RedisLimiter>, audit: Option<AuditLogger>) -> Self {
+    /// A limiter with `default_rpm` for tenants whose plan names no limit and
+    /// `anonymous_rpm` per tenant and client address (read by `clients`) for requests
+    /// without a user, across replicas when `redis` is given; repeated refusals are
+    /// reported to `audit`.
+    pub fn new(
+        default_rpm: u32,
+        anonymous_rpm: u32,
+        clients: ClientAddresses,
+        redis: Option<RedisLimiter>,
+        audit: Option<AuditLogger>,
+    ) -> Self {
         Self {
             state: Arc::new(State {
                 memory: MemoryLimiter::default(),
                 redis,
                 default_rpm,
+                anonymous_rpm,
+                clients,
                 audit,
                 refusals: Cache::builder()
                     .time_to_live(Duration::from_secs(60))
@@ -261,22 +374,60 @@ impl RateLimitLayer {
     }
 }
 
+/// Whose allowance a request spends.
+#[derive(Debug, Clone, Copy)]
+enum Spender {
+    /// The tenant's: a verified user's request.
+    Tenant,
+    /// The (tenant, client address)'s: a request without a user.
+    Anonymous(Option<IpAddr>),
+}
+
 impl State {
-    async fn decide(&self, tenant: &Tenant) -> Decision {
-        let limit = tenant
-            .entitlement()
-            .and_then(|e| e.entitlement.limits.requests_per_minute)
-            .unwrap_or(self.default_rpm);
+    async fn decide(&self, tenant: &Tenant, spender: Spender) -> (Decision, u32) {
+        let limit = match spender {
+            Spender::Tenant => tenant
+                .entitlement()
+                .and_then(|e| e.entitlement.limits.requests_per_minute)
+                .unwrap_or(self.default_rpm),
+            Spender::Anonymous(_) => self.anonymous_rpm,
+        };
         if let Some(redis) = &self.redis {
             // Boxed: the Redis round trip is a large future; the in-memory path stays small.
-            match Box::pin(redis.check(tenant.id(), limit)).await {
-                Ok(decision) => return decision,
+            let decided = match spender {
+                Spender::Tenant => Box::pin(redis.check(tenant.id(), limit)).await,
+                Spender::Anonymous(client) => {
+                    Box::pin(redis.check_anonymous(tenant.id(), client, limit)).await
+                }
+            };
+            match decided {
+                Ok(decision) => return (decision, limit),
                 Err(e) => {
                     tracing::warn!(error = %e, "the Redis rate limiter failed; limiting in memory")
                 }
             }
         }
-        self.memory.check(tenant.id(), limit).await
+        let decision = match spender {
+            Spender::Tenant => self.memory.check(tenant.id(), limit).await,
+            Spender::Anonymous(client) => {
+                self.memory
+                    .check_anonymous(tenant.id(), client, limit)
+                    .await
+            }
+        };
+        (decision, limit)
+    }
+
+    /// An anonymous request the route refused for want of a user costs nothing.
+    async fn refund(&self, tenant: &TenantId, client: Option<IpAddr>, limit: u32) {
+        if let Some(redis) = &self.redis
+            && Box::pin(redis.refund_anonymous(tenant, client, limit))
+                .await
+                .is_ok()
+        {
+            return;
+        }
+        self.memory.refund_anonymous(tenant, client, limit).await;
     }
 
     async fn refused(&self, tenant: &TenantId, limit: u32) {
@@ -353,11 +504,16 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let tenant = request.extensions().get::<Tenant>().cloned();
+        let spender = if request.extensions().get::<CurrentUser>().is_some() {
+            Spender::Tenant
+        } else {
+            Spender::Anonymous(state.clients.of(request.headers(), request.extensions()))
+        };
         Box::pin(async move {
             let Some(tenant) = tenant else {
                 return inner.call(request).await;
             };
-            let decision = state.decide(&tenant).await;
+            let (decision, limit) = state.decide(&tenant, spender).await;
             if !decision.allowed {
                 state.refused(tenant.id(), decision.limit).await;
                 let mut response = ApiError::new(ProblemCode::RateLimited)
@@ -371,6 +527,15 @@ where
                 return Ok(response);
             }
             let mut response = inner.call(request).await?;
+            if let Spender::Anonymous(client) = spender
+                && response
+                    .extensions()
+                    .get::<ApiError>()
+                    .is_some_and(|e| e.code() == ProblemCode::AuthenticationRequired)
+            {
+                state.refund(tenant.id(), client, limit).await;
+                return Ok(response);
+            }
             set_headers(response.headers_mut(), &decision);
             Ok(response)
         })

@@ -228,7 +228,7 @@ async fn a_token_of_another_tenant_is_refused_and_reported() {
 async fn app_with_audit_off(db: &TestDb) -> TestApp {
     app(
         db,
-        "security:\n  cross_tenant_audit: false\n  rate_limit:\n    default_rpm: 100000\n",
+        "security:\n  cross_tenant_audit: false\n  rate_limit:\n    default_rpm: 100000\n    anonymous_rpm: 100000\n",
     )
     .await
 }
@@ -246,18 +246,38 @@ async fn feature_guards_use_the_tenants_features() {
     assert_eq!(quiz.body["feature"], "quiz");
 }
 
+/// `requests` requests of a signed-in user of `tenant` (theirs spend the tenant's limit).
 async fn burst(app: &Arc<TestApp>, tenant: &'static str, requests: usize) -> (usize, usize) {
+    let user = bearer(json!({"sub": format!("user-of-{tenant}"), "tenant_id": tenant}));
+    burst_as(app, tenant, requests, Some(user), None).await
+}
+
+/// `requests` requests to `tenant`, with a bearer token when `user`, from `address` (the
+/// trusted proxy header) when given.
+async fn burst_as(
+    app: &Arc<TestApp>,
+    tenant: &'static str,
+    requests: usize,
+    user: Option<Vec<u8>>,
+    address: Option<&'static str>,
+) -> (usize, usize) {
     let passed = Arc::new(AtomicUsize::new(0));
     let refused = Arc::new(AtomicUsize::new(0));
     let semaphore = Arc::new(tokio::sync::Semaphore::new(64));
     let mut tasks = Vec::new();
     for _ in 0..requests {
         let (app, passed, refused) = (app.clone(), passed.clone(), refused.clone());
+        let user = user.clone();
         let permit = semaphore.clone().acquire_owned().await.unwrap();
         tasks.push(tokio::spawn(async move {
-            let answer = app
-                .get("/open", &[("x-tenant-id", tenant.as_bytes())])
-                .await;
+            let mut headers: Vec<(&str, &[u8])> = vec![("x-tenant-id", tenant.as_bytes())];
+            if let Some(user) = &user {
+                headers.push(("authorization", user));
+            }
+            if let Some(address) = address {
+                headers.push(("x-forwarded-for", address.as_bytes()));
+            }
+            let answer = app.get("/open", &headers).await;
             drop(permit);
             match answer.status.as_u16() {
                 200 => {
@@ -298,6 +318,58 @@ async fn exactly_rpm_requests_pass_under_concurrency() {
     assert_eq!((passed, refused), (30, 70));
     let (passed, _) = burst(&app, "korea", 10).await;
     assert_eq!(passed, 10, "another tenant is unaffected");
+}
+
+/// Requests without a user never spend the tenant's limit: they are limited per tenant and
+/// client address; a route for users answers them 401 every time, at no cost; usage counts
+/// only what was served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_requests_cannot_spend_a_tenant() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let app = Arc::new(
+        app(
+            &db,
+            "security:\n  trusted_proxy_header: X-Forwarded-For\n  rate_limit:\n    default_rpm: 10\n    anonymous_rpm: 5\n",
+        )
+        .await,
+    );
+    // A flood from one address is cut at 5 a minute...
+    let (passed, refused) = burst_as(&app, "hallym", 40, None, Some("203.0.113.1")).await;
+    assert_eq!((passed, refused), (5, 35));
+    // ... another address has its own 5, and the tenant's users still have all 10.
+    assert_eq!(
+        burst_as(&app, "hallym", 8, None, Some("203.0.113.2")).await,
+        (5, 3)
+    );
+    assert_eq!(burst(&app, "hallym", 12).await, (10, 2));
+    // A route for signed-in users answers 401 before any allowance is spent.
+    for _ in 0..20 {
+        let answer = app
+            .get(
+                "/admin",
+                &[
+                    ("x-tenant-id", b"korea"),
+                    ("x-forwarded-for", b"203.0.113.3"),
+                ],
+            )
+            .await;
+        answer.assert_problem(401, "authentication_required");
+    }
+    assert_eq!(
+        burst_as(&app, "korea", 6, None, Some("203.0.113.3")).await,
+        (5, 1),
+        "the 401s cost that address nothing"
+    );
+    // Usage: served requests only (5 + 5 anonymous, 10 of users for hallym; 5 for korea).
+    let usage = app.framework.usage().meter().take_period();
+    let of = |tenant: &str| {
+        usage
+            .iter()
+            .find(|p| p.tenant.as_str() == tenant)
+            .map_or(0, |p| p.requests)
+    };
+    assert_eq!(of("hallym"), 20, "{usage:?}");
+    assert_eq!(of("korea"), 5, "{usage:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -350,7 +422,7 @@ async fn field_encryption_is_available_when_configured() {
     let db2 = TestDb::new(Backend::Sqlite).await.unwrap();
     let on = app(
         &db2,
-        "security:\n  encryption:\n    enabled: true\n    key: \"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\"\n  rate_limit:\n    default_rpm: 100000\n",
+        "security:\n  encryption:\n    enabled: true\n    key: \"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\"\n  rate_limit:\n    default_rpm: 100000\n    anonymous_rpm: 100000\n",
     )
     .await;
     let cipher = on.framework.encryption().unwrap();

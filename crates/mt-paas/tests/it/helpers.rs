@@ -219,7 +219,9 @@ fn with_high_rate_limit(extra: &str) -> String {
     if extra.contains("security:") {
         extra.to_owned()
     } else {
-        format!("{extra}\nsecurity:\n  rate_limit:\n    default_rpm: 1000000\n")
+        format!(
+            "{extra}\nsecurity:\n  rate_limit:\n    default_rpm: 1000000\n    anonymous_rpm: 1000000\n"
+        )
     }
 }
 
