@@ -67,8 +67,8 @@ pub struct Plan {
     pub requests_per_minute: Option<u32>,
 }
 
-/// A service registered at the market.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A service registered at the market. `Debug` leaves the webhook secret out.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct Service {
     /// Its id, e.g. `keli_tutor`.
     pub id: String,
@@ -79,6 +79,16 @@ pub struct Service {
     /// The secret that signs its commands (`whsec_...`). Never serialized.
     #[serde(skip)]
     pub webhook_secret: String,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A tenant (an organisation) at the market.
@@ -175,8 +185,8 @@ pub struct StoredAlert {
     pub received_at: OffsetDateTime,
 }
 
-/// A market user (for SSO).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A market user (for SSO). `Debug` leaves the password hash out.
+#[derive(Clone, PartialEq, Eq)]
 pub struct User {
     /// Its id.
     pub id: String,
@@ -188,6 +198,17 @@ pub struct User {
     pub email: String,
     /// PBKDF2 hash.
     pub password_hash: String,
+}
+
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("tenant_id", &self.tenant_id)
+            .field("name", &self.name)
+            .field("email", &self.email)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(sqlx::FromRow)]

@@ -179,12 +179,23 @@ pub struct Block {
     pub sequence: u64,
 }
 
+/// The longest grace a block may have: ten years (a market sends at most one).
+pub const MAX_GRACE_HOURS: u64 = 10 * 366 * 24;
+
 impl Block {
-    /// When requests start being refused: `block_at` plus the grace.
+    /// When requests start being refused: `block_at` plus the grace (at most
+    /// [`MAX_GRACE_HOURS`]; never an overflow, whatever the field holds).
     pub fn refuses_from(&self) -> OffsetDateTime {
-        let hours = i64::try_from(self.grace_period_hours).unwrap_or(i64::MAX / 3600);
-        self.block_at.saturating_add(time::Duration::hours(hours))
+        after_hours(self.block_at, self.grace_period_hours)
     }
+}
+
+/// `at` plus `hours` (at most [`MAX_GRACE_HOURS`]), saturating at the end of time.
+pub fn after_hours(at: OffsetDateTime, hours: u64) -> OffsetDateTime {
+    let seconds = hours.min(MAX_GRACE_HOURS).saturating_mul(3600);
+    at.saturating_add(time::Duration::seconds(
+        i64::try_from(seconds).unwrap_or(i64::MAX),
+    ))
 }
 
 /// Entitlements changed since a revision (bulk sync at start).
@@ -505,8 +516,9 @@ pub struct CommandReceipt {
 
 // ---------------------------------------------------------------- SSO
 
-/// The SSO token request (authorization code with PKCE), sent by the service.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+/// The SSO token request (authorization code with PKCE), sent by the service. `Debug`
+/// leaves the code and the verifier out.
+#[derive(Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SsoTokenRequest {
     /// `authorization_code`.
     pub grant_type: String,
@@ -518,8 +530,17 @@ pub struct SsoTokenRequest {
     pub code_verifier: String,
 }
 
-/// Who signed in, as the market vouches.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+impl std::fmt::Debug for SsoTokenRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SsoTokenRequest")
+            .field("grant_type", &self.grant_type)
+            .field("redirect_uri", &self.redirect_uri)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Who signed in, as the market vouches. `Debug` leaves the `id_token` out.
+#[derive(Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SsoTokenResponse {
     /// The user's id at the market.
     pub sub: String,
@@ -535,6 +556,17 @@ pub struct SsoTokenResponse {
     /// services with `auth.jwt.algorithm: RS256` accept as a bearer token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_token: Option<String>,
+}
+
+impl std::fmt::Debug for SsoTokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SsoTokenResponse")
+            .field("sub", &self.sub)
+            .field("tenant_id", &self.tenant_id)
+            .field("name", &self.name)
+            .field("email", &self.email)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The keys the market signs its RS256 tokens with (RFC 7517 JWK set).
@@ -642,6 +674,45 @@ mod tests {
         assert_eq!(v["tenant_id"], "korea");
         assert_eq!(v["service_id"], "keli_tutor");
         assert_eq!(serde_json::from_value::<Command>(v).unwrap(), command);
+    }
+
+    #[test]
+    fn wire_types_never_print_their_secrets() {
+        let request = SsoTokenRequest {
+            grant_type: "authorization_code".into(),
+            code: "the-code-SECRET".into(),
+            redirect_uri: "https://s/cb".into(),
+            code_verifier: "the-verifier-SECRET".into(),
+        };
+        let response = SsoTokenResponse {
+            sub: "alice".into(),
+            tenant_id: "hallym".into(),
+            name: String::new(),
+            email: String::new(),
+            id_token: Some("eyJ.token.SECRET".into()),
+        };
+        for printed in [format!("{request:?}"), format!("{response:?}")] {
+            assert!(!printed.contains("SECRET"), "{printed}");
+        }
+    }
+
+    #[test]
+    fn a_grace_of_any_size_never_overflows() {
+        let at = OffsetDateTime::UNIX_EPOCH;
+        for hours in [
+            0,
+            24,
+            MAX_GRACE_HOURS,
+            MAX_GRACE_HOURS + 1,
+            1 << 60,
+            u64::MAX,
+        ] {
+            let until = after_hours(at, hours);
+            assert!(until >= at);
+            assert!(until <= after_hours(at, MAX_GRACE_HOURS), "{hours}");
+        }
+        let far = OffsetDateTime::from_unix_timestamp(253_402_300_799).unwrap(); // 9999-12-31
+        assert!(after_hours(far, u64::MAX) >= far);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use axum::{
     http::StatusCode,
     routing::{delete, get, post},
 };
-use mt_paas::http::ApiError;
+use mt_paas::{config::Secret, http::ApiError};
 use mt_paas_protocol::{Command, Entitlement, SubscriptionState};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -229,8 +229,8 @@ async fn services(State(market): State<Market>) -> Result<Json<Vec<Service>>, Ap
 struct ServiceIn {
     id: String,
     name: String,
-    api_key: String,
-    webhook_secret: String,
+    api_key: Secret,
+    webhook_secret: Secret,
     #[serde(default)]
     base_url: Option<String>,
 }
@@ -241,11 +241,12 @@ async fn create_service(
 ) -> Result<(StatusCode, Json<Service>), ApiError> {
     check_id("id", &service.id)?;
     check_name("name", &service.name)?;
-    if service.api_key.len() < 8 {
+    if service.api_key.expose().len() < 8 {
         return Err(invalid("api_key", "at least 8 characters"));
     }
     if service
         .webhook_secret
+        .expose()
         .parse::<mt_paas_protocol::webhook::WebhookSecret>()
         .is_err()
     {
@@ -263,7 +264,7 @@ async fn create_service(
     let services = market.store().services_with_keys().await?;
     if services
         .iter()
-        .any(|(s, _)| s.webhook_secret == service.webhook_secret)
+        .any(|(s, _)| s.webhook_secret == service.webhook_secret.expose())
     {
         return Err(crate::ActionError::Conflict(
             "webhook_secret: another service already uses this secret".to_owned(),
@@ -271,13 +272,13 @@ async fn create_service(
         .into());
     }
     if !market.config().dev_mode {
-        if service.api_key == crate::DEV_API_KEY {
+        if service.api_key.expose() == crate::DEV_API_KEY {
             return Err(invalid(
                 "api_key",
                 "the public demo key is accepted only in dev mode",
             ));
         }
-        if service.webhook_secret == crate::DEV_WEBHOOK_SECRET {
+        if service.webhook_secret.expose() == crate::DEV_WEBHOOK_SECRET {
             return Err(invalid(
                 "webhook_secret",
                 "the public demo secret is accepted only in dev mode",
@@ -288,11 +289,14 @@ async fn create_service(
         id: service.id,
         name: service.name,
         base_url: service.base_url,
-        webhook_secret: service.webhook_secret,
+        webhook_secret: service.webhook_secret.expose().to_owned(),
     };
     if !market
         .store()
-        .create_service(&record, &crypto::sha256_hex(service.api_key.as_bytes()))
+        .create_service(
+            &record,
+            &crypto::sha256_hex(service.api_key.expose().as_bytes()),
+        )
         .await?
     {
         return Err(crate::ActionError::Exists {
@@ -337,7 +341,7 @@ struct UserIn {
     tenant_id: String,
     name: String,
     email: String,
-    password: String,
+    password: Secret,
 }
 
 async fn create_user(
@@ -346,7 +350,7 @@ async fn create_user(
 ) -> Result<StatusCode, ApiError> {
     check_id("id", &user.id)?;
     check_name("name", &user.name)?;
-    if user.password.len() < 8 {
+    if user.password.expose().len() < 8 {
         return Err(invalid("password", "at least 8 characters"));
     }
     if market.store().tenant(&user.tenant_id).await?.is_none() {
@@ -362,7 +366,7 @@ async fn create_user(
     market
         .store()
         .create_user(&User {
-            password_hash: crate::throttle::hash(user.password.clone()).await,
+            password_hash: crate::throttle::hash(user.password.expose().to_owned()).await,
             id: user.id,
             tenant_id: user.tenant_id,
             name: user.name,
@@ -651,4 +655,48 @@ async fn alerts(
             .alerts(query.service_id.as_deref(), 1000)
             .await?,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every market type that holds a secret prints without it.
+    #[test]
+    fn no_market_type_prints_a_secret() {
+        let service_in: ServiceIn = serde_json::from_value(serde_json::json!({
+            "id": "s", "name": "S", "api_key": "KEY-SECRET-1",
+            "webhook_secret": "whsec_U0VDUkVULVNFQ1JFVC1TRUNSRVQtU0VDUkVU",
+        }))
+        .unwrap();
+        let user_in: UserIn = serde_json::from_value(serde_json::json!({
+            "id": "u", "tenant_id": "t", "name": "U", "email": "u@t", "password": "PASSWORD-SECRET",
+        }))
+        .unwrap();
+        let service = Service {
+            id: "s".into(),
+            name: "S".into(),
+            base_url: None,
+            webhook_secret: "whsec_U0VDUkVULVNFQ1JFVC1TRUNSRVQtU0VDUkVU".into(),
+        };
+        let user = User {
+            id: "u".into(),
+            tenant_id: "t".into(),
+            name: "U".into(),
+            email: "u@t".into(),
+            password_hash: "pbkdf2-sha256$1$salt$HASH-SECRET".into(),
+        };
+        let mut config = crate::MarketConfig::with_database("sqlite://x.db").unwrap();
+        config.operator_token = Secret::new("OPERATOR-SECRET-TOKEN");
+        for printed in [
+            format!("{service_in:?}"),
+            format!("{user_in:?}"),
+            format!("{service:?}"),
+            format!("{user:?}"),
+            format!("{config:?}"),
+        ] {
+            assert!(!printed.contains("SECRET"), "{printed}");
+            assert!(!printed.contains("U0VDUkVU"), "{printed}");
+        }
+    }
 }

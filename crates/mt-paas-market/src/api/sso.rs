@@ -124,7 +124,7 @@ async fn authorize_form(
 #[derive(Debug, Deserialize)]
 struct Credentials {
     username: String,
-    password: String,
+    password: mt_paas::config::Secret,
     #[serde(flatten)]
     params: AuthorizeParams,
 }
@@ -147,7 +147,7 @@ async fn authorize(
                 HeaderValue::from(wait.as_secs().max(1)),
             ));
     }
-    if form.username.len() > 200 || form.password.len() > 1024 {
+    if form.username.len() > 200 || form.password.expose().len() > 1024 {
         return Err(invalid(
             "username",
             "at most 200 characters (password: 1024)",
@@ -155,7 +155,7 @@ async fn authorize(
     }
     let user = market.store().user(&form.username).await?;
     let stored = user.as_ref().map(|u| u.password_hash.clone());
-    let valid = throttle::verify(form.password.clone(), stored).await;
+    let valid = throttle::verify(form.password.expose().to_owned(), stored).await;
     let Some(user) = user.filter(|_| valid) else {
         logins.failed(&form.username, address);
         return Err(ApiError::new(ProblemCode::Unauthorized).detail("wrong username or password"));

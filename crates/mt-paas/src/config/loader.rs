@@ -866,6 +866,80 @@ fn check_rules(
         }
     }
 
+    // Durations end up in clock arithmetic (`now + grace`, deadlines): a value past these
+    // would overflow it. Each bound is far beyond any sensible setting.
+    const HOUR: u64 = 3600;
+    const YEAR_HOURS: u64 = 24 * 366;
+    let market = &config.marketplace;
+    let tenant_db = &config.database.tenant;
+    let bounds: [(&str, u64, u64); 12] = [
+        (
+            "marketplace.grace_period_hours",
+            market.grace_period_hours,
+            10 * YEAR_HOURS,
+        ),
+        (
+            "marketplace.offline_grace_hours",
+            market.offline_grace_hours,
+            10 * YEAR_HOURS,
+        ),
+        (
+            "marketplace.request_timeout_ms",
+            market.request_timeout_ms,
+            600_000,
+        ),
+        (
+            "marketplace.entitlement_ttl_seconds",
+            market.entitlement_ttl_seconds,
+            YEAR_HOURS * HOUR,
+        ),
+        (
+            "marketplace.sync_interval_seconds",
+            market.sync_interval_seconds,
+            YEAR_HOURS * HOUR,
+        ),
+        (
+            "marketplace.heartbeat_interval",
+            market.heartbeat_interval,
+            24 * HOUR,
+        ),
+        (
+            "auth.jwt.expiry_hours",
+            config.auth.jwt.expiry_hours,
+            10 * YEAR_HOURS,
+        ),
+        (
+            "auth.jwt.leeway_seconds",
+            config.auth.jwt.leeway_seconds,
+            24 * HOUR,
+        ),
+        (
+            "database.tenant.idle_timeout_seconds",
+            tenant_db.idle_timeout_seconds,
+            YEAR_HOURS * HOUR,
+        ),
+        (
+            "database.tenant.acquire_timeout_ms",
+            tenant_db.acquire_timeout_ms,
+            HOUR * 1000,
+        ),
+        (
+            "logging.outbox.keep_delivered_seconds",
+            config.logging.outbox.keep_delivered_seconds,
+            10 * YEAR_HOURS * HOUR,
+        ),
+        (
+            "logging.usage_report.interval_minutes",
+            config.logging.usage_report.interval_minutes,
+            31 * 24 * 60,
+        ),
+    ];
+    for (path, value, max) in bounds {
+        if ok(&[path]) && value > max {
+            report(path, format!("{value} is out of range: at most {max}"));
+        }
+    }
+
     let api_url = &config.marketplace.api_url;
     if ok(&["marketplace.api_url"])
         && !(api_url.starts_with("http://") || api_url.starts_with("https://"))

@@ -28,7 +28,8 @@ use axum::{
 };
 use mt_paas_protocol::{
     AckStatus, BlockCommand, Command, CommandReceipt, DeprovisionCommand, EventHint,
-    ProvisionCommand, ProvisioningResult, ProvisioningStatus, Severity, UnblockCommand, paths,
+    MAX_GRACE_HOURS, ProvisionCommand, ProvisioningResult, ProvisioningStatus, Severity,
+    UnblockCommand, paths,
     webhook::{self, Verifier, WebhookError},
 };
 use serde::de::DeserializeOwned;
@@ -321,6 +322,10 @@ impl Control {
             }
         };
         let (status, detail) = match command {
+            Command::Block(command) if command.grace_period_hours > MAX_GRACE_HOURS => (
+                AckStatus::Failed,
+                format!("grace_period_hours: at most {MAX_GRACE_HOURS}"),
+            ),
             Command::Block(command) => match self.kill_switch.block(&tenant, command).await {
                 Ok(status) => {
                     tracing::info!(tenant = %tenant, sequence = command.sequence, status = ?status, "block command");
@@ -455,6 +460,11 @@ async fn block(
     Path(tenant): Path<String>,
     Signed(command): Signed<BlockCommand>,
 ) -> Result<Json<CommandReceipt>, ApiError> {
+    if command.grace_period_hours > MAX_GRACE_HOURS {
+        return Err(ApiError::new(ProblemCode::UnprocessableEntity)
+            .member("field", "grace_period_hours")
+            .member("reason", format!("at most {MAX_GRACE_HOURS}")));
+    }
     pushed(&control, Command::Block(command), Some(&tenant)).await
 }
 

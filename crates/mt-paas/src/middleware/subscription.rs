@@ -123,8 +123,7 @@ impl State {
             if let Some(expires_at) = entitlement.entitlement.subscription.expires_at
                 && now >= expires_at
             {
-                let hours = i64::try_from(self.grace_period_hours).unwrap_or(i64::MAX / 3600);
-                let until = expires_at.saturating_add(time::Duration::hours(hours));
+                let until = mt_paas_protocol::after_hours(expires_at, self.grace_period_hours);
                 if now >= until {
                     return Err(refuse(ProblemCode::SubscriptionExpired));
                 }

@@ -535,3 +535,35 @@ fn custom_sections_read_as_typed_structs_with_paths_in_errors() {
     assert_eq!(err.problems[0].key, "custom.llm");
     assert!(err.problems[0].message.contains("missing"));
 }
+
+/// Durations that would overflow clock arithmetic are config errors naming the key, never a
+/// panic when the value is first used.
+#[test]
+fn out_of_range_durations_are_named() {
+    for (yaml, key) in [
+        (
+            "marketplace:\n  grace_period_hours: 1000000000000000000\n",
+            "marketplace.grace_period_hours",
+        ),
+        (
+            "marketplace:\n  offline_grace_hours: 18446744073709551615\n",
+            "marketplace.offline_grace_hours",
+        ),
+        (
+            "auth:\n  jwt:\n    expiry_hours: 9223372036854775807\n",
+            "auth.jwt.expiry_hours",
+        ),
+        (
+            "database:\n  tenant:\n    acquire_timeout_ms: 18446744073709551615\n",
+            "database.tenant.acquire_timeout_ms",
+        ),
+        (
+            "logging:\n  outbox:\n    keep_delivered_seconds: 18446744073709551615\n",
+            "logging.outbox.keep_delivered_seconds",
+        ),
+    ] {
+        let (found, message) = single_problem(yaml, &[]);
+        assert_eq!(found, key, "{yaml}");
+        assert!(message.contains("out of range"), "{message}");
+    }
+}

@@ -269,9 +269,10 @@ impl JwtKeys {
     pub fn issue(&self, mut claims: Claims) -> Result<String, jsonwebtoken::errors::Error> {
         let now = now();
         claims.entry("iat").or_insert_with(|| now.into());
-        claims
-            .entry("exp")
-            .or_insert_with(|| (now + self.expiry_hours * 3600).into());
+        claims.entry("exp").or_insert_with(|| {
+            now.saturating_add(self.expiry_hours.saturating_mul(3600))
+                .into()
+        });
         jsonwebtoken::encode(
             &jsonwebtoken::Header::new(Algorithm::HS256),
             &claims,

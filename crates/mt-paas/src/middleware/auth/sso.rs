@@ -248,7 +248,7 @@ async fn exchange(
     Ok(json!({
         "access_token": token,
         "token_type": "Bearer",
-        "expires_in": sso.expiry_hours * 3600,
+        "expires_in": sso.expiry_hours.saturating_mul(3600),
         "sub": user.sub,
         "tenant_id": user.tenant_id,
     }))
