@@ -134,6 +134,8 @@ struct Inner {
     rate_limit_layer: Option<RateLimitLayer>,
     cipher: Option<FieldCipher>,
     sso: Option<crate::middleware::auth::sso::Sso>,
+    /// The last readiness ping: when, and whether it answered.
+    ready: tokio::sync::Mutex<Option<(std::time::Instant, bool)>>,
 }
 
 impl std::fmt::Debug for ServiceMarketFramework {
@@ -332,6 +334,7 @@ impl ServiceMarketFramework {
             entitlements: entitlements.clone(),
             client: marketplace.clone(),
             audit: audit.clone(),
+            outbox: outbox.clone(),
         };
         if control.verifier.is_some() {
             control.spawn_pruning();
@@ -404,6 +407,7 @@ impl ServiceMarketFramework {
                 rate_limit_layer,
                 cipher,
                 sso,
+                ready: tokio::sync::Mutex::new(None),
             }),
         })
     }
@@ -598,7 +602,9 @@ impl ServiceMarketFramework {
     pub async fn shutdown_telemetry(&self) {
         if self.inner.config.logging.usage_report.enabled && self.inner.marketplace.is_some() {
             let reporter = &self.inner.usage_reporter;
-            reporter.report(reporter.period_start(time::OffsetDateTime::now_utc()));
+            reporter
+                .report(reporter.period_start(time::OffsetDateTime::now_utc()))
+                .await;
         }
         self.inner.outbox.shutdown(Duration::from_secs(5)).await;
     }
@@ -666,14 +672,10 @@ fn instance_id() -> String {
     )
 }
 
+/// `/metrics`: counters and gauges kept in memory; a scrape never touches a database.
 async fn metrics(State(framework): State<ServiceMarketFramework>) -> Response {
     let inner = &framework.inner;
-    let pending = inner
-        .outbox
-        .counts(None)
-        .await
-        .map(|c| c.pending as f64)
-        .unwrap_or(-1.0);
+    let pending = inner.outbox.pending_gauge() as f64;
     let text = inner.metrics.render(&[
         (
             "mt_paas_tenants_active",
@@ -687,8 +689,13 @@ async fn metrics(State(framework): State<ServiceMarketFramework>) -> Response {
         ),
         (
             "mt_paas_outbox_pending",
-            "Audit alerts, usage records and statements waiting for delivery.",
+            "Audit alerts, usage records and statements waiting for delivery (counted every 10 s).",
             pending,
+        ),
+        (
+            "mt_paas_outbox_refused_total",
+            "Items the outbox refused because its buffer was full.",
+            inner.outbox.refused() as f64,
         ),
     ]);
     (
@@ -702,13 +709,29 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
+/// `/readyz`: the central DB answers. At most one ping a second, whatever the probes: an
+/// anonymous flood of `/readyz` costs the database nothing more.
 async fn readyz(State(framework): State<ServiceMarketFramework>) -> Response {
-    match framework.inner.central.ping().await {
-        Ok(()) => Json(json!({ "status": "ready", "central_db": "ok" })).into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness check: central DB unreachable");
-            ApiError::new(ProblemCode::CentralDbUnavailable).into_response()
+    let mut last = framework.inner.ready.lock().await;
+    let ok = match *last {
+        Some((at, ok)) if at.elapsed() < Duration::from_secs(1) => ok,
+        _ => {
+            let ok = match framework.inner.central.ping().await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "readiness check: central DB unreachable");
+                    false
+                }
+            };
+            *last = Some((std::time::Instant::now(), ok));
+            ok
         }
+    };
+    drop(last);
+    if ok {
+        Json(json!({ "status": "ready", "central_db": "ok" })).into_response()
+    } else {
+        ApiError::new(ProblemCode::CentralDbUnavailable).into_response()
     }
 }
 

@@ -437,7 +437,7 @@ async fn heartbeats_and_usage_reach_the_market_and_outlive_its_outage() {
     // Usage: reported once, resent, counted once.
     let reporter = service.framework.usage();
     let period = reporter.period_start(time::OffsetDateTime::now_utc());
-    assert!(reporter.report(period) >= 3);
+    assert!(reporter.report(period).await >= 3);
     service.framework.outbox().flush().await;
     let total = || async {
         let (_, totals) = operator(

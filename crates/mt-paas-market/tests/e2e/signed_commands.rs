@@ -556,3 +556,69 @@ async fn a_block_received_by_one_replica_applies_on_the_other() {
     .execute(&pool)
     .await;
 }
+
+/// A provisioning result goes through the outbox: the market down when the tenant is
+/// provisioned, the service restarted, the market back — and the result arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provisioning_result_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let market_db = format!("sqlite://{}/market.db", dir.path().display());
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    // The market queues a provision command, then goes away.
+    let market = start_market(&market_db, Some(port)).await;
+    register_service(&market.url, None).await;
+    crate::helpers::subscribe(&market.url, "hallym", "basic", true).await;
+    let queued = market
+        .market
+        .store()
+        .commands(SERVICE, true, 10)
+        .await
+        .unwrap()
+        .remove(0)
+        .command;
+    let market_url = market.url.clone();
+    market.running.stop().await;
+
+    let service_dir = dir.path().join("service");
+    std::fs::create_dir_all(&service_dir).unwrap();
+    let mut config = service_config(&service_dir, &market_url, "");
+    config.marketplace.heartbeat_interval = 3600;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let service = start_service(listener, config.clone(), service_dir.clone()).await;
+    let mt_paas_protocol::Command::Provision(provision) = queued else {
+        panic!("a provision command: {queued:?}")
+    };
+    let body = serde_json::to_vec(&provision).unwrap();
+    let url = format!("{}/api/v1/services/{SERVICE}/tenants", service.url);
+    let reply = send(&url, "msg_provision", now(), &body, &body, SECRET).await;
+    assert_eq!(reply.body["status"], "applied", "{}", reply.body);
+    let pending = service
+        .framework
+        .outbox()
+        .counts(Some(mt_paas::outbox::Kind::Provisioning))
+        .await
+        .unwrap();
+    assert_eq!(pending.pending, 1, "the result waits in the central DB");
+    service.running.stop().await;
+
+    // Restarted, and the market back: the result is delivered, the subscription active.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let service = start_service(listener, config, service_dir).await;
+    let market = start_market(&market_db, Some(port)).await;
+    let active = eventually(std::time::Duration::from_secs(30), || async {
+        market
+            .market
+            .store()
+            .subscription(SERVICE, "hallym")
+            .await
+            .unwrap()
+            .is_some_and(|s| s.state == mt_paas_protocol::SubscriptionState::Active)
+    })
+    .await;
+    assert!(active, "the result reached the market after the restart");
+    service.running.stop().await;
+    market.running.stop().await;
+}

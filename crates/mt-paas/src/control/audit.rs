@@ -88,10 +88,10 @@ impl AuditLogger {
             // pipeline's futures (auth, rate limit), which would all grow by its size.
             if let Err(e) = Box::pin(self.outbox.push_now(item.clone())).await {
                 tracing::error!(error = %e, "writing an alert failed; keeping it in the buffer");
-                self.outbox.push(item);
+                Box::pin(self.outbox.push_wait(item)).await;
             }
         } else {
-            self.outbox.push(item);
+            Box::pin(self.outbox.push_wait(item)).await;
         }
         alert.event_id
     }

@@ -48,6 +48,7 @@ use crate::{
     },
     http::{ApiError, ProblemCode},
     integrations::{Entitlements, MarketplaceClient},
+    outbox::{Item, Kind, Outbox},
     provisioning::{ProvisionError, Provisioned, Provisioner},
 };
 
@@ -67,6 +68,7 @@ pub(crate) struct Control {
     pub(crate) entitlements: Option<Entitlements>,
     pub(crate) client: Option<MarketplaceClient>,
     pub(crate) audit: AuditLogger,
+    pub(crate) outbox: Outbox,
 }
 
 /// The control routes, for a service whose id is `service_id`.
@@ -240,28 +242,28 @@ impl Control {
         }
     }
 
-    /// Reports a provisioning outcome to the market (retried), then refreshes the tenant's
-    /// entitlement so the service sees its new state at once.
-    fn report(&self, tenant: TenantId, result: ProvisioningResult) {
-        let (client, entitlements) = (self.client.clone(), self.entitlements.clone());
-        tokio::spawn(async move {
-            if let Some(client) = client {
-                for wait in [0u64, 500, 2_000, 5_000, 15_000] {
-                    tokio::time::sleep(Duration::from_millis(wait)).await;
-                    match client.provisioning_result(tenant.as_str(), &result).await {
-                        Ok(()) => break,
-                        Err(e) => {
-                            tracing::warn!(tenant = %tenant, error = %e, "reporting a provisioning result failed")
-                        }
-                    }
+    /// Reports a provisioning outcome to the market through the outbox (written before this
+    /// returns: a restart loses none; redelivered until the market has it, which dedupes by
+    /// command id), then refreshes the tenant's entitlement so the service sees its new state.
+    async fn report(&self, tenant: TenantId, result: ProvisioningResult) {
+        if self.client.is_some() {
+            let item = Item {
+                id: format!("provisioning:{}:{tenant}", result.command_id),
+                kind: Kind::Provisioning,
+                body: json!({ "tenant_id": tenant.as_str(), "result": result }),
+            };
+            if let Err(e) = self.outbox.push_now(item.clone()).await {
+                tracing::error!(tenant = %tenant, error = %e, "writing a provisioning result failed; keeping it in the buffer");
+                self.outbox.push_wait(item).await;
+            }
+        }
+        if let Some(entitlements) = self.entitlements.clone() {
+            tokio::spawn(async move {
+                if let Err(e) = entitlements.refresh(&tenant).await {
+                    tracing::warn!(tenant = %tenant, error = %e, "refreshing an entitlement after provisioning failed");
                 }
-            }
-            if let Some(entitlements) = entitlements
-                && let Err(e) = entitlements.refresh(&tenant).await
-            {
-                tracing::warn!(tenant = %tenant, error = %e, "refreshing an entitlement after provisioning failed");
-            }
-        });
+            });
+        }
     }
 
     /// Prunes seen ids every ten minutes while the service runs.
@@ -389,7 +391,8 @@ impl Control {
                 status: result,
                 detail: detail.clone(),
             },
-        );
+        )
+        .await;
         (status, detail)
     }
 
@@ -427,7 +430,8 @@ impl Control {
                 status: result,
                 detail: detail.clone(),
             },
-        );
+        )
+        .await;
         (status, detail)
     }
 }

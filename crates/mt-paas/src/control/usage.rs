@@ -175,9 +175,9 @@ impl UsageReporter {
         OffsetDateTime::from_unix_timestamp(start).unwrap_or(at)
     }
 
-    /// Puts what the meter counted into the outbox as the period starting `period_start`.
-    /// Returns how many records.
-    pub fn report(&self, period_start: OffsetDateTime) -> usize {
+    /// Puts what the meter counted into the outbox as the period starting `period_start`
+    /// (waiting for room in its buffer). Returns how many records.
+    pub async fn report(&self, period_start: OffsetDateTime) -> usize {
         let mut records = 0;
         for period in self.meter.take_period() {
             for (dimension, quantity) in [
@@ -192,16 +192,18 @@ impl UsageReporter {
                     period_seconds: self.period.as_secs(),
                     quantity,
                 };
-                self.outbox.push(Item {
-                    id: format!(
-                        "usage:{}:{dimension}:{}:{}",
-                        period.tenant,
-                        period_start.unix_timestamp(),
-                        self.instance_id
-                    ),
-                    kind: Kind::Usage,
-                    body: json!({ "instance_id": &*self.instance_id, "record": record }),
-                });
+                self.outbox
+                    .push_wait(Item {
+                        id: format!(
+                            "usage:{}:{dimension}:{}:{}",
+                            period.tenant,
+                            period_start.unix_timestamp(),
+                            self.instance_id
+                        ),
+                        kind: Kind::Usage,
+                        body: json!({ "instance_id": &*self.instance_id, "record": record }),
+                    })
+                    .await;
                 records += 1;
             }
         }
@@ -219,7 +221,7 @@ impl UsageReporter {
                 tokio::time::sleep(wait).await;
                 // The counts belong to the period that just ended.
                 let ended = this.period_start(OffsetDateTime::now_utc() - Duration::from_secs(1));
-                let n = this.report(ended);
+                let n = this.report(ended).await;
                 tracing::debug!(records = n, "usage reported");
             }
         });

@@ -78,7 +78,8 @@ impl ActivityLogger {
     }
 
     /// Records that `user` of `tenant` did `verb` to `object` with `result`. Returns the
-    /// statement's id, or `None` when activity logging is off.
+    /// statement's id, or `None` when activity logging is off or the outbox refused the
+    /// statement (its buffer full: [`Full`](crate::outbox::Full)).
     pub fn log(
         &self,
         tenant: &TenantId,
@@ -95,20 +96,24 @@ impl ActivityLogger {
         let verb = verb.to_owned();
         let object = object.to_owned();
         let timestamp = OffsetDateTime::now_utc();
-        inner.outbox.clone().push_with(move || Item {
-            id: format!("activity:{id}"),
-            kind: Kind::Activity,
-            body: statement(
-                &inner,
-                &id,
-                &tenant,
-                user.as_deref(),
-                &verb,
-                &object,
-                result,
-                timestamp,
-            ),
-        });
+        inner
+            .outbox
+            .clone()
+            .push_with(move || Item {
+                id: format!("activity:{id}"),
+                kind: Kind::Activity,
+                body: statement(
+                    &inner,
+                    &id,
+                    &tenant,
+                    user.as_deref(),
+                    &verb,
+                    &object,
+                    result,
+                    timestamp,
+                ),
+            })
+            .ok()?;
         Some(statement_id)
     }
 }

@@ -4,7 +4,11 @@
 //!
 //! - [`Outbox::push`] costs a channel send on the request path; a writer task moves items into
 //!   the central DB within milliseconds, in batches. [`Outbox::push_now`] writes before it
-//!   returns (high and critical alerts).
+//!   returns (high and critical alerts, provisioning results).
+//! - The channel is bounded ([`BUFFER`] items): memory never grows without bound, whatever
+//!   floods in. When it is full (the central DB stalls), [`Outbox::push`] refuses the item —
+//!   it returns [`Full`], the item was not accepted, and `mt_paas_outbox_refused_total`
+//!   counts it — and [`Outbox::push_wait`] waits for room; nothing accepted is ever dropped.
 //! - Workers claim due items with a lease (so several replicas on one Postgres central DB never
 //!   send one item at the same time), deliver them in bounded batches, and on failure back off
 //!   exponentially with jitter, honouring `Retry-After`. After `logging.outbox.max_attempts` an
@@ -18,7 +22,7 @@ mod sinks;
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -42,6 +46,15 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 const MAX_PAUSE: Duration = Duration::from_secs(10);
 /// Items written to the central DB in one transaction.
 const WRITE_BATCH: usize = 1000;
+/// How often the pending items are counted for `/metrics`.
+pub const PENDING_EVERY: Duration = Duration::from_secs(10);
+/// Items the channel to the writer holds at most.
+pub const BUFFER: usize = 16_384;
+
+/// The outbox's buffer is full: the item was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the outbox buffer is full ({BUFFER} items); the item was not accepted")]
+pub struct Full;
 
 /// What an item is, and so where it goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -54,11 +67,13 @@ pub enum Kind {
     Usage,
     /// An xAPI statement → the LRS.
     Activity,
+    /// A provisioning result → the market's provisioning-result intake.
+    Provisioning,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Self; 3] = [Self::Audit, Self::Usage, Self::Activity];
+    pub const ALL: [Self; 4] = [Self::Audit, Self::Usage, Self::Activity, Self::Provisioning];
 
     /// The stored form.
     pub fn as_str(self) -> &'static str {
@@ -66,6 +81,7 @@ impl Kind {
             Self::Audit => "audit",
             Self::Usage => "usage",
             Self::Activity => "activity",
+            Self::Provisioning => "provisioning",
         }
     }
 
@@ -132,9 +148,13 @@ struct Inner {
     db: CentralDb,
     config: OutboxConfig,
     sinks: Sinks,
-    tx: mpsc::UnboundedSender<Message>,
+    tx: mpsc::Sender<Message>,
     due: Notify,
     stopping: AtomicBool,
+    /// Items refused because the buffer was full.
+    refused: AtomicU64,
+    /// Pending items at the last count (refreshed in the background, never per scrape).
+    pending: AtomicU64,
 }
 
 impl std::fmt::Debug for Outbox {
@@ -180,7 +200,7 @@ impl Outbox {
     /// An outbox in `db` delivering to `sinks`; starts its writer. Call
     /// [`spawn_workers`](Self::spawn_workers) to deliver.
     pub fn new(db: CentralDb, config: OutboxConfig, sinks: Sinks) -> Self {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(BUFFER);
         let this = Self {
             inner: Arc::new(Inner {
                 db,
@@ -189,6 +209,8 @@ impl Outbox {
                 tx,
                 due: Notify::new(),
                 stopping: AtomicBool::new(false),
+                refused: AtomicU64::new(0),
+                pending: AtomicU64::new(0),
             }),
         };
         tokio::spawn(writer(Arc::downgrade(&this.inner), rx));
@@ -196,24 +218,54 @@ impl Outbox {
     }
 
     /// Accepts an item without waiting (the request path). It reaches the central DB within
-    /// milliseconds; [`flush`](Self::flush) waits for that.
-    pub fn push(&self, item: Item) {
-        if self.inner.tx.send(Message::Item(item)).is_err() {
-            tracing::error!("the outbox writer is gone; an item was not accepted");
-        }
+    /// milliseconds; [`flush`](Self::flush) waits for that. [`Full`] when the buffer is full:
+    /// the item was not accepted (and is counted).
+    pub fn push(&self, item: Item) -> Result<(), Full> {
+        self.offer(Message::Item(item))
     }
 
     /// Like [`push`](Self::push), but the item is built by the writer task: the request pays
     /// for a boxed closure and a channel send, not for serializing the item.
-    pub fn push_with(&self, build: impl FnOnce() -> Item + Send + 'static) {
-        if self
-            .inner
-            .tx
-            .send(Message::Deferred(Box::new(build)))
-            .is_err()
-        {
+    pub fn push_with(&self, build: impl FnOnce() -> Item + Send + 'static) -> Result<(), Full> {
+        self.offer(Message::Deferred(Box::new(build)))
+    }
+
+    fn offer(&self, message: Message) -> Result<(), Full> {
+        match self.inner.tx.try_send(message) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                let refused = self.inner.refused.fetch_add(1, Ordering::Relaxed);
+                if refused.is_power_of_two() {
+                    tracing::error!(
+                        refused = refused + 1,
+                        "the outbox buffer is full; items are refused"
+                    );
+                }
+                Err(Full)
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                tracing::error!("the outbox writer is gone; an item was not accepted");
+                Err(Full)
+            }
+        }
+    }
+
+    /// Accepts an item, waiting for room in the buffer (background producers).
+    pub async fn push_wait(&self, item: Item) {
+        if self.inner.tx.send(Message::Item(item)).await.is_err() {
             tracing::error!("the outbox writer is gone; an item was not accepted");
         }
+    }
+
+    /// Items refused so far because the buffer was full.
+    pub fn refused(&self) -> u64 {
+        self.inner.refused.load(Ordering::Relaxed)
+    }
+
+    /// Items waiting for delivery at the last background count (every
+    /// [`PENDING_EVERY`]); what `/metrics` shows, so a scrape never queries the database.
+    pub fn pending_gauge(&self) -> u64 {
+        self.inner.pending.load(Ordering::Relaxed)
     }
 
     /// Writes an item to the central DB before returning, and starts its delivery.
@@ -226,7 +278,7 @@ impl Outbox {
     /// Waits until every item pushed before is in the central DB.
     pub async fn flush(&self) {
         let (done, wait) = oneshot::channel();
-        if self.inner.tx.send(Message::Flush(done)).is_ok() {
+        if self.inner.tx.send(Message::Flush(done)).await.is_ok() {
             let _ = wait.await;
         }
     }
@@ -266,6 +318,19 @@ impl Outbox {
                 }
             });
         }
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(PENDING_EVERY);
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                let this = Outbox { inner };
+                match this.counts(None).await {
+                    Ok(counts) => this.inner.pending.store(counts.pending, Ordering::Relaxed),
+                    Err(e) => tracing::debug!(error = %e, "counting pending outbox items failed"),
+                }
+            }
+        });
         let weak = Arc::downgrade(&self.inner);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(3600));
@@ -531,7 +596,7 @@ impl Outbox {
 }
 
 /// Moves pushed items into the central DB in batches; answers flushes in order.
-async fn writer(inner: std::sync::Weak<Inner>, mut rx: mpsc::UnboundedReceiver<Message>) {
+async fn writer(inner: std::sync::Weak<Inner>, mut rx: mpsc::Receiver<Message>) {
     let mut batch = Vec::new();
     let mut waiting = Vec::new();
     while let Some(first) = rx.recv().await {
@@ -651,5 +716,47 @@ mod tests {
         assert_eq!(&id[14..15], "4");
         assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"));
         assert_ne!(id, uuid_v4());
+    }
+}
+
+#[cfg(test)]
+mod buffer_tests {
+    use super::*;
+
+    /// Past [`BUFFER`] items waiting for the writer, `push` refuses (and counts) instead of
+    /// growing memory; what it accepted all reaches the central DB.
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_buffer_is_bounded_and_refusals_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::config::CentralDatabaseConfig {
+            url: crate::config::DatabaseUrl::new(format!(
+                "sqlite://{}",
+                dir.path().join("central.db").display()
+            )),
+            pool_size: 2,
+        };
+        let db = CentralDb::connect(&config).await.unwrap();
+        let config: OutboxConfig = serde_json::from_value(serde_json::json!({
+            "max_attempts": 3, "batch_size": 10, "keep_delivered_seconds": 60
+        }))
+        .unwrap();
+        let outbox = Outbox::new(db, config, Sinks::default());
+        let item = |n: usize| Item {
+            id: format!("activity:{n}"),
+            kind: Kind::Activity,
+            body: serde_json::json!({ "n": n }),
+        };
+        // No await: the writer cannot run, so nothing leaves the buffer meanwhile.
+        let accepted = (0..BUFFER + 100)
+            .filter(|n| outbox.push(item(*n)).is_ok())
+            .count();
+        assert_eq!(accepted, BUFFER);
+        assert_eq!(outbox.refused(), 100);
+        outbox.flush().await;
+        let counts = outbox.counts(Some(Kind::Activity)).await.unwrap();
+        assert_eq!(
+            counts.pending, BUFFER as u64,
+            "every accepted item is stored"
+        );
     }
 }

@@ -158,7 +158,7 @@ impl Sinks {
     /// Whether items of `kind` have somewhere to go (they wait otherwise).
     pub fn handles(&self, kind: Kind) -> bool {
         match kind {
-            Kind::Audit | Kind::Usage => self.market.is_some(),
+            Kind::Audit | Kind::Usage | Kind::Provisioning => self.market.is_some(),
             Kind::Activity => self.lrs.is_some(),
         }
     }
@@ -169,7 +169,41 @@ impl Sinks {
             Kind::Audit => self.audit(items).await,
             Kind::Usage => self.usage(items).await,
             Kind::Activity => self.activity(items).await,
+            Kind::Provisioning => self.provisioning(items).await,
         }
+    }
+
+    /// Provisioning results, one request each: `{"tenant_id", "result"}`.
+    async fn provisioning(&self, items: &[Item]) -> Delivery {
+        let Some(market) = &self.market else {
+            return Delivery::all(Err(not_configured()));
+        };
+        let mut each = HashMap::new();
+        for item in items {
+            let tenant = item.body.get("tenant_id").and_then(Value::as_str);
+            let result = item
+                .body
+                .get("result")
+                .cloned()
+                .map(serde_json::from_value::<mt_paas_protocol::ProvisioningResult>);
+            let outcome = match (tenant, result) {
+                (Some(tenant), Some(Ok(result))) => market
+                    .provisioning_result(tenant, &result)
+                    .await
+                    .map_err(|e| failure_of(&e)),
+                _ => Err(Failure {
+                    error: "not a provisioning result".to_owned(),
+                    permanent: true,
+                    retry_after: None,
+                }),
+            };
+            let outage = matches!(&outcome, Err(f) if !f.permanent);
+            each.insert(item.id.clone(), outcome);
+            if outage {
+                break;
+            }
+        }
+        Delivery { all: None, each }
     }
 
     async fn audit(&self, items: &[Item]) -> Delivery {

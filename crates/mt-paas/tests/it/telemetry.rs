@@ -311,3 +311,35 @@ async fn metrics_are_exposed_without_tenant_labels() {
     assert!(!text.contains("hallym"), "no tenant label: {text}");
     db.cleanup().await;
 }
+
+/// A scrape never queries the database: with the central DB gone, `/metrics` still answers
+/// its counters (the outbox gauge is counted in the background).
+#[tokio::test]
+async fn metrics_never_query_the_database() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let app = TestApp::new(db.config(""), Router::new()).await;
+    if let mt_paas::core::central::CentralDb::Sqlite(pool) = app.framework.central_db() {
+        pool.close().await;
+    }
+    let answer = app
+        .send(
+            axum::http::Request::get("/metrics")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(answer.status, 200);
+    let text = answer.body.as_str().unwrap().to_owned();
+    assert!(text.contains("mt_paas_outbox_pending 0"), "{text}");
+    assert!(text.contains("mt_paas_outbox_refused_total 0"), "{text}");
+    // Readiness does ask the database: it is down.
+    let ready = app
+        .send(
+            axum::http::Request::get("/readyz")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(ready.status, 503);
+    db.cleanup().await;
+}
