@@ -94,8 +94,8 @@ async fn three_tenants_get_disjoint_port_blocks_and_their_own_volumes() {
             [base, base + 2, base + 3],
             "app, db (+2), vector (+3)"
         );
-        // Compose project names allow no '_': keli_tutor-hallym becomes keli-tutor-hallym.
-        assert_eq!(compose["name"], format!("keli-tutor-{id}"));
+        // The service id's length makes the name unique across services and tenants.
+        assert_eq!(compose["name"], format!("10-keli_tutor-{id}"));
         let services: BTreeSet<&str> = compose["services"]
             .as_object()
             .unwrap()
@@ -117,8 +117,8 @@ async fn three_tenants_get_disjoint_port_blocks_and_their_own_volumes() {
         assert_eq!(
             volumes,
             BTreeSet::from([
-                format!("keli-tutor-{id}-db"),
-                format!("keli-tutor-{id}-vector")
+                format!("10-keli_tutor-{id}-db"),
+                format!("10-keli_tutor-{id}-vector")
             ])
         );
         assert!(env.contains(&format!("TENANT_ID={id}\n")), "{env}");

@@ -422,9 +422,14 @@ fn validate_name(name: &str) -> Result<(), ManagerError> {
     if name.chars().count() > MAX_NAME_CHARS {
         return Err(ManagerError::InvalidName("must be at most 200 characters"));
     }
-    if name.chars().any(char::is_control) {
+    // Control characters, line and paragraph separators and bidirectional overrides: a name
+    // is shown in logs, files and pages, and must neither break a line there nor reorder it.
+    if name.chars().any(|c| {
+        c.is_control()
+            || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    }) {
         return Err(ManagerError::InvalidName(
-            "must not contain control characters",
+            "must not contain control characters, line separators or direction overrides",
         ));
     }
     Ok(())

@@ -25,7 +25,7 @@ pub const VECTOR_PORT_OFFSET: u16 = 3;
 /// A tenant's rendered stack.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RenderedStack {
-    /// The compose project name, `{service_id}-{tenant_id}`.
+    /// The compose project name ([`project_name`]).
     pub project: String,
     /// The directory the files go to: `{tenants_dir}/{tenant_id}`.
     pub dir: PathBuf,
@@ -39,7 +39,48 @@ pub struct RenderedStack {
     pub db_port: u16,
 }
 
-/// Renders the templates for `record` (which must hold a port block).
+/// The compose project of `tenant` in `service`: `{len(service)}-{service}-{tenant}`. Ids
+/// may hold `-` and `_`, so a plain join is ambiguous (`a-b` + `c` and `a` + `b-c`), and
+/// compose would share one project — and `down -v` its volumes — between two tenants; the
+/// length of the service id makes the split, and the name, unique.
+pub fn project_name(service: &str, tenant: &str) -> String {
+    format!("{}-{service}-{tenant}", service.len())
+}
+
+/// A value as it may appear in a compose file: escaped for a YAML double-quoted scalar, with
+/// `$` doubled (no compose interpolation). Templates quote every string value.
+fn yaml_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '$' => out.push_str("$$"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') => {
+                out.push_str(&format!("\\u{:04x}", u32::from(c)));
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Whether `value` may appear in `.env` as is, meaning the same in compose v1 and v2: no
+/// quote, `$` (interpolation), `#` (a comment), backslash or backtick, no control character,
+/// no white space at either end.
+fn env_safe(value: &str) -> bool {
+    value.trim() == value
+        && !value
+            .chars()
+            .any(|c| c.is_control() || matches!(c, '$' | '#' | '"' | '\'' | '\\' | '`'))
+}
+
+/// Renders the templates for `record` (which must hold a port block). Every string value is
+/// escaped for the compose file and checked for `.env`: a display name or a password cannot
+/// add keys, comments or `${VAR}` expansions to either.
 pub fn render(config: &Config, record: &TenantRecord) -> Result<RenderedStack, ProvisionError> {
     let docker = &config.isolation.docker;
     let id = &record.id;
@@ -62,7 +103,25 @@ pub fn render(config: &Config, record: &TenantRecord) -> Result<RenderedStack, P
     let options = DatabaseUrl::new(url.clone())
         .pg_options()
         .map_err(|e| ProvisionError::Docker(format!("isolation.docker.database_url: {e}")))?;
-    let project = format!("{}-{}", config.service.id, id).replace('_', "-");
+    let project = project_name(&config.service.id, id.as_str());
+    let db_user = options.get_username().to_owned();
+    let db_password = DatabaseUrl::new(url.clone()).password().unwrap_or_default();
+    let db_name = options.get_database().unwrap_or("app").to_owned();
+    for (key, value) in [
+        ("isolation.docker.database_url (user)", db_user.as_str()),
+        (
+            "isolation.docker.database_url (password)",
+            db_password.as_str(),
+        ),
+        ("isolation.docker.database_url (database)", db_name.as_str()),
+        ("service.version", config.service.version.as_str()),
+    ] {
+        if !env_safe(value) {
+            return Err(ProvisionError::Docker(format!(
+                "{key}: may not hold quotes, `$`, `#`, backslashes or control characters (it is written to the stack's .env)"
+            )));
+        }
+    }
     let ctx = context! {
         service_id => config.service.id.clone(),
         service_name => config.service.name.clone(),
@@ -75,19 +134,39 @@ pub fn render(config: &Config, record: &TenantRecord) -> Result<RenderedStack, P
         app_port => port_base + APP_PORT_OFFSET,
         db_port => db_port,
         vector_port => port_base + VECTOR_PORT_OFFSET,
-        db_user => options.get_username().to_owned(),
-        db_password => DatabaseUrl::new(url.clone()).password().unwrap_or_default(),
-        db_name => options.get_database().unwrap_or("app").to_owned(),
+        db_user => db_user,
+        db_password => db_password,
+        db_name => db_name,
     };
-    let mut env = Environment::new();
-    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    let environment = |formatter: fn(&str) -> Result<String, minijinja::Error>| {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_formatter(move |out, state, value| match value.as_str() {
+            Some(text) => out
+                .write_str(&formatter(text)?)
+                .map_err(minijinja::Error::from),
+            None => minijinja::escape_formatter(out, state, value),
+        });
+        env
+    };
+    let yaml_env = environment(|text| Ok(yaml_value(text)));
+    let dotenv = environment(|text| {
+        if env_safe(text) {
+            Ok(text.to_owned())
+        } else {
+            Err(minijinja::Error::new(
+                minijinja::ErrorKind::InvalidOperation,
+                "a value cannot be written to .env: it holds a quote, `$`, `#`, a backslash or a control character (the tenant's display name?)",
+            ))
+        }
+    });
     let read = |path: &Path| {
         let path = config.source_path(path);
         std::fs::read_to_string(&path).map_err(|e| {
             ProvisionError::Docker(format!("cannot read the template {}: {e}", path.display()))
         })
     };
-    let render = |name: &str, source: &str| {
+    let render = |env: &Environment<'_>, name: &str, source: &str| {
         env.render_str(source, ctx.clone())
             .map(|mut s| {
                 if !s.ends_with('\n') {
@@ -97,8 +176,18 @@ pub fn render(config: &Config, record: &TenantRecord) -> Result<RenderedStack, P
             })
             .map_err(|e| ProvisionError::Docker(format!("{name}: {e}")))
     };
-    let compose = render("compose_template", &read(&docker.compose_template)?)?;
-    let env_file = render("env_template", &read(&docker.env_template)?)?;
+    let compose = render(
+        &yaml_env,
+        "compose_template",
+        &read(&docker.compose_template)?,
+    )?;
+    // What was rendered must still be one YAML document of the template's shape.
+    if let Err(e) = yaml_serde::from_str::<yaml_serde::Value>(&compose) {
+        return Err(ProvisionError::Docker(format!(
+            "compose_template: the rendered file is not valid YAML: {e}"
+        )));
+    }
+    let env_file = render(&dotenv, "env_template", &read(&docker.env_template)?)?;
     Ok(RenderedStack {
         project,
         dir: docker.tenants_dir.join(id.as_str()),

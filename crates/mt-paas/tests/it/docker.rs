@@ -63,7 +63,7 @@ async fn stacks_get_disjoint_port_blocks_that_are_reused() {
 
         let text = std::fs::read_to_string(dir.join("docker-compose.yml")).unwrap();
         let compose: Value = yaml_serde::from_str(&text).unwrap();
-        let project = format!("keli-tutor-{tenant}");
+        let project = format!("10-keli_tutor-{tenant}");
         assert_eq!(compose["name"].as_str(), Some(project.as_str()));
         let base = 10200 + 100 * u16::try_from(n).unwrap();
         let ports = published_ports(&compose);
@@ -196,4 +196,74 @@ async fn the_tenant_database_is_reached_at_its_block_port() {
     assert_eq!(current, database);
     drop(db);
     pg.cleanup().await;
+}
+
+/// Names are injective: two tenants (of one service or of two) never share a compose project
+/// or a volume; a display name can add nothing to the compose file or `.env`; a password that
+/// `.env` could not hold literally is refused, naming where it comes from.
+#[tokio::test]
+async fn names_are_unique_and_values_cannot_inject() {
+    let pairs = [
+        (("keli_tutor", "a_b"), ("keli_tutor", "a-b")),
+        (("a-b", "c"), ("a", "b-c")),
+        (("a_b", "c"), ("a", "b_c")),
+        (("s", "x1"), ("s1", "x")),
+    ];
+    for ((s1, t1), (s2, t2)) in pairs {
+        assert_ne!(
+            docker::project_name(s1, t1),
+            docker::project_name(s2, t2),
+            "{s1}/{t1} and {s2}/{t2}"
+        );
+    }
+
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let app = TestApp::new(db.config(&docker_yaml(&db, "")), axum::Router::new()).await;
+    let provisioner = app.framework.provisioner();
+    // A line break in a name is refused before anything is written.
+    let err = provisioner
+        .create(id("evil"), "x\nevil: true", None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("control characters"), "{err}");
+    // Quotes, `$` and `#` are kept as text.
+    let hostile = r#"Univ" # ${HOME} $(id) \"#;
+    let Provisioned::AwaitingDocker { dir, .. } = provisioner
+        .create(id("quoted"), hostile, None)
+        .await
+        .unwrap()
+    else {
+        panic!("no Docker engine here: the stack waits")
+    };
+    let text = std::fs::read_to_string(dir.join("docker-compose.yml")).unwrap();
+    assert!(
+        text.contains("$${HOME}") && !text.contains(" ${HOME}"),
+        "`$` is doubled (compose interpolates nothing):\n{text}"
+    );
+    let compose: Value = yaml_serde::from_str(&text).unwrap();
+    let keys: BTreeSet<&str> = compose
+        .as_mapping()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    assert_eq!(keys, BTreeSet::from(["name", "services", "volumes"]));
+    db.cleanup().await;
+
+    // A database password with a quote or a `$` cannot be written to `.env` literally.
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let yaml = docker_yaml(&db, "").replace("pa%40ss", "pa%24%7BHOME%7D");
+    let app = TestApp::new(db.config(&yaml), axum::Router::new()).await;
+    let err = app
+        .framework
+        .provisioner()
+        .create(id("hallym"), "Hallym", None)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("isolation.docker.database_url (password)"),
+        "{err}"
+    );
+    db.cleanup().await;
 }
