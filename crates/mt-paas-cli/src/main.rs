@@ -124,6 +124,9 @@ enum TenantCommand {
         /// The archive (`.db` or `.dump`).
         #[arg(long)]
         from: PathBuf,
+        /// Restore even when the archive's manifest is missing or names another tenant.
+        #[arg(long)]
+        unchecked: bool,
     },
     /// Bring tenants to the newest migration; those already there are skipped.
     Migrate {
@@ -358,14 +361,22 @@ async fn tenant(config: Config, command: TenantCommand) -> anyhow::Result<ExitCo
             }
             ExitCode::SUCCESS
         }
-        TenantCommand::Restore { id, from } => {
+        TenantCommand::Restore {
+            id,
+            from,
+            unchecked,
+        } => {
             let spinner = spinner();
             let provisioner = provisioner().await?.observe({
                 let spinner = spinner.clone();
                 move |_, step| spinner.println(format!("  {step}"))
             });
             spinner.set_message(format!("restoring {id}"));
-            let result = provisioner.restore(&id, &from).await;
+            let result = if unchecked {
+                provisioner.restore_unchecked(&id, &from).await
+            } else {
+                provisioner.restore(&id, &from).await
+            };
             spinner.finish_and_clear();
             let record = result?;
             println!("restored tenant {} from {}", record.id, from.display());

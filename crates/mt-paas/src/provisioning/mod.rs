@@ -679,10 +679,35 @@ impl Provisioner {
 
     /// Brings a tenant back from an archive: the registry row (from the archive's manifest
     /// when the tenant is unknown), fresh storage, the archive's data, migrations, `active`.
+    ///
+    /// The archive's manifest must name `id`: an archive without one, or another tenant's,
+    /// is refused (one tenant's data never lands in another by a typo). [`restore_unchecked`]
+    /// is the explicit way round, for an archive made by hand.
+    ///
+    /// [`restore_unchecked`]: Self::restore_unchecked
     pub async fn restore(
         &self,
         id: &TenantId,
         archive: &Path,
+    ) -> Result<TenantRecord, ProvisionError> {
+        self.restore_checked(id, archive, true).await
+    }
+
+    /// [`restore`](Self::restore) without the manifest check: the archive is taken as `id`'s
+    /// whatever its manifest says, or without one (`mt-paas tenant restore --unchecked`).
+    pub async fn restore_unchecked(
+        &self,
+        id: &TenantId,
+        archive: &Path,
+    ) -> Result<TenantRecord, ProvisionError> {
+        self.restore_checked(id, archive, false).await
+    }
+
+    async fn restore_checked(
+        &self,
+        id: &TenantId,
+        archive: &Path,
+        checked: bool,
     ) -> Result<TenantRecord, ProvisionError> {
         let _exclusive = self.exclusive(id, true).await?;
         if !archive.is_file() {
@@ -692,17 +717,27 @@ impl Provisioner {
             )));
         }
         let manifest = read_manifest(archive);
-        if let Some(m) = &manifest
-            && &m.tenant_id != id
-        {
-            return Err(ProvisionError::Conflict {
-                tenant: id.clone(),
-                message: format!(
-                    "{} is an archive of tenant {}",
-                    archive.display(),
-                    m.tenant_id
-                ),
-            });
+        if checked {
+            match &manifest {
+                None => {
+                    return Err(ProvisionError::Archive(format!(
+                        "{} has no manifest ({}.json) to say whose it is; restore it with --unchecked if it is {id}'s",
+                        archive.display(),
+                        archive.display()
+                    )));
+                }
+                Some(m) if &m.tenant_id != id => {
+                    return Err(ProvisionError::Conflict {
+                        tenant: id.clone(),
+                        message: format!(
+                            "{} is an archive of tenant {}",
+                            archive.display(),
+                            m.tenant_id
+                        ),
+                    });
+                }
+                Some(_) => {}
+            }
         }
         let tenants = &self.inner.tenants;
         let record = match tenants.get(id).await? {

@@ -131,6 +131,27 @@ async fn destroy_and_restore(store: Store) {
     let record = provisioner.restore(&id("hallym"), &second).await.unwrap();
     assert_eq!(record.display_name, "한림대학교");
     assert_eq!(crate::isolation_read(&app, "hallym").await.len(), 3);
+
+    // Without its manifest an archive says nothing of whose it is: refused, unless asked.
+    let third = provisioner
+        .destroy(&id("hallym"), true)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut manifest = third.as_os_str().to_owned();
+    manifest.push(".json");
+    std::fs::remove_file(&manifest).unwrap();
+    let unnamed = provisioner.restore(&id("korea"), &third).await;
+    assert!(
+        matches!(&unnamed, Err(ProvisionError::Archive(m)) if m.contains("no manifest")),
+        "{unnamed:?}"
+    );
+    let record = provisioner
+        .restore_unchecked(&id("hallym"), &third)
+        .await
+        .unwrap();
+    assert_eq!(record.status, TenantStatus::Active);
+    assert_eq!(crate::isolation_read(&app, "hallym").await.len(), 3);
     db.cleanup().await;
 }
 
