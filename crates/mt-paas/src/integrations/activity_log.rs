@@ -48,6 +48,11 @@ pub struct ActivityLogger {
 
 struct Inner {
     outbox: Outbox,
+    names: Names,
+}
+
+/// What a statement's IRIs are made of.
+struct Names {
     service_id: Arc<str>,
     activity_base: Arc<str>,
     home_page: Arc<str>,
@@ -69,9 +74,11 @@ impl ActivityLogger {
             inner: activity.enabled.then(|| {
                 Arc::new(Inner {
                     outbox,
-                    service_id: config.service.id.as_str().into(),
-                    activity_base: activity.activity_base.trim_end_matches('/').into(),
-                    home_page: activity.actor_home_page.as_str().into(),
+                    names: Names {
+                        service_id: config.service.id.as_str().into(),
+                        activity_base: activity.activity_base.trim_end_matches('/').into(),
+                        home_page: activity.actor_home_page.as_str().into(),
+                    },
                 })
             }),
         }
@@ -103,7 +110,7 @@ impl ActivityLogger {
                 id: format!("activity:{id}"),
                 kind: Kind::Activity,
                 body: statement(
-                    &inner,
+                    &inner.names,
                     &id,
                     &tenant,
                     user.as_deref(),
@@ -120,7 +127,7 @@ impl ActivityLogger {
 
 #[allow(clippy::too_many_arguments)]
 fn statement(
-    inner: &Inner,
+    inner: &Names,
     id: &str,
     tenant: &TenantId,
     user: Option<&str>,
@@ -140,11 +147,14 @@ fn statement(
     } else {
         format!("{}/{}/{object}", inner.activity_base, inner.service_id)
     };
+    // The account lives in the tenant's space: the same `sub` at two universities (and each
+    // university's anonymous users) are different actors.
+    let home_page = format!("{}/tenants/{tenant}", inner.home_page.trim_end_matches('/'));
     json!({
         "id": id,
         "actor": {
             "objectType": "Agent",
-            "account": { "homePage": &*inner.home_page, "name": user.unwrap_or("anonymous") }
+            "account": { "homePage": home_page, "name": user.unwrap_or("anonymous") }
         },
         "verb": { "id": verb_iri, "display": { "en-US": verb_name } },
         "object": {
@@ -199,5 +209,48 @@ impl<S: Send + Sync> FromRequestParts<S> for Activity {
             tenant,
             user: parts.extensions.get::<CurrentUser>().cloned(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_actor_is_scoped_to_its_tenant() {
+        let names = Names {
+            service_id: "keli_tutor".into(),
+            activity_base: "https://mt-paas.dev/xapi/activities".into(),
+            home_page: "https://market.k-university.ai/".into(),
+        };
+        let actor = |tenant: &str, user: Option<&str>| {
+            let tenant: TenantId = tenant.parse().unwrap();
+            statement(
+                &names,
+                "id",
+                &tenant,
+                user,
+                "asked",
+                "ai_tutor",
+                Value::Null,
+                OffsetDateTime::UNIX_EPOCH,
+            )["actor"]
+                .clone()
+        };
+        assert_eq!(
+            actor("hallym", Some("u1"))["account"],
+            json!({"homePage": "https://market.k-university.ai/tenants/hallym", "name": "u1"})
+        );
+        assert_ne!(
+            actor("hallym", Some("u1")),
+            actor("korea", Some("u1")),
+            "same sub, two tenants"
+        );
+        assert_ne!(
+            actor("hallym", None),
+            actor("korea", None),
+            "anonymous users of two tenants"
+        );
+        assert_eq!(actor("hallym", Some("u1")), actor("hallym", Some("u1")));
     }
 }
