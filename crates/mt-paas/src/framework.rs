@@ -373,13 +373,17 @@ impl ServiceMarketFramework {
             heartbeat.spawn();
         }
         let activity = ActivityLogger::new(&config, outbox.clone());
-        if let CentralDb::Postgres(_) = &central {
-            spawn_change_listener(
-                config.database.central.url.clone(),
-                tenants.clone(),
-                kill_switch.clone(),
-                entitlements.clone(),
-            );
+        let feed = ChangeFeed {
+            tenants: tenants.clone(),
+            kill_switch: kill_switch.clone(),
+            entitlements: entitlements.clone(),
+            databases: databases.clone(),
+        };
+        match &central {
+            CentralDb::Postgres(_) => {
+                spawn_change_listener(config.database.central.url.clone(), feed);
+            }
+            CentralDb::Sqlite(pool) => spawn_change_poller(pool.clone(), feed),
         }
         Ok(Self {
             inner: Arc::new(Inner {
@@ -735,16 +739,67 @@ async fn readyz(State(framework): State<ServiceMarketFramework>) -> Response {
     }
 }
 
-/// Applies what other replicas announce on the central Postgres DB: a kill-switch change is
-/// enforced here within the notification's latency (well under a second), entitlement and
-/// registry changes drop this replica's cached copies. After a lost connection everything is
-/// re-read, since notifications sent meanwhile are gone.
-fn spawn_change_listener(
-    url: crate::config::DatabaseUrl,
+/// What another process's change (a replica, or the CLI beside a running service) touches
+/// here.
+#[derive(Clone)]
+struct ChangeFeed {
     tenants: TenantManager,
     kill_switch: KillSwitch,
     entitlements: Option<Entitlements>,
-) {
+    databases: DatabaseRouter,
+}
+
+impl ChangeFeed {
+    /// Applies one announced change: a kill-switch change is enforced at once, entitlement
+    /// and registry changes drop the cached copies; a tenant destroyed elsewhere has its
+    /// connections closed here (nothing may still write into what is being archived).
+    async fn apply(&self, topic: &str, key: &str) {
+        let Ok(id) = crate::TenantId::parse(key) else {
+            return;
+        };
+        match topic {
+            "kill_switch" => {
+                if let Err(e) = self.kill_switch.reload_tenant(&id).await {
+                    tracing::warn!(error = %e, tenant = %id, "reloading a kill-switch state failed");
+                }
+            }
+            "entitlement" => {
+                if let Some(entitlements) = &self.entitlements {
+                    entitlements.forget(&id).await;
+                }
+            }
+            "tenant" => {
+                let before = self.tenants.cached(&id).await;
+                self.tenants.forget(&id).await;
+                let gone = match self.tenants.resolve(&id).await {
+                    Ok(Some(now)) => now.record().status == crate::TenantStatus::Archived,
+                    Ok(None) => true,
+                    Err(_) => false,
+                };
+                if gone
+                    && let Some(before) = before
+                    && let Ok(target) = self.databases.target(before.record())
+                {
+                    let databases = self.databases.clone();
+                    tokio::spawn(async move { databases.close_target(&target).await });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// After a gap in the feed (notifications may be lost): read the kill switch again.
+    async fn resync(&self) {
+        if let Err(e) = self.kill_switch.reload().await {
+            tracing::warn!(error = %e, "reloading the kill switch failed");
+        }
+    }
+}
+
+/// Applies what other replicas announce on the central Postgres DB (`LISTEN`), within the
+/// notification's latency (well under a second). After a lost connection everything is
+/// re-read, since notifications sent meanwhile are gone.
+fn spawn_change_listener(url: crate::config::DatabaseUrl, feed: ChangeFeed) {
     tokio::spawn(async move {
         loop {
             let listener = async {
@@ -766,45 +821,57 @@ fn spawn_change_listener(
                     continue;
                 }
             };
-            // Anything missed while not listening: read the kill switch again.
-            if let Err(e) = kill_switch.reload().await {
-                tracing::warn!(error = %e, "reloading the kill switch failed");
-            }
+            feed.resync().await;
             loop {
                 match listener.try_recv().await {
                     Ok(Some(notification)) => {
-                        let Some((topic, key)) = notification.payload().split_once(':') else {
-                            continue;
-                        };
-                        let Ok(id) = crate::TenantId::parse(key) else {
-                            continue;
-                        };
-                        match topic {
-                            "kill_switch" => {
-                                if let Err(e) = kill_switch.reload_tenant(&id).await {
-                                    tracing::warn!(error = %e, tenant = %id, "reloading a kill-switch state failed");
-                                }
-                            }
-                            "entitlement" => {
-                                if let Some(entitlements) = &entitlements {
-                                    entitlements.forget(&id).await;
-                                }
-                            }
-                            "tenant" => tenants.forget(&id).await,
-                            _ => {}
+                        if let Some((topic, key)) = notification.payload().split_once(':') {
+                            feed.apply(topic, key).await;
                         }
                     }
                     // The connection dropped and came back: notifications may be lost.
-                    Ok(None) => {
-                        if let Err(e) = kill_switch.reload().await {
-                            tracing::warn!(error = %e, "reloading the kill switch failed");
-                        }
-                    }
+                    Ok(None) => feed.resync().await,
                     Err(e) => {
                         tracing::warn!(error = %e, "listening for replica changes failed; reconnecting");
                         break;
                     }
                 }
+            }
+        }
+    });
+}
+
+/// Applies what other processes append to a SQLite central DB's change table, read every
+/// [`CHANGE_POLL`](crate::core::central::CHANGE_POLL).
+fn spawn_change_poller(pool: sqlx::SqlitePool, feed: ChangeFeed) {
+    tokio::spawn(async move {
+        let mut changes = loop {
+            match crate::core::central::Changes::open(pool.clone()).await {
+                Ok(changes) => break changes,
+                Err(e) if pool.is_closed() => {
+                    tracing::debug!(error = %e, "the central DB is closed; no change feed");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the change feed; retrying");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            }
+        };
+        let mut tick = tokio::time::interval(crate::core::central::CHANGE_POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if pool.is_closed() {
+                return;
+            }
+            match changes.next().await {
+                Ok(batch) => {
+                    for (topic, key) in batch {
+                        feed.apply(&topic, &key).await;
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "reading the change feed failed"),
             }
         }
     });

@@ -197,13 +197,25 @@ impl CentralDb {
     /// (`kill_switch`, `entitlement`, `tenant`): Postgres `NOTIFY` on [`CHANGES_CHANNEL`],
     /// nothing on SQLite (one process). Best effort: replicas also re-read periodically.
     pub async fn notify(&self, topic: &str, key: &str) {
-        if let Self::Postgres(pool) = self
-            && let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
+        let result = match self {
+            Self::Postgres(pool) => sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(CHANGES_CHANNEL)
                 .bind(format!("{topic}:{key}"))
                 .execute(pool)
                 .await
-        {
+                .map(drop),
+            // Read by the other processes' change feeds ([`Changes`]).
+            Self::Sqlite(pool) => {
+                sqlx::query("INSERT INTO changes (topic, key, at) VALUES ($1, $2, $3)")
+                    .bind(topic)
+                    .bind(key)
+                    .bind(time::OffsetDateTime::now_utc())
+                    .execute(pool)
+                    .await
+                    .map(drop)
+            }
+        };
+        if let Err(e) = result {
             tracing::warn!(error = %e, topic, "notifying the other replicas failed");
         }
     }
@@ -211,6 +223,54 @@ impl CentralDb {
     /// Closes the pool, waiting for connections in use to be returned.
     pub async fn close(&self) {
         on_pool!(self, pool => pool.close().await);
+    }
+}
+
+/// How often a process on a SQLite central DB reads the changes the others announced.
+pub const CHANGE_POLL: Duration = Duration::from_millis(200);
+
+/// The change feed of a SQLite central DB: what other processes announced since the last
+/// read. (On Postgres, `LISTEN` does this.)
+#[derive(Debug)]
+pub struct Changes {
+    pool: SqlitePool,
+    last: i64,
+    pruned: std::time::Instant,
+}
+
+impl Changes {
+    /// A feed starting after what is already there.
+    pub async fn open(pool: SqlitePool) -> Result<Self, sqlx::Error> {
+        let last: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM changes")
+            .fetch_one(&pool)
+            .await?;
+        Ok(Self {
+            pool,
+            last: last.unwrap_or(0),
+            pruned: std::time::Instant::now(),
+        })
+    }
+
+    /// The `(topic, key)` pairs announced since the last call, oldest first.
+    pub async fn next(&mut self) -> Result<Vec<(String, String)>, sqlx::Error> {
+        let rows: Vec<(i64, String, String)> = sqlx::query_as(
+            "SELECT seq, topic, key FROM changes WHERE seq > $1 ORDER BY seq LIMIT 1000",
+        )
+        .bind(self.last)
+        .fetch_all(&self.pool)
+        .await?;
+        if let Some((seq, ..)) = rows.last() {
+            self.last = *seq;
+        }
+        if self.pruned.elapsed() > Duration::from_secs(60) {
+            self.pruned = std::time::Instant::now();
+            let before = time::OffsetDateTime::now_utc() - Duration::from_secs(600);
+            sqlx::query("DELETE FROM changes WHERE at < $1")
+                .bind(before)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(rows.into_iter().map(|(_, t, k)| (t, k)).collect())
     }
 }
 

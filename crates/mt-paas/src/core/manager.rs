@@ -409,6 +409,11 @@ impl TenantManager {
         self.inner.db.notify("tenant", id.as_str()).await;
     }
 
+    /// What this replica's cache holds for `id`, without a lookup.
+    pub async fn cached(&self, id: &TenantId) -> Option<Tenant> {
+        self.inner.cache.get(id).await.flatten()
+    }
+
     /// Forgets what this replica's cache holds for `id`.
     pub async fn forget(&self, id: &TenantId) {
         self.inner.cache.invalidate(id).await;

@@ -647,31 +647,49 @@ impl Provisioner {
             Err(TargetError::NoPortBlock(_)) => None,
             Err(e) => return Err(e.into()),
         };
-        let mut archived = None;
-        if archive && let Some(target) = &target {
-            if self.storage_exists(id, target).await? {
-                self.step(id, Step::Archive);
-                let dir = &config.provisioning.archive_dir;
-                let path = archive::archive(target, &record, mode, dir).await?;
-                self.archive_vectors(&record, &path).await?;
-                archived = Some(path);
-            } else if record.status != TenantStatus::Archived {
-                return Err(ProvisionError::Archive(format!(
-                    "tenant {id} has no storage to archive ({}); use --no-archive to remove it anyway",
-                    target.describe()
-                )));
-            }
+        if archive
+            && let Some(target) = &target
+            && !self.storage_exists(id, target).await?
+            && record.status != TenantStatus::Archived
+        {
+            return Err(ProvisionError::Archive(format!(
+                "tenant {id} has no storage to archive ({}); use --no-archive to remove it anyway",
+                target.describe()
+            )));
         }
-        // After the archive, before the storage: a failure here leaves the tenant as it was,
-        // and the same destroy can run again.
-        self.drop_vectors(&record).await?;
+        // First the tenant stops being served, here and in every other process on this
+        // central DB (they see the change within a poll and close their connections), so no
+        // request writes into what is archived and dropped next.
         self.inner
             .tenants
             .set_status(id, TenantStatus::Archived)
             .await?;
+        tokio::time::sleep(crate::core::central::CHANGE_POLL * 3).await;
         if let Some(target) = &target {
             self.inner.databases.close_target(target).await;
         }
+        let mut archived = None;
+        if archive
+            && let Some(target) = &target
+            && self.storage_exists(id, target).await?
+        {
+            self.step(id, Step::Archive);
+            let dir = &config.provisioning.archive_dir;
+            let made = match archive::archive(target, &record, mode, dir).await {
+                Ok(path) => self.archive_vectors(&record, &path).await.map(|()| path),
+                Err(e) => Err(e),
+            };
+            match made {
+                Ok(path) => archived = Some(path),
+                Err(e) => {
+                    // Nothing is dropped: the tenant goes back to how it was, and the same
+                    // destroy can run again.
+                    self.inner.tenants.set_status(id, record.status).await?;
+                    return Err(e);
+                }
+            }
+        }
+        self.drop_vectors(&record).await?;
         self.step(id, Step::Drop);
         self.teardown(&record).await?;
         Ok(archived)

@@ -412,3 +412,103 @@ async fn three_hundred_sqlite_tenants_keep_file_descriptors_bounded() {
     }
     db.cleanup().await;
 }
+
+/// On a SQLite central DB, what another process does to a tenant (the CLI beside a running
+/// service) is seen within a second: a suspension is enforced, and a destroy stops the
+/// service before the archive is taken — every write the service accepted is in the archive,
+/// and none lands after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_process_s_lifecycle_change_is_seen_within_a_second_on_sqlite() {
+    let db = TestDb::new(crate::helpers::Backend::Sqlite).await.unwrap();
+    let config = db.tenant_config(Store::SqliteFiles, 4, "");
+    let service = Arc::new(TestApp::new(config.clone(), routes()).await);
+    // The "CLI": another framework on the same files, sharing nothing in memory.
+    let cli = TestApp::new(config, routes()).await;
+    let hallym: TenantId = "hallym".parse().unwrap();
+    cli.framework
+        .provisioner()
+        .create(hallym.clone(), "한림대학교", None)
+        .await
+        .unwrap();
+    write(&service, "hallym", 1).await;
+
+    // Suspended elsewhere: refused here within a second.
+    cli.framework
+        .tenants()
+        .set_status(&hallym, mt_paas::TenantStatus::Suspended)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        let answer = service.get("/notes", &[("x-tenant-id", b"hallym")]).await;
+        if answer.status == 403 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "still served after a second"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cli.framework
+        .tenants()
+        .set_status(&hallym, mt_paas::TenantStatus::Active)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Writes keep coming while the CLI destroys the tenant.
+    let stop = Arc::new(AtomicBool::new(false));
+    let accepted = Arc::new(AtomicUsize::new(1));
+    let writer = {
+        let (service, stop, accepted) = (service.clone(), stop.clone(), accepted.clone());
+        tokio::spawn(async move {
+            let mut value = 100;
+            while !stop.load(Ordering::SeqCst) {
+                let request = Request::post("/notes")
+                    .header("x-tenant-id", "hallym")
+                    .header("content-type", "application/json")
+                    .body(Body::from(json!({ "value": value }).to_string()))
+                    .unwrap();
+                let answer = service.send(request).await;
+                match answer.status.as_u16() {
+                    200 => {
+                        accepted.fetch_add(1, Ordering::SeqCst);
+                    }
+                    410 | 503 => {}
+                    other => panic!("unexpected {other}: {:?}", answer.body),
+                }
+                value += 1;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let archive = cli
+        .framework
+        .provisioner()
+        .destroy(&hallym, true)
+        .await
+        .unwrap()
+        .unwrap();
+    // By the time the destroy is done, the service refuses the tenant.
+    service
+        .get("/notes", &[("x-tenant-id", b"hallym")])
+        .await
+        .assert_problem(410, "tenant_archived");
+    stop.store(true, Ordering::SeqCst);
+    writer.await.unwrap();
+    let accepted = accepted.load(Ordering::SeqCst);
+    assert!(accepted > 2, "writes ran during the destroy: {accepted}");
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&archive);
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    let archived: i64 = sqlx::query_scalar("SELECT count(*) FROM notes")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        archived,
+        i64::try_from(accepted).unwrap(),
+        "every write the service accepted is in the archive"
+    );
+    db.cleanup().await;
+}
