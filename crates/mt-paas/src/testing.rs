@@ -292,12 +292,12 @@ impl TestConfig {
 
     /// Sets `database.tenant.migrations`, the service's migrations run on every tenant it
     /// provisions; a relative path is taken from the current directory (the crate's root
-    /// under `cargo test`). A directory that does not exist means no migrations.
+    /// under `cargo test`); it must exist. Without it, tenants start without tables.
     ///
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let config = mt_paas::testing::TestConfig::new().migrations("migrations").load()?;
-    /// let dir = &config.database.tenant.migrations;
+    /// let dir = config.database.tenant.migrations.as_ref().unwrap();
     /// assert!(dir.is_absolute() && dir.ends_with("migrations"));
     /// # Ok(()) }
     /// ```
@@ -387,6 +387,8 @@ fn kit_layer(dir: &Path) -> Yaml {
     ] {
         set(&mut tree, path, Yaml::String(value));
     }
+    // No tables of the service's own unless `migrations(..)` names them.
+    set(&mut tree, &["database", "tenant", "migrations"], Yaml::Null);
     tree
 }
 
@@ -1342,8 +1344,12 @@ mod tests {
 
     #[test]
     fn relative_sources_are_taken_from_the_current_directory() {
+        let absolute = std::env::temp_dir();
         let config = TestConfig::new()
-            .yaml("database:\n  tenant:\n    seed: fixtures/seed.sql\n    migrations: /abs/m\n")
+            .yaml(format!(
+                "database:\n  tenant:\n    seed: fixtures/seed.sql\n    migrations: {}\n",
+                absolute.display()
+            ))
             .load()
             .unwrap();
         let cwd = std::env::current_dir().unwrap();
@@ -1351,7 +1357,10 @@ mod tests {
             config.database.tenant.seed.as_deref(),
             Some(cwd.join("fixtures/seed.sql").as_path())
         );
-        assert_eq!(config.database.tenant.migrations, Path::new("/abs/m"));
+        assert_eq!(
+            config.database.tenant.migrations.as_deref(),
+            Some(absolute.as_path())
+        );
     }
 
     #[test]

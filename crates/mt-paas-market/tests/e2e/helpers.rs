@@ -169,7 +169,7 @@ pub fn service_config(
     extra: &str,
 ) -> mt_paas::config::Config {
     let yaml = format!(
-        "service:\n  id: {SERVICE}\nmarketplace:\n  api_url: \"{market_url}/api/v1\"\n  api_key: \"{API_KEY}\"\n  webhook_secret: \"{SECRET}\"\n  subscription_check: true\n  request_timeout_ms: 1000\n  sync_interval_seconds: 3600\n  entitlement_ttl_seconds: 60\ndatabase:\n  central:\n    url: \"sqlite://{d}/central.db\"\n  tenant:\n    url_template: \"sqlite://{d}/tenants/{{tenant_id}}.db\"\nprovisioning:\n  archive_dir: \"{d}/archive\"\nfeatures:\n  controlled_by_subscription: true\n  defaults:\n    quiz: false\n{security}{extra}",
+        "service:\n  id: {SERVICE}\nmarketplace:\n  api_url: \"{market_url}/api/v1\"\n  api_key: \"{API_KEY}\"\n  webhook_secret: \"{SECRET}\"\n  subscription_check: true\n  request_timeout_ms: 1000\n  sync_interval_seconds: 3600\n  entitlement_ttl_seconds: 60\ndatabase:\n  central:\n    url: \"sqlite://{d}/central.db\"\n  tenant:\n    url_template: \"sqlite://{d}/tenants/{{tenant_id}}.db\"\n    migrations: null\nprovisioning:\n  archive_dir: \"{d}/archive\"\nfeatures:\n  controlled_by_subscription: true\n  defaults:\n    quiz: false\n{security}{extra}",
         security = if extra.contains("security:") {
             ""
         } else {

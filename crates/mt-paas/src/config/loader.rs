@@ -141,7 +141,12 @@ impl ConfigLoader {
 
     /// Loads, substitutes, types and checks the configuration.
     pub fn load(&self) -> Result<Config, ConfigError> {
-        let (mut config, sources) = self.load_with::<Config>(DEFAULTS_YAML, check_rules)?;
+        let base = self.path.clone();
+        let (mut config, sources) =
+            self.load_with::<Config>(DEFAULTS_YAML, |config, sources, repaired, problems| {
+                check_rules(config, sources, repaired, problems);
+                check_files(&base, config, sources, repaired, problems);
+            })?;
         config.sources = sources;
         Ok(config)
     }
@@ -1277,6 +1282,36 @@ fn check_rules(
             "logging.usage_report.interval_minutes",
             "must be at least 1".to_owned(),
         );
+    }
+}
+
+/// The service's own files the configuration names, relative to the file `base`.
+fn check_files(
+    base: &Path,
+    config: &Config,
+    sources: &Sources,
+    repaired: &HashSet<String>,
+    problems: &mut Vec<ConfigProblem>,
+) {
+    let key_path = "database.tenant.migrations";
+    let Some(dir) = &config.database.tenant.migrations else {
+        return;
+    };
+    if repaired.contains(key_path) {
+        return;
+    }
+    let dir = match base.parent() {
+        Some(parent) if dir.is_relative() && !parent.as_os_str().is_empty() => parent.join(dir),
+        _ => dir.clone(),
+    };
+    if !dir.is_dir() {
+        problems.push(sources.problem(
+            &key(key_path),
+            format!(
+                "{} is not a directory (a relative path is taken from the config file's directory); create it, point to it, or set `migrations: null` for tenant databases without tables",
+                dir.display()
+            ),
+        ));
     }
 }
 

@@ -300,8 +300,9 @@ pub struct TenantDatabaseConfig {
     /// Milliseconds a request waits for a connection before a 503.
     pub acquire_timeout_ms: u64,
     /// The vendor's migrations (relative to the config file): `sqlite/` and `postgres/`
-    /// subdirectories when the dialects differ, else the directory itself.
-    pub migrations: PathBuf,
+    /// subdirectories when the dialects differ, else the directory itself. The directory
+    /// must exist; `null` for tenant databases without tables of the service's own.
+    pub migrations: Option<PathBuf>,
     /// SQL run once on a new tenant database after its migrations (relative to the config
     /// file); `sqlite/`-`postgres/` variants as for migrations are not needed: one file.
     #[serde(default, skip_serializing_if = "Option::is_none")]

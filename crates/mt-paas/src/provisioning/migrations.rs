@@ -18,10 +18,22 @@ pub struct TenantMigrations {
 
 /// Why the migrations could not be read.
 #[derive(Debug, thiserror::Error)]
-#[error("database.tenant.migrations: cannot read {path}: {source}")]
-pub struct MigrationsError {
-    path: String,
-    source: sqlx::migrate::MigrateError,
+#[non_exhaustive]
+pub enum MigrationsError {
+    /// The directory does not exist: a tenant made without its tables would answer every
+    /// request with an error.
+    #[error(
+        "database.tenant.migrations: {0} is not a directory; create it, or set `migrations: null` for tenant databases without tables"
+    )]
+    Missing(String),
+    /// A migration file could not be read.
+    #[error("database.tenant.migrations: cannot read {path}: {source}")]
+    Unreadable {
+        /// The directory.
+        path: String,
+        /// sqlx's error.
+        source: sqlx::migrate::MigrateError,
+    },
 }
 
 impl TenantMigrations {
@@ -34,11 +46,10 @@ impl TenantMigrations {
         }
     }
 
-    /// Reads the migrations under `dir`; a missing directory means none.
+    /// Reads the migrations under `dir`, which must exist.
     pub async fn load(dir: &Path) -> Result<Self, MigrationsError> {
         if !dir.is_dir() {
-            tracing::info!(dir = %dir.display(), "no tenant migrations directory; tenant databases start empty");
-            return Ok(Self::none());
+            return Err(MigrationsError::Missing(dir.display().to_string()));
         }
         let sqlite_dir = dir.join("sqlite");
         let postgres_dir = dir.join("postgres");
@@ -82,10 +93,12 @@ async fn read(dir: &Path) -> Result<Migrator, MigrationsError> {
     if !dir.is_dir() {
         return Ok(Migrator::with_migrations(Vec::new()));
     }
-    let mut migrator = Migrator::new(dir).await.map_err(|source| MigrationsError {
-        path: dir.display().to_string(),
-        source,
-    })?;
+    let mut migrator = Migrator::new(dir)
+        .await
+        .map_err(|source| MigrationsError::Unreadable {
+            path: dir.display().to_string(),
+            source,
+        })?;
     migrator.set_locking(false);
     Ok(migrator)
 }

@@ -251,8 +251,10 @@ impl Provisioner {
         tenants: TenantManager,
         databases: DatabaseRouter,
     ) -> Result<Self, ProvisionError> {
-        let dir = config.source_path(&config.database.tenant.migrations);
-        let migrations = TenantMigrations::load(&dir).await?;
+        let migrations = match &config.database.tenant.migrations {
+            Some(dir) => TenantMigrations::load(&config.source_path(dir)).await?,
+            None => TenantMigrations::none(),
+        };
         Ok(Self::with_migrations(
             config, tenants, databases, migrations,
         ))

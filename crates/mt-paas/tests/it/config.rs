@@ -8,8 +8,19 @@ use serde::Deserialize;
 
 use crate::helpers::{load, loader};
 
+/// The seed's example, copied beside a `migrations/` directory (what a service has next to
+/// its config; the repository root has none).
 fn example_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../mt_paas_config.example.yaml")
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("migrations")).unwrap();
+        dir
+    });
+    let path = dir.path().join("mt_paas_config.example.yaml");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../mt_paas_config.example.yaml");
+    std::fs::copy(source, &path).unwrap();
+    path
 }
 
 const EXAMPLE_VARS: &[(&str, &str)] = &[
@@ -21,9 +32,11 @@ const EXAMPLE_VARS: &[(&str, &str)] = &[
     ),
 ];
 
+/// Writes a config file, beside a `migrations/` directory (the default the loader checks).
 fn write(dir: &Path, name: &str, yaml: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, yaml).unwrap();
+    let _ = std::fs::create_dir(dir.join("migrations"));
     path
 }
 
@@ -566,4 +579,30 @@ fn out_of_range_durations_are_named() {
         assert_eq!(found, key, "{yaml}");
         assert!(message.contains("out of range"), "{message}");
     }
+}
+
+/// A migrations directory that is not there is an error naming the key (the default,
+/// `migrations`, beside a config kept elsewhere, most of all); `null` says "no tables".
+#[test]
+fn a_missing_migrations_directory_is_named() {
+    let (key, message) = single_problem("database:\n  tenant:\n    migrations: nowhere\n", &[]);
+    assert_eq!(key, "database.tenant.migrations");
+    assert!(
+        message.contains("nowhere") && message.contains("null"),
+        "{message}"
+    );
+    // The default, with no directory beside the file.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mt_paas_config.yaml");
+    std::fs::write(&path, "service:\n  id: courses\n").unwrap();
+    let err = problems(loader(&path, &[]).load());
+    assert_eq!(err.problems.len(), 1, "{err}");
+    assert_eq!(err.problems[0].key, "database.tenant.migrations");
+    let path = write(
+        dir.path(),
+        "c.yaml",
+        "database:\n  tenant:\n    migrations: null\n",
+    );
+    let config = loader(&path, &[]).load().unwrap();
+    assert_eq!(config.database.tenant.migrations, None);
 }

@@ -200,7 +200,7 @@ impl TestDb {
         let extra = &with_high_rate_limit(extra);
         let tenants = self.dir.path().join("tenants");
         let yaml = format!(
-            "database:\n  central:\n    url: \"{}\"\n    pool_size: 4\n  tenant:\n    url_template: \"sqlite://{}/{{tenant_id}}.db\"\n{extra}",
+            "database:\n  central:\n    url: \"{}\"\n    pool_size: 4\n  tenant:\n    url_template: \"sqlite://{}/{{tenant_id}}.db\"\n    migrations: null\n{extra}",
             self.url,
             tenants.display()
         );

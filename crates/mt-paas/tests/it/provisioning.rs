@@ -176,7 +176,7 @@ async fn a_failed_migration_undoes_everything(store: Store) {
     };
     let broken = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/broken");
     let mut config = db.tenant_config(store, 4, "");
-    config.database.tenant.migrations = broken;
+    config.database.tenant.migrations = Some(broken);
     config.database.tenant.migrate_on_start = false;
     let app = TestApp::new(config, axum::Router::new()).await;
     let result = app
@@ -481,4 +481,29 @@ async fn concurrent_creates_build_once_sqlite_files() {
 #[tokio::test]
 async fn concurrent_creates_build_once_postgres_schemas() {
     concurrent_creates_build_once(Store::PgSchemas).await;
+}
+
+/// `tenant create` refuses too when the directory went away after the config was checked.
+#[tokio::test]
+async fn provisioning_refuses_a_missing_migrations_directory() {
+    let db = TestDb::new(crate::helpers::Backend::Sqlite).await.unwrap();
+    let gone = db.dir.path().join("migrations-gone");
+    std::fs::create_dir_all(&gone).unwrap();
+    let mut config = db.config("");
+    config.database.tenant.migrations = Some(gone.clone());
+    std::fs::remove_dir(&gone).unwrap();
+    let config = std::sync::Arc::new(config);
+    let tenants = mt_paas::TenantManager::new(
+        mt_paas::core::central::CentralDb::connect(&config.database.central)
+            .await
+            .unwrap(),
+        config.isolation.mode,
+        mt_paas::Features::new(Default::default()),
+    );
+    let databases = mt_paas::DatabaseRouter::new(config.clone());
+    let error = mt_paas::provisioning::Provisioner::new(config, tenants, databases)
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("migrations-gone"), "{error}");
+    db.cleanup().await;
 }

@@ -153,7 +153,7 @@ fn guide_config(label: &str, dir: &Path, vars: HashMap<&'static str, String>) ->
         .load()
         .unwrap_or_else(|e| panic!("the guide's `config: {label}` block loads:\n{e}"));
     // The block sits in the quickstart's directory in the guide: its migrations are those.
-    config.database.tenant.migrations = quickstart_dir().join("migrations");
+    config.database.tenant.migrations = Some(quickstart_dir().join("migrations"));
     config.provisioning.archive_dir = dir.join("archive");
     config
 }
