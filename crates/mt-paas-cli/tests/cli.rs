@@ -9,7 +9,9 @@ use std::{
 
 use mt_paas::middleware::auth::JwtKeys;
 
+/// Runs `mt-paas` in `dir`, where a service keeps its config beside its `migrations/`.
 fn mt_paas(dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> Output {
+    std::fs::create_dir_all(dir.join("migrations")).unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_mt-paas"));
     command
         .current_dir(dir)
@@ -30,8 +32,18 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// The seed's example, copied into a directory of its own beside a `migrations/` directory
+/// (where a service keeps it; the repository root has none).
 fn example() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../mt_paas_config.example.yaml")
+    let dir = tempfile::tempdir().unwrap().keep();
+    std::fs::create_dir(dir.join("migrations")).unwrap();
+    let path = dir.join("mt_paas_config.example.yaml");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../mt_paas_config.example.yaml"),
+        &path,
+    )
+    .unwrap();
+    path
 }
 
 #[test]

@@ -34,6 +34,8 @@ pub struct MarketConfig {
     pub delivery: DeliveryConfig,
     /// Sign-in.
     pub sso: SsoConfig,
+    /// Days an audit alert is kept; older ones are pruned every hour.
+    pub alert_retention_days: u32,
 }
 
 /// `database`.
@@ -161,6 +163,12 @@ impl MarketConfig {
             }
         } else if token.len() < 8 {
             report("operator_token", "must be at least 8 characters".to_owned());
+        }
+        if !(1..=3660).contains(&config.alert_retention_days) {
+            report(
+                "alert_retention_days",
+                "must be between 1 and 3660".to_owned(),
+            );
         }
         if config.delivery.max_attempts == 0 {
             report("delivery.max_attempts", "must be at least 1".to_owned());

@@ -187,6 +187,7 @@ impl Market {
             );
         }
         tokio::spawn(delivery::run(Arc::downgrade(&market.inner)));
+        tokio::spawn(prune_alerts(Arc::downgrade(&market.inner)));
         Ok(market)
     }
 
@@ -617,6 +618,27 @@ impl Market {
             self.apply(service, tenant_id, Change::State(state)).await?;
         }
         Ok(())
+    }
+}
+
+/// Prunes alerts past `alert_retention_days`, every hour, until the market is dropped.
+async fn prune_alerts(market: std::sync::Weak<Inner>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        let Some(inner) = market.upgrade() else {
+            return;
+        };
+        let keep = time::Duration::days(i64::from(inner.config.alert_retention_days));
+        match inner
+            .store
+            .prune_alerts(OffsetDateTime::now_utc() - keep)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(alerts = n, "old alerts pruned"),
+            Err(e) => tracing::warn!(error = %e, "pruning alerts failed"),
+        }
     }
 }
 

@@ -988,6 +988,17 @@ impl Store {
         Ok(stored > 0)
     }
 
+    /// Deletes alerts received before `before`. Returns how many.
+    pub async fn prune_alerts(&self, before: OffsetDateTime) -> Result<u64> {
+        Ok(on_pool!(&self.db, pool => {
+            sqlx::query("DELETE FROM alerts WHERE received_at < $1")
+                .bind(before)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        }))
+    }
+
     /// Stored alerts, newest first.
     pub async fn alerts(&self, service_id: Option<&str>, limit: i64) -> Result<Vec<StoredAlert>> {
         let rows: Vec<(

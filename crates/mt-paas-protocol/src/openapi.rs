@@ -34,18 +34,47 @@ pub struct Operation {
     pub request: Option<&'static str>,
     /// The success status and its body's schema.
     pub response: (&'static str, Option<&'static str>),
+    /// Every other status it answers (each a problem+json, but 304 and 302).
+    pub others: &'static [u16],
+}
+
+/// What a status means, as the document says it.
+pub fn status_meaning(status: u16, control: bool) -> &'static str {
+    match (status, control) {
+        (200, _) => "Success",
+        (201, _) => "Stored",
+        (204, _) => "Stored; no body",
+        (302, _) => "A redirect to the service's redirect_uri with code and state",
+        (304, _) => "Not modified (If-None-Match)",
+        (400, true) => "The path's tenant id is malformed",
+        (400, false) => "Malformed JSON, query or parameter",
+        (401, true) => "Signature, timestamp or webhook-id refused; nothing changed",
+        (401, false) => "Missing or wrong API key (or, at sign-in, wrong credentials)",
+        (403, _) => {
+            "The command's signed target is absent or not this service or the path's tenant; nothing changed"
+        }
+        (404, true) => "No such control path (another service's id)",
+        (404, false) => "Unknown resource",
+        (413, _) => "The body is larger than accepted",
+        (422, _) => "The body is not what the endpoint takes, naming the field",
+        (429, _) => "Too many failed sign-ins; Retry-After",
+        _ => "See the problem's code",
+    }
 }
 
 /// Every operation, in the order of DESIGN §6.
 pub fn operations() -> Vec<Operation> {
-    let op = |method, path, tag, summary, request, response| Operation {
+    let op = |method, path, tag, summary, request, response, others| Operation {
         method,
         path,
         tag,
         summary,
         request,
         response,
+        others,
     };
+    const POSTED: &[u16] = &[400, 401, 404, 413, 422];
+    const CONTROL: &[u16] = &[400, 401, 403, 404, 413, 422];
     // The paths are those of `paths` (a test holds them together), with the market's
     // `/api/v1` base spelled out.
     vec![
@@ -56,6 +85,7 @@ pub fn operations() -> Vec<Operation> {
             "Status report (seed §5.1); the answer carries pending commands",
             Some("Heartbeat"),
             ("200", Some("HeartbeatResponse")),
+            POSTED,
         ),
         op(
             "GET",
@@ -64,6 +94,7 @@ pub fn operations() -> Vec<Operation> {
             "One tenant's entitlement; ETag / If-None-Match → 304",
             None,
             ("200", Some("Entitlement")),
+            &[304, 400, 401, 404],
         ),
         op(
             "GET",
@@ -72,6 +103,7 @@ pub fn operations() -> Vec<Operation> {
             "Entitlements changed since `since_revision` (bulk sync)",
             None,
             ("200", Some("EntitlementPage")),
+            &[400, 401, 404],
         ),
         op(
             "POST",
@@ -80,6 +112,7 @@ pub fn operations() -> Vec<Operation> {
             "Usage per tenant, dimension and period; a resend is a duplicate",
             Some("UsageReport"),
             ("200", Some("UsageReceipt")),
+            POSTED,
         ),
         op(
             "POST",
@@ -88,6 +121,7 @@ pub fn operations() -> Vec<Operation> {
             "Security alert (seed §5.3), idempotent by event_id",
             Some("AuditAlert"),
             ("201", None),
+            &[200, 400, 401, 404, 413, 422],
         ),
         op(
             "POST",
@@ -96,6 +130,7 @@ pub fn operations() -> Vec<Operation> {
             "Acknowledge a pulled command",
             Some("CommandAck"),
             ("200", None),
+            POSTED,
         ),
         op(
             "POST",
@@ -104,14 +139,25 @@ pub fn operations() -> Vec<Operation> {
             "Outcome of a provision or deprovision command",
             Some("ProvisioningResult"),
             ("204", None),
+            POSTED,
         ),
         op(
             "GET",
             "/api/v1/sso/authorize",
             MARKET_API,
-            "Sign-in (authorization code, PKCE S256): a form, then a redirect with code and state",
+            "Sign-in (authorization code, PKCE S256): the sign-in form",
             None,
             ("200", None),
+            &[400, 404, 422],
+        ),
+        op(
+            "POST",
+            "/api/v1/sso/authorize",
+            MARKET_API,
+            "Sign-in form sent: a redirect to the service with code and state",
+            None,
+            ("302", None),
+            &[400, 401, 404, 413, 422, 429],
         ),
         op(
             "POST",
@@ -120,6 +166,7 @@ pub fn operations() -> Vec<Operation> {
             "Exchange a code and its PKCE verifier for the user",
             Some("SsoTokenRequest"),
             ("200", Some("SsoTokenResponse")),
+            &[400, 401, 413, 422],
         ),
         op(
             "GET",
@@ -128,6 +175,7 @@ pub fn operations() -> Vec<Operation> {
             "The keys of the market's RS256 tokens (RFC 7517); no API key",
             None,
             ("200", Some("JwkSet")),
+            &[],
         ),
         op(
             "POST",
@@ -136,6 +184,7 @@ pub fn operations() -> Vec<Operation> {
             "Kill switch: block the tenant (seed §5.2)",
             Some("BlockCommand"),
             ("200", Some("CommandReceipt")),
+            CONTROL,
         ),
         op(
             "POST",
@@ -144,6 +193,7 @@ pub fn operations() -> Vec<Operation> {
             "Lift the tenant's block",
             Some("UnblockCommand"),
             ("200", Some("CommandReceipt")),
+            CONTROL,
         ),
         op(
             "POST",
@@ -152,6 +202,7 @@ pub fn operations() -> Vec<Operation> {
             "Provision a tenant",
             Some("ProvisionCommand"),
             ("200", Some("CommandReceipt")),
+            CONTROL,
         ),
         op(
             "DELETE",
@@ -160,6 +211,7 @@ pub fn operations() -> Vec<Operation> {
             "Deprovision a tenant (archived first unless archive is false)",
             Some("DeprovisionCommand"),
             ("200", Some("CommandReceipt")),
+            CONTROL,
         ),
         op(
             "POST",
@@ -168,6 +220,7 @@ pub fn operations() -> Vec<Operation> {
             "Hint: a tenant's entitlement changed; refetch it",
             Some("EventHint"),
             ("200", Some("CommandReceipt")),
+            CONTROL,
         ),
     ]
 }
@@ -356,6 +409,24 @@ pub fn markdown_table() -> String {
     out
 }
 
+/// Whether the document lists `status` for `method` on `path` (a concrete path: its
+/// `{parameters}` match any segment). Tests check every answer they see against it.
+pub fn documents(method: &str, path: &str, status: u16) -> bool {
+    let matches = |pattern: &str| {
+        let (a, b): (Vec<&str>, Vec<&str>) =
+            (pattern.split('/').collect(), path.split('/').collect());
+        a.len() == b.len()
+            && a.iter()
+                .zip(&b)
+                .all(|(p, s)| (p.starts_with('{') && !s.is_empty()) || p == s)
+    };
+    operations().iter().any(|op| {
+        op.method.eq_ignore_ascii_case(method)
+            && matches(op.path)
+            && (op.response.0 == status.to_string() || op.others.contains(&status))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -419,6 +490,7 @@ mod tests {
             on_market(paths::AUDIT_ALERTS.to_owned()),
             on_market(paths::command_ack("c1")),
             on_market(paths::provisioning_result(service, tenant)),
+            on_market(paths::SSO_AUTHORIZE.to_owned()),
             on_market(paths::SSO_AUTHORIZE.to_owned()),
             on_market(paths::SSO_TOKEN.to_owned()),
             on_market(paths::JWKS.to_owned()),

@@ -14,7 +14,7 @@ async fn call(
     body: Option<Vec<u8>>,
     headers: &[(&str, &str)],
 ) -> (u16, Value, reqwest::header::HeaderMap) {
-    let mut request = reqwest::Client::new().request(method, url);
+    let mut request = reqwest::Client::new().request(method.clone(), url);
     if let Some(key) = key {
         request = request.bearer_auth(key);
     }
@@ -39,7 +39,24 @@ async fn call(
         assert!(is_problem, "{status} without problem+json: {body}");
         assert!(status < 500, "a server error for bad input: {body}");
     }
+    assert_documented(method.as_str(), url, status);
     (status, body, headers)
+}
+
+/// Every answer of a protocol endpoint is one the OpenAPI document lists for it.
+pub(crate) fn assert_documented(method: &str, url: &str, status: u16) {
+    let path = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('/'))
+        .map_or("", |(_, path)| path);
+    let path = format!("/{}", path.split('?').next().unwrap_or_default());
+    let protocol = path.starts_with("/api/v1/") && !path.starts_with("/api/v1/admin");
+    if protocol {
+        assert!(
+            mt_paas_protocol::openapi::documents(method, &path, status),
+            "docs/openapi.json does not list {status} for {method} {path}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -705,4 +722,40 @@ async fn services_get_credentials_of_their_own() {
         .await;
         assert_eq!(status, 401, "{body}");
     }
+}
+
+/// Alerts past their retention are pruned: the table never grows without bound.
+#[tokio::test]
+async fn old_alerts_are_pruned() {
+    let dir = tempfile::tempdir().unwrap();
+    let url =
+        mt_paas::config::DatabaseUrl::new(format!("sqlite://{}/market.db", dir.path().display()));
+    let store = mt_paas_market::Store::open(&url, 2).await.unwrap();
+    for n in 0..3 {
+        let alert = mt_paas_protocol::AuditAlert {
+            service_id: SERVICE.to_owned(),
+            alert_type: "control_signature_failure".to_owned(),
+            severity: mt_paas_protocol::Severity::Medium,
+            details: json!({ "n": n }),
+            timestamp: time::OffsetDateTime::now_utc(),
+            event_id: format!("evt-{n}"),
+        };
+        assert!(store.record_alert(&alert).await.unwrap());
+    }
+    let now = time::OffsetDateTime::now_utc();
+    assert_eq!(
+        store
+            .prune_alerts(now - time::Duration::days(1))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .prune_alerts(now + time::Duration::seconds(1))
+            .await
+            .unwrap(),
+        3
+    );
+    assert!(store.alerts(None, 10).await.unwrap().is_empty());
 }

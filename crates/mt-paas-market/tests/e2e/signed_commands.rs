@@ -34,8 +34,10 @@ async fn send(
         .send()
         .await
         .unwrap();
+    let status = response.status().as_u16();
+    crate::market_api::assert_documented("POST", url, status);
     Sent {
-        status: response.status().as_u16(),
+        status,
         body: response.json().await.unwrap_or(Value::Null),
     }
 }

@@ -5,7 +5,7 @@
 //! use mt_paas::config::{ConfigLoader, IsolationMode};
 //!
 //! let dir = std::env::temp_dir().join(format!("mt-paas-doc-{}", std::process::id()));
-//! std::fs::create_dir_all(&dir).unwrap();
+//! std::fs::create_dir_all(dir.join("migrations")).unwrap(); // the service's, beside its config
 //! let path = dir.join("mt_paas_config.yaml");
 //! std::fs::write(&path, "service:\n  id: demo\n  name: Demo\nauth:\n  jwt:\n    secret: ${JWT_SECRET:-dev}\n").unwrap();
 //!
@@ -107,7 +107,7 @@ impl Config {
     /// struct LlmConfig { default_model: String }
     ///
     /// # let dir = std::env::temp_dir().join(format!("mt-paas-doc-custom-{}", std::process::id()));
-    /// # std::fs::create_dir_all(&dir).unwrap();
+    /// # std::fs::create_dir_all(dir.join("migrations")).unwrap();
     /// # let path = dir.join("c.yaml");
     /// # std::fs::write(&path, "custom:\n  llm:\n    default_model: gpt-4\n").unwrap();
     /// let config = ConfigLoader::new(&path).vars(|_| None).load().unwrap();

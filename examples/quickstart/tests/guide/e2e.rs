@@ -147,12 +147,14 @@ fn guide_config(label: &str, dir: &Path, vars: HashMap<&'static str, String>) ->
         .unwrap_or_else(|| panic!("the guide has no `config: {label}` block"));
     let path = dir.join("mt_paas_config.yaml");
     std::fs::write(&path, &block.content).expect("the config is written");
+    // The block sits in the quickstart's directory in the guide, beside its migrations.
+    let _ = std::fs::create_dir(dir.join("migrations"));
     let mut config = ConfigLoader::new(&path)
         .env(None)
         .vars(move |name| vars.get(name).cloned())
         .load()
         .unwrap_or_else(|e| panic!("the guide's `config: {label}` block loads:\n{e}"));
-    // The block sits in the quickstart's directory in the guide: its migrations are those.
+    // ... which are these.
     config.database.tenant.migrations = Some(quickstart_dir().join("migrations"));
     config.provisioning.archive_dir = dir.join("archive");
     config
