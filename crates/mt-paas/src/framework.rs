@@ -771,8 +771,9 @@ impl ChangeFeed {
             "tenant" => {
                 let before = self.tenants.cached(&id).await;
                 self.tenants.forget(&id).await;
-                let gone = match self.tenants.resolve(&id).await {
-                    Ok(Some(now)) => now.record().status == crate::TenantStatus::Archived,
+                // Read, not cached: the cache fills from requests only.
+                let gone = match self.tenants.get(&id).await {
+                    Ok(Some(now)) => now.status == crate::TenantStatus::Archived,
                     Ok(None) => true,
                     Err(_) => false,
                 };

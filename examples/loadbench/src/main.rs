@@ -9,6 +9,10 @@
 //!   local Postgres database; `LOADBENCH_BUDGET` is `database.tenant.max_connections` (200).
 //!   It writes `DIR/tokens.txt` (one `tenant token` per line) for wrk's script.
 //! - `market`: the reference market, in a process of its own.
+//! - `flood-server`: a service whose control endpoints take the market's signed commands.
+//! - `flood`: the signature flood against it (`benches/flood.sh`): four clients sending
+//!   commands whose `webhook-signature` is `"v1, "` 95,000 times with a 60 KiB body, while a
+//!   probe times `/healthz`; prints the latencies of both, and of `/healthz` alone first.
 
 use std::{path::Path, str::FromStr};
 
@@ -205,11 +209,126 @@ async fn full(dir: &Path, port: u16) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A service with signed control endpoints and nothing else.
+async fn flood_server(dir: &Path, port: u16) -> anyhow::Result<()> {
+    let config_path = dir.join("flood.yaml");
+    std::fs::write(
+        &config_path,
+        format!(
+            "service:\n  id: flood\nmarketplace:\n  webhook_secret: \"whsec_bXQtcGFhcy1kZXYtd2ViaG9vay1zZWNyZXQtMzJieQ==\"\ndatabase:\n  central:\n    url: \"sqlite://{d}/central.db\"\n  tenant:\n    url_template: \"sqlite://{d}/tenants/{{tenant_id}}.db\"\n    migrations: null\nlogging:\n  level: ERROR\n",
+            d = dir.display(),
+        ),
+    )?;
+    let config = ConfigLoader::new(&config_path).vars(|_| None).load()?;
+    let framework = ServiceMarketFramework::from_config(config).await?;
+    let app = framework.create_app(Router::new());
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    println!("ready");
+    framework
+        .serve_with_shutdown(listener, app, mt_paas::shutdown_signal())
+        .await?;
+    Ok(())
+}
+
+/// Latency figures of `samples` (milliseconds): p50, p99, max.
+fn figures(samples: &mut [f64]) -> String {
+    samples.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        let i = ((samples.len() as f64 - 1.0) * q).round() as usize;
+        samples.get(i).copied().unwrap_or(f64::NAN)
+    };
+    format!(
+        "n={} p50={:.2} ms p99={:.2} ms max={:.2} ms",
+        samples.len(),
+        at(0.5),
+        at(0.99),
+        samples.last().copied().unwrap_or(f64::NAN)
+    )
+}
+
+async fn probe(url: String, until: std::time::Instant) -> anyhow::Result<Vec<f64>> {
+    let http = reqwest::Client::new();
+    let mut samples = Vec::new();
+    while std::time::Instant::now() < until {
+        let started = std::time::Instant::now();
+        http.get(&url).send().await?.bytes().await?;
+        samples.push(started.elapsed().as_secs_f64() * 1000.0);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    Ok(samples)
+}
+
+async fn flood(port: u16) -> anyhow::Result<()> {
+    let seconds: u64 = std::env::var("FLOOD_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let base = format!("http://127.0.0.1:{port}");
+    let health = format!("{base}/healthz");
+    let quiet = probe(
+        health.clone(),
+        std::time::Instant::now() + std::time::Duration::from_secs(2),
+    )
+    .await?;
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    let signature = "v1, ".repeat(95_000);
+    let body = vec![b' '; 60 * 1024];
+    let mut floods = Vec::new();
+    for client in 0..4 {
+        let (url, signature, body) = (
+            format!("{base}/api/v1/services/flood/tenants/hallym/block"),
+            signature.clone(),
+            body.clone(),
+        );
+        floods.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let mut samples = Vec::new();
+            let mut n = 0u64;
+            while std::time::Instant::now() < until {
+                n += 1;
+                let started = std::time::Instant::now();
+                let status = http
+                    .post(&url)
+                    .header("webhook-id", format!("msg_{client}_{n}"))
+                    .header(
+                        "webhook-timestamp",
+                        std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)?
+                            .as_secs()
+                            .to_string(),
+                    )
+                    .header("webhook-signature", &signature)
+                    .body(body.clone())
+                    .send()
+                    .await?
+                    .status();
+                anyhow::ensure!(status == 401, "a flood request got {status}");
+                samples.push(started.elapsed().as_secs_f64() * 1000.0);
+            }
+            Ok::<_, anyhow::Error>(samples)
+        }));
+    }
+    let mut busy = probe(health, until).await?;
+    let mut refused = Vec::new();
+    for flood in floods {
+        refused.extend(flood.await??);
+    }
+    let mut quiet = quiet;
+    println!("/healthz alone:          {}", figures(&mut quiet));
+    println!("/healthz under the flood: {}", figures(&mut busy));
+    println!(
+        "flood requests (4 clients, {} KiB header + 60 KiB body, all 401): {}",
+        signature.len() / 1024,
+        figures(&mut refused)
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let (Some(mode), Some(dir), Some(port)) = (args.get(1), args.get(2), args.get(3)) else {
-        anyhow::bail!("usage: loadbench bare|full|market DIR PORT");
+        anyhow::bail!("usage: loadbench bare|full|market|flood-server|flood DIR PORT");
     };
     let dir = Path::new(dir);
     std::fs::create_dir_all(dir)?;
@@ -218,6 +337,8 @@ async fn main() -> anyhow::Result<()> {
         "bare" => bare(dir, port).await,
         "full" => full(dir, port).await,
         "market" => market(dir, port).await,
-        other => anyhow::bail!("unknown mode {other}: bare, full or market"),
+        "flood-server" => flood_server(dir, port).await,
+        "flood" => flood(port).await,
+        other => anyhow::bail!("unknown mode {other}: bare, full, market, flood-server or flood"),
     }
 }
