@@ -124,9 +124,12 @@ impl<T: DeserializeOwned> FromRequest<Control> for Signed<T> {
         let Some(verifier) = &control.verifier else {
             return Err(refused("this service accepts no pushed commands"));
         };
-        // Cheap refusals first: nothing is read or hashed for a message missing its headers.
+        // Cheap refusals first: nothing is read or hashed for a message missing its headers
+        // or carrying an oversized signature header.
         let checked = if id.is_empty() || timestamp.is_empty() || signature.trim().is_empty() {
             Err(WebhookError::MissingHeader(webhook::HEADER_SIGNATURE))
+        } else if signature.len() > webhook::MAX_SIGNATURE_HEADER {
+            Err(WebhookError::TooManySignatures)
         } else {
             let body = Bytes::from_request(request, control)
                 .await

@@ -549,6 +549,34 @@ mod tests {
         v.as_object().unwrap().clone()
     }
 
+    /// Identification and authentication hold clones of one verifier: a token's signature
+    /// is checked once, and the second sight is the same verified result.
+    #[test]
+    fn a_token_is_verified_once_and_clones_share_the_result() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(
+            &path,
+            "auth:\n  jwt:\n    secret: s1\ndatabase:\n  tenant:\n    migrations: null\n",
+        )
+        .unwrap();
+        let config = crate::config::ConfigLoader::new(&path)
+            .vars(|_| None)
+            .load()
+            .unwrap();
+        let authentication = TokenVerifier::from_config(&config).unwrap();
+        let identification = authentication.clone();
+        let token = keys("s1")
+            .issue(claims(json!({"sub": "u1", "tenant_id": "hallym"})))
+            .unwrap();
+        let first = identification.verified(&token).unwrap();
+        let second = authentication.verified(&token).unwrap();
+        assert!(Arc::ptr_eq(&first, &second), "verified once, shared");
+        assert_eq!(second.tenant_id, Ok(Some("hallym".parse().unwrap())));
+        let forged = format!("{}x", &token[..token.len() - 1]);
+        assert!(authentication.verified(&forged).is_err());
+    }
+
     #[test]
     fn issued_tokens_verify() {
         let k = keys("s1");
