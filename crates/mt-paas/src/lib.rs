@@ -31,6 +31,9 @@ pub mod control;
 pub mod core;
 pub mod encryption;
 mod framework;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod integrations;
 pub mod logging;

@@ -21,7 +21,7 @@
 //! bearer token's HS256 signature verifies), `query_param`. The first that yields a value
 //! decides.
 
-mod identify;
+pub(crate) mod identify;
 mod layer;
 
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
