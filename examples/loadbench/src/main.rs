@@ -27,7 +27,8 @@ use sqlx::{
 
 const PG_MIGRATION: &str = "CREATE TABLE courses (id BIGSERIAL PRIMARY KEY, title TEXT NOT NULL);";
 const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-const PG_TENANTS: &str = "postgres://postgres@127.0.0.1:5432/mtp_loadbench";
+/// The Postgres server of the schema mode; its database is `LOADBENCH_DB` (`mtp_loadbench`).
+const PG_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
 const MIGRATION: &str =
     "CREATE TABLE courses (id INTEGER PRIMARY KEY AUTOINCREMENT, title TEXT NOT NULL);";
 
@@ -139,14 +140,22 @@ async fn full(dir: &Path, port: u16) -> anyhow::Result<()> {
     let schema_mode = std::env::var("LOADBENCH_MODE").as_deref() == Ok("schema");
     let (mode, template) = if schema_mode {
         let admin = sqlx::PgPool::connect(PG_ADMIN).await?;
-        sqlx::raw_sql("DROP DATABASE IF EXISTS mtp_loadbench WITH (FORCE)")
-            .execute(&admin)
-            .await?;
-        sqlx::raw_sql("CREATE DATABASE mtp_loadbench")
+        let name = std::env::var("LOADBENCH_DB").unwrap_or_else(|_| "mtp_loadbench".to_owned());
+        anyhow::ensure!(
+            name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+            "LOADBENCH_DB: lower-case letters and '_' only"
+        );
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&admin)
+        .await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&admin)
             .await?;
         admin.close().await;
-        ("SCHEMA_PER_TENANT", PG_TENANTS.to_owned())
+        let name = std::env::var("LOADBENCH_DB").unwrap_or_else(|_| "mtp_loadbench".to_owned());
+        ("SCHEMA_PER_TENANT", format!("{PG_SERVER}/{name}"))
     } else {
         (
             "DATABASE_PER_TENANT",

@@ -7,9 +7,13 @@
 //! an evicted connection is being closed (its slot passes to the new one only after it is
 //! closed), and while a returned one is being reset.
 //!
-//! A returned connection is reset ([`session`](super::session)) before it is idle again; an
-//! idle connection remembers the schema it is on, and a checkout for a schema prefers a
-//! connection already on it.
+//! A connection a request returns is reset ([`session`](super::session)) before anyone uses
+//! it again: by the next checkout, in the round trip that puts it on that checkout's schema
+//! (so a busy service pays no round trip more than the `SET search_path` it always paid), or,
+//! when it stays idle past [`SWEEP_AFTER`], by a sweep in the background (so what a handler
+//! left — an open transaction's locks above all — does not linger on an idle connection). A
+//! reset connection remembers the schema it is on, and a checkout for a schema takes one
+//! already on it first: that one costs no round trip at all.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -25,6 +29,8 @@ use super::session;
 
 /// Reuse a connection idle longer than this only after a ping.
 const PING_AFTER: Duration = Duration::from_secs(30);
+/// A returned connection idle this long is reset by the sweep rather than its next checkout.
+pub(crate) const SWEEP_AFTER: Duration = Duration::from_millis(250);
 
 /// An open connection to a tenant database.
 #[derive(Debug)]
@@ -101,8 +107,17 @@ struct Idle {
     conn: AnyConn,
     seq: u64,
     since: Instant,
-    /// The schema its `search_path` is on (SCHEMA_PER_TENANT), `None` for the default.
-    schema: Option<Arc<str>>,
+    session: Session,
+}
+
+/// What is known of an idle connection's session.
+#[derive(Debug, Clone)]
+enum Session {
+    /// Returned by a request, checked out for `schema`: whatever the request left is still
+    /// there. Reset before any use.
+    Used(Option<Arc<str>>),
+    /// New or reset; its `search_path` is on `schema` (`None`: the default).
+    Clean(Option<Arc<str>>),
 }
 
 enum Plan {
@@ -113,19 +128,22 @@ enum Plan {
 }
 
 impl State {
-    /// What a checkout for `key` does; of several idle connections, one already on `schema`
-    /// is taken first, else the one returned last.
+    /// What a checkout for `key` does. Of several idle connections a clean one already on
+    /// `schema` is taken first (no round trip), then any clean one, then the one returned
+    /// last (reset on the way).
     fn plan(&mut self, key: &Arc<str>, schema: Option<&str>, max: usize) -> Plan {
         if let Some(slot) = self.slots.get_mut(key)
             && !slot.closing
             && let Some(last) = slot.idle.len().checked_sub(1)
         {
-            let pick = schema
-                .and_then(|s| {
-                    slot.idle
-                        .iter()
-                        .rposition(|i| i.schema.as_deref() == Some(s))
-                })
+            let on_schema =
+                |i: &Idle| matches!(&i.session, Session::Clean(on) if on.as_deref() == schema);
+            let clean = |i: &Idle| matches!(i.session, Session::Clean(_));
+            let pick = slot
+                .idle
+                .iter()
+                .rposition(on_schema)
+                .or_else(|| slot.idle.iter().rposition(clean))
                 .unwrap_or(last);
             let idle = slot.idle.swap_remove(pick);
             self.lru.remove(&idle.seq);
@@ -183,11 +201,13 @@ impl Drop for Reservation {
     }
 }
 
-/// A connection checked out of the budget; reset and returned for reuse when dropped.
+/// A connection checked out of the budget, on its schema; returned for reuse (and reset
+/// before that) when dropped.
 pub(crate) struct Lease {
     conn: Option<AnyConn>,
     key: Arc<str>,
     budget: Arc<Budget>,
+    /// The schema it was checked out for.
     schema: Option<Arc<str>>,
 }
 
@@ -206,16 +226,6 @@ impl Lease {
             .expect("a lease holds its connection until dropped")
     }
 
-    /// The schema the connection's `search_path` is on, as far as the framework set it.
-    pub(crate) fn schema(&self) -> Option<&str> {
-        self.schema.as_deref()
-    }
-
-    /// Records that the connection's `search_path` is now `schema`.
-    pub(crate) fn set_schema(&mut self, schema: Arc<str>) {
-        self.schema = Some(schema);
-    }
-
     /// Closes the connection instead of returning it (it may be in an unknown state).
     pub(crate) fn discard(mut self) {
         if let Some(conn) = self.conn.take() {
@@ -228,7 +238,7 @@ impl Drop for Lease {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
             self.budget
-                .give_back(self.key.clone(), conn, self.schema.take());
+                .put_idle(&self.key, conn, Session::Used(self.schema.take()));
         }
     }
 }
@@ -267,13 +277,14 @@ impl Budget {
         self.lock().slots.get(key).map_or(0, |s| s.open)
     }
 
-    /// A connection to `key`: an idle one (one on `schema` first), a new one, or one made
-    /// room for by closing the least recently used idle connection of another target; waits
-    /// up to the acquire timeout when every connection is in use.
+    /// A connection to `key`, reset and on `schema`: an idle one (one already on `schema`
+    /// first), a new one, or one made room for by closing the least recently used idle
+    /// connection of another target; waits up to the acquire timeout when every connection
+    /// is in use. An idle connection whose reset or switch fails is closed and another tried.
     pub(crate) async fn checkout<F, Fut>(
         self: &Arc<Self>,
         key: &Arc<str>,
-        schema: Option<&str>,
+        schema: Option<&Arc<str>>,
         connect: F,
     ) -> Result<Lease, BudgetError>
     where
@@ -286,17 +297,26 @@ impl Budget {
             let freed = self.freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
-            let plan = self.lock().plan(key, schema, self.max);
-            match plan {
+            let plan = self.lock().plan(key, schema.map(|s| &**s), self.max);
+            let mut lease = match plan {
                 Plan::Reuse(idle) => {
                     let mut lease = self.lease(key, idle.conn);
-                    lease.schema = idle.schema;
-                    if idle.since.elapsed() < PING_AFTER || lease.conn().ping().await.is_ok() {
-                        return Ok(lease);
+                    let ready = match idle.session {
+                        Session::Used(_) => reset(lease.conn(), schema.map(|s| &**s)).await.is_ok(),
+                        Session::Clean(on) if on.as_deref() != schema.map(|s| &**s) => {
+                            switch(lease.conn(), schema.map(|s| &**s)).await.is_ok()
+                        }
+                        Session::Clean(_) => {
+                            idle.since.elapsed() < PING_AFTER || lease.conn().ping().await.is_ok()
+                        }
+                    };
+                    if !ready {
+                        lease.discard();
+                        continue;
                     }
-                    lease.discard();
+                    lease
                 }
-                Plan::Open => return self.open_reserved(key, &connect).await,
+                Plan::Open => self.open_reserved(key, &connect, schema).await?,
                 Plan::Evict(victim) => {
                     // The victim's slot is already ours; give it back if we are cancelled
                     // while the victim closes.
@@ -307,21 +327,26 @@ impl Budget {
                     };
                     victim.close().await;
                     reservation.armed = false; // open_reserved reserves it again, no await between
-                    return self.open_reserved(key, &connect).await;
+                    self.open_reserved(key, &connect, schema).await?
                 }
                 Plan::Wait => {
                     if tokio::time::timeout_at(deadline, freed).await.is_err() {
                         return Err(BudgetError::Timeout(self.acquire_timeout));
                     }
+                    continue;
                 }
-            }
+            };
+            lease.schema = schema.cloned();
+            return Ok(lease);
         }
     }
 
+    /// A new connection, on `schema`; one whose switch fails is closed.
     async fn open_reserved<F, Fut>(
         self: &Arc<Self>,
         key: &Arc<str>,
         connect: &F,
+        schema: Option<&Arc<str>>,
     ) -> Result<Lease, BudgetError>
     where
         F: Fn() -> Fut,
@@ -334,7 +359,12 @@ impl Budget {
         };
         let conn = connect().await?;
         reservation.armed = false;
-        Ok(self.lease(key, conn))
+        let mut lease = self.lease(key, conn);
+        if let Err(e) = switch(lease.conn(), schema.map(|s| &**s)).await {
+            lease.discard();
+            return Err(BudgetError::Connect(e));
+        }
+        Ok(lease)
     }
 
     fn lease(self: &Arc<Self>, key: &Arc<str>, conn: AnyConn) -> Lease {
@@ -346,34 +376,9 @@ impl Budget {
         }
     }
 
-    /// Resets a returned connection in a task of its own, then makes it idle; one whose reset
-    /// fails or takes too long is closed. Without a runtime (shutting down) it is closed.
-    fn give_back(self: &Arc<Self>, key: Arc<str>, mut conn: AnyConn, schema: Option<Arc<str>>) {
-        let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            drop(conn);
-            self.release(&key);
-            return;
-        };
-        let budget = self.clone();
-        handle.spawn(async move {
-            let reset = session::reset(&mut conn, schema.as_deref());
-            match tokio::time::timeout(session::RESET_TIMEOUT, reset).await {
-                Ok(Ok(())) => budget.put_idle(&key, conn, schema),
-                Ok(Err(e)) => {
-                    tracing::debug!(error = %e, "a returned tenant connection is closed, not reused");
-                    conn.close().await;
-                    budget.release(&key);
-                }
-                Err(_) => {
-                    tracing::debug!("a returned tenant connection was still busy; it is closed");
-                    conn.close_hard().await;
-                    budget.release(&key);
-                }
-            }
-        });
-    }
-
-    fn put_idle(self: &Arc<Self>, key: &Arc<str>, conn: AnyConn, schema: Option<Arc<str>>) {
+    /// Makes `conn` idle with what is known of its `session` (a connection of a closing
+    /// target is closed instead).
+    fn put_idle(self: &Arc<Self>, key: &Arc<str>, conn: AnyConn, session: Session) {
         let mut state = self.lock();
         let closing = state.slots.get(key).is_none_or(|s| s.closing);
         if closing {
@@ -389,11 +394,60 @@ impl Budget {
                 conn,
                 seq,
                 since: Instant::now(),
-                schema,
+                session,
             });
         }
         drop(state);
         self.freed.notify_waiters();
+    }
+
+    /// Resets, in the background, the returned connections that stayed idle past
+    /// [`SWEEP_AFTER`] (each back on the schema it was used for); one whose reset fails is
+    /// closed.
+    async fn sweep(self: &Arc<Self>) {
+        let used: Vec<(Arc<str>, AnyConn, Option<Arc<str>>)> = {
+            let mut state = self.lock();
+            let mut out = Vec::new();
+            let mut seqs = Vec::new();
+            for (key, slot) in &mut state.slots {
+                let mut i = 0;
+                while i < slot.idle.len() {
+                    let idle = &slot.idle[i];
+                    if matches!(idle.session, Session::Used(_))
+                        && idle.since.elapsed() >= SWEEP_AFTER
+                    {
+                        let idle = slot.idle.swap_remove(i);
+                        seqs.push(idle.seq);
+                        let Session::Used(schema) = idle.session else {
+                            continue;
+                        };
+                        out.push((key.clone(), idle.conn, schema));
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+            for seq in seqs {
+                state.lru.remove(&seq);
+            }
+            out
+        };
+        for (key, mut conn, schema) in used {
+            let budget = self.clone();
+            tokio::spawn(async move {
+                match reset(&mut conn, schema.as_deref()).await {
+                    Ok(()) => budget.put_idle(&key, conn, Session::Clean(schema)),
+                    Err(Unusable::Failed) => {
+                        conn.close().await;
+                        budget.release(&key);
+                    }
+                    Err(Unusable::Busy) => {
+                        conn.close_hard().await;
+                        budget.release(&key);
+                    }
+                }
+            });
+        }
     }
 
     fn release(&self, key: &Arc<str>) {
@@ -460,6 +514,18 @@ impl Budget {
     fn start_reaper(self: &Arc<Self>) {
         self.reaper.call_once(|| {
             let weak: Weak<Self> = Arc::downgrade(self);
+            let sweeper = weak.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(SWEEP_AFTER);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let Some(budget) = sweeper.upgrade() else {
+                        return;
+                    };
+                    budget.sweep().await;
+                }
+            });
             let period =
                 (self.idle_timeout / 4).clamp(Duration::from_millis(250), Duration::from_secs(30));
             tokio::spawn(async move {
@@ -502,6 +568,43 @@ impl Budget {
             conn.close().await;
             self.release(&key);
         }
+    }
+}
+
+/// Why a connection cannot be reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unusable {
+    /// Its reset failed (a broken connection, a transaction sqlx still counts as open).
+    Failed,
+    /// It was still busy past the reset's time (a query whose future was dropped).
+    Busy,
+}
+
+/// [`session::reset`] within [`session::RESET_TIMEOUT`].
+async fn reset(conn: &mut AnyConn, schema: Option<&str>) -> Result<(), Unusable> {
+    match tokio::time::timeout(session::RESET_TIMEOUT, session::reset(conn, schema)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "a returned tenant connection is closed, not reused");
+            Err(Unusable::Failed)
+        }
+        Err(_) => {
+            tracing::debug!("a returned tenant connection was still busy; it is closed");
+            Err(Unusable::Busy)
+        }
+    }
+}
+
+/// Puts a clean connection on `schema` (Postgres; nothing for SQLite or no schema).
+async fn switch(conn: &mut AnyConn, schema: Option<&str>) -> Result<(), sqlx::Error> {
+    match (conn, schema) {
+        (AnyConn::Postgres(conn), Some(schema)) => {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(session::switch_sql(schema)))
+                .execute(conn)
+                .await
+                .map(drop)
+        }
+        _ => Ok(()),
     }
 }
 

@@ -226,10 +226,11 @@ impl DatabaseRouter {
                 .map_err(|_| timeout())?,
         };
         let target = &placement.target;
-        let mut lease = self
+        // Reset from its last request and on the tenant's schema (`budget` does both).
+        let lease = self
             .inner
             .budget
-            .checkout(&placement.key, placement.schema.as_deref(), || {
+            .checkout(&placement.key, placement.schema.as_ref(), || {
                 connect(target, &self.inner.config.service.id)
             })
             .await
@@ -240,29 +241,6 @@ impl DatabaseRouter {
                     source,
                 },
             })?;
-        if let Some(schema) = &placement.schema
-            && lease.schema() != Some(&**schema)
-        {
-            // A connection new or last on another schema is switched before it is handed
-            // out; one whose switch fails is closed, never used.
-            let result = match lease.conn() {
-                AnyConn::Postgres(conn) => {
-                    sqlx::raw_sql(sqlx::AssertSqlSafe(session::switch_sql(schema)))
-                        .execute(&mut *conn)
-                        .await
-                        .map(drop)
-                }
-                AnyConn::Sqlite(_) => Ok(()),
-            };
-            if let Err(source) = result {
-                lease.discard();
-                return Err(DbError::Connect {
-                    tenant: id.clone(),
-                    source,
-                });
-            }
-            lease.set_schema(schema.clone());
-        }
         Ok(TenantDb {
             lease,
             _permit: permit,

@@ -4,17 +4,20 @@
 //! A handler holds a plain `&mut PgConnection` and may leave anything on it: a transaction
 //! opened with a raw `BEGIN` (or failed inside one), temp tables (which Postgres searches
 //! before any schema unless `pg_temp` is placed in the path), session settings
-//! (`search_path`, `role`, `application_name`, ...), `LISTEN`s, advisory locks, held cursors,
-//! or a query still running because its future was dropped. None of that can be seen from
-//! outside the connection, so every returned connection is reset, off the request path (in
-//! a task of its own), and only a connection whose reset succeeded within [`RESET_TIMEOUT`]
-//! goes back to the idle set; any other is closed.
+//! (`search_path`, `role`, `application_name`, ...), or a query still running because its
+//! future was dropped. None of that can be seen from
+//! outside the connection, so every returned connection is reset before its next use — by
+//! the next checkout, in the one round trip that also puts it on that checkout's schema, or
+//! in the background once it has been idle a moment ([`SWEEP_AFTER`]) — and only a
+//! connection whose reset succeeded within [`RESET_TIMEOUT`] is used again; any other is
+//! closed.
 //!
-//! The Postgres reset is `DISCARD ALL` without `DEALLOCATE ALL`/`DISCARD PLANS` (which would
-//! invalidate sqlx's statement cache and cost every request a re-prepare): prepared
-//! statements stay, and Postgres re-plans them when `search_path` changes. In
-//! SCHEMA_PER_TENANT the same round trip puts the connection back on its tenant's schema with
-//! `pg_temp` last, so the next request of that tenant needs no `SET` at all.
+//! [`SWEEP_AFTER`]: super::budget::SWEEP_AFTER
+//!
+//! The Postgres reset is [`PG_RESET`]: not `DISCARD ALL`, whose `DEALLOCATE ALL` would
+//! invalidate sqlx's statement cache and cost every request a re-prepare. In
+//! SCHEMA_PER_TENANT the same round trip puts the connection on its tenant's schema with
+//! `pg_temp` last.
 //!
 //! SQLite (one file per tenant, so nothing can cross tenants): an open transaction is rolled
 //! back, and a connection with temp tables is closed rather than reused.
@@ -32,11 +35,16 @@ pub(crate) const RESET_TIMEOUT: Duration = Duration::from_secs(1);
 /// Postgres's "in failed SQL transaction": every statement but `ROLLBACK` is refused.
 const IN_FAILED_TRANSACTION: &str = "25P02";
 
-/// The session state a handler can leave, undone (`DISCARD ALL` but for prepared statements).
-/// `SET SESSION AUTHORIZATION DEFAULT` also resets `role`, which `RESET ALL` leaves alone;
-/// `RESET ALL` returns every setting, `application_name` included, to its value at connect.
-const PG_RESET: &str = "SET SESSION AUTHORIZATION DEFAULT; RESET ALL; CLOSE ALL; UNLISTEN *; \
-     SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES";
+/// The session state a handler can leave, undone, in as few statements as do it (each one
+/// costs a busy service about as much CPU as the query it serves): `SET SESSION
+/// AUTHORIZATION DEFAULT` resets `role` and the session user, which `RESET ALL` leaves alone;
+/// `RESET ALL` returns every setting, `application_name` and `search_path` included, to its
+/// value at connect; `DISCARD TEMP` drops temp tables. Prepared statements stay (sqlx's
+/// cache), and Postgres re-plans them when `search_path` changes. Not undone: cursors
+/// declared `WITH HOLD`, `LISTEN`s, session advisory locks and the sequence cache behind
+/// `lastval()` — each reached only by a handler that names it (`FETCH c`, `pg_advisory_lock`,
+/// `lastval()`), none through sqlx's API; a handler that makes them releases them.
+const PG_RESET: &str = "SET SESSION AUTHORIZATION DEFAULT; RESET ALL; DISCARD TEMP";
 
 /// `SET search_path` to a tenant's schema. `pg_temp` is named last: unnamed, Postgres would
 /// search it first, and a temp table could stand in for a tenant table.
@@ -55,13 +63,13 @@ fn reset_sql(schema: Option<&str>) -> String {
 /// be closed, never reused.
 pub(crate) async fn reset(conn: &mut AnyConn, schema: Option<&str>) -> Result<(), sqlx::Error> {
     match conn {
-        AnyConn::Postgres(conn) => reset_postgres(conn, schema).await,
+        AnyConn::Postgres(conn) => reset_with(conn, &reset_sql(schema)).await,
         AnyConn::Sqlite(conn) => reset_sqlite(conn).await,
     }
 }
 
-async fn reset_postgres(conn: &mut PgConnection, schema: Option<&str>) -> Result<(), sqlx::Error> {
-    let sql = reset_sql(schema);
+async fn reset_with(conn: &mut PgConnection, sql: &str) -> Result<(), sqlx::Error> {
+    let sql = sql.to_owned();
     // sqlx tracks only the transactions it began itself, so the server is asked: `begin_with`
     // runs the reset, then reports the server's transaction status. "Not in a transaction"
     // (BeginFailed) is the common case and means the reset is done, in one round trip.
@@ -101,4 +109,18 @@ async fn reset_sqlite(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reset_ends_on_the_schema_with_pg_temp_last() {
+        assert_eq!(
+            reset_sql(Some("tenant_a")),
+            "SET SESSION AUTHORIZATION DEFAULT; RESET ALL; DISCARD TEMP; SET search_path TO \"tenant_a\", pg_temp"
+        );
+        assert_eq!(reset_sql(None), PG_RESET);
+    }
 }
