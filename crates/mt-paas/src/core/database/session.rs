@@ -94,21 +94,32 @@ async fn reset_with(conn: &mut PgConnection, sql: &str) -> Result<(), sqlx::Erro
     Ok(())
 }
 
+/// One call on SQLite's worker: the statement fails when the connection holds temp tables
+/// (`json('!')` is evaluated only for a row of `temp.sqlite_schema`, and is malformed), and
+/// `begin_with` reports whether a transaction is open.
+const SQLITE_PROBE: &str = "SELECT json('!') FROM temp.sqlite_schema";
+
 async fn reset_sqlite(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
-    match conn.begin_with("SELECT 1").await {
-        Err(sqlx::Error::BeginFailed) => {}
+    match conn.begin_with(SQLITE_PROBE).await {
+        Err(sqlx::Error::BeginFailed) => return Ok(()),
         Ok(transaction) => transaction.rollback().await?,
+        Err(sqlx::Error::Database(e)) if e.message().contains("malformed JSON") => {
+            return Err(temp_tables());
+        }
         Err(e) => return Err(e),
     }
+    // A transaction was open and is rolled back; temp tables made before it are still there.
     let temp: i64 = sqlx::query_scalar("SELECT count(*) FROM temp.sqlite_schema")
         .fetch_one(&mut *conn)
         .await?;
     if temp > 0 {
-        return Err(sqlx::Error::Protocol(
-            "the connection holds temp tables".to_owned(),
-        ));
+        return Err(temp_tables());
     }
     Ok(())
+}
+
+fn temp_tables() -> sqlx::Error {
+    sqlx::Error::Protocol("the connection holds temp tables".to_owned())
 }
 
 #[cfg(test)]
