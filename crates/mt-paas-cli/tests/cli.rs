@@ -36,7 +36,8 @@ fn text(bytes: &[u8]) -> String {
 /// (where a service keeps it; the repository root has none).
 fn example() -> PathBuf {
     let dir = tempfile::tempdir().unwrap().keep();
-    std::fs::create_dir(dir.join("migrations")).unwrap();
+    // Its `database.tenant.migrations`, relative to it.
+    std::fs::create_dir_all(dir.join("examples/keli_tutor_integration/migrations")).unwrap();
     let path = dir.join("mt_paas_config.example.yaml");
     std::fs::copy(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../mt_paas_config.example.yaml"),

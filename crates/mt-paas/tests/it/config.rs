@@ -8,13 +8,17 @@ use serde::Deserialize;
 
 use crate::helpers::{load, loader};
 
-/// The seed's example, copied beside a `migrations/` directory (what a service has next to
-/// its config; the repository root has none).
+/// The seed's example, copied into a directory with the migrations directory it names.
 fn example_path() -> PathBuf {
     static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
     let dir = DIR.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("migrations")).unwrap();
+        // Its `database.tenant.migrations`, relative to it.
+        std::fs::create_dir_all(
+            dir.path()
+                .join("examples/keli_tutor_integration/migrations"),
+        )
+        .unwrap();
         dir
     });
     let path = dir.path().join("mt_paas_config.example.yaml");
