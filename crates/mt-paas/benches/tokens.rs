@@ -57,7 +57,7 @@ async fn main() {
     std::fs::write(
         &path,
         format!(
-            "service:\n  id: bench\nauth:\n  jwt:\n    secret: bench-secret\n    algorithm: RS256\n    jwks_url: \"http://{addr}/.well-known/jwks.json\"\n"
+            "service:\n  id: bench\nauth:\n  jwt:\n    secret: bench-secret\n    algorithm: RS256\n    jwks_url: \"http://{addr}/.well-known/jwks.json\"\n    issuer: bench-market\ndatabase:\n  tenant:\n    migrations: null\n"
         ),
     )
     .unwrap();
@@ -73,7 +73,7 @@ async fn main() {
     let rs256 = |i: usize| {
         let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256","typ":"JWT","kid":"k1"}"#);
         let claims =
-            json!({"sub": format!("u{i}"), "tenant_id": "hallym", "aud": "bench", "exp": exp});
+            json!({"sub": format!("u{i}"), "tenant_id": "hallym", "aud": "bench", "iss": "bench-market", "exp": exp});
         let input = format!("{header}.{}", URL_SAFE_NO_PAD.encode(claims.to_string()));
         let mut signature = vec![0u8; pair.public_modulus_len()];
         pair.sign(
