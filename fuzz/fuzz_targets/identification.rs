@@ -34,6 +34,9 @@ tenant_identification:
       claim_name: "tenant_id"
     - type: "query_param"
       name: "tenant_id"
+database:
+  tenant:
+    migrations: null
 auth:
   jwt:
     secret: "{SECRET}"

@@ -17,7 +17,9 @@ const SECRET: &str = "fuzz-jwt-secret-0123456789abcdef";
 static KEYS: LazyLock<(TokenVerifier, JwtKeys)> = LazyLock::new(|| {
     let dir = tempfile::tempdir().expect("a temp dir");
     let path = dir.path().join("mt_paas_config.yaml");
-    let yaml = format!("auth:\n  jwt:\n    secret: \"{SECRET}\"\n    algorithm: \"HS256\"\n");
+    let yaml = format!(
+        "database:\n  tenant:\n    migrations: null\nauth:\n  jwt:\n    secret: \"{SECRET}\"\n    algorithm: \"HS256\"\n"
+    );
     std::fs::write(&path, yaml).expect("write the config");
     let config = ConfigLoader::new(&path)
         .env(None)
