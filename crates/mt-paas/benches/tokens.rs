@@ -72,8 +72,7 @@ async fn main() {
 
     let rs256 = |i: usize| {
         let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256","typ":"JWT","kid":"k1"}"#);
-        let claims =
-            json!({"sub": format!("u{i}"), "tenant_id": "hallym", "aud": "bench", "iss": "bench-market", "exp": exp});
+        let claims = json!({"sub": format!("u{i}"), "tenant_id": "hallym", "aud": "bench", "iss": "bench-market", "exp": exp});
         let input = format!("{header}.{}", URL_SAFE_NO_PAD.encode(claims.to_string()));
         let mut signature = vec![0u8; pair.public_modulus_len()];
         pair.sign(
