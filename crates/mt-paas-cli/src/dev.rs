@@ -5,7 +5,12 @@ use std::{path::Path, process::ExitCode, time::Duration};
 
 use anyhow::Context as _;
 use mt_paas_market::{Market, MarketConfig};
+
+use crate::text::Lang;
 use tokio::{net::TcpListener, process::Command};
+
+/// The dev LRS's port (`MT_PAAS_DEV_LRS` tells the service its URL).
+const DEV_LRS_PORT: u16 = 8506;
 
 /// Runs the dev stack until Ctrl-C, SIGTERM or the service's exit.
 pub(crate) async fn run(
@@ -13,12 +18,15 @@ pub(crate) async fn run(
     service_command: &[String],
     service_url: &str,
 ) -> anyhow::Result<ExitCode> {
+    let lang = Lang::from_env();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_target(false)
+        // Colour codes only on a terminal: a log redirected to a file stays plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .try_init();
     let config = if market_config.exists() {
         MarketConfig::load(market_config, None).map_err(|e| anyhow::anyhow!("{e}"))?
@@ -27,12 +35,18 @@ pub(crate) async fn run(
             .map_err(|e| anyhow::anyhow!("{e}"))?
     };
     let addr = config.listen;
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("the market cannot listen on {addr} (is another one running?)"))?;
+    let listener = TcpListener::bind(addr).await.with_context(|| {
+        format!(
+            "{} {addr}",
+            lang.pick(
+                "마켓이 다음 주소에서 대기할 수 없습니다 (이미 실행 중인 마켓이 있습니까?):",
+                "the market cannot listen on (is another one running?):"
+            )
+        )
+    })?;
     let market = Market::start(config)
         .await
-        .context("the market did not start")?;
+        .context(lang.pick("마켓이 시작되지 않았습니다", "the market did not start"))?;
     let (stop_market, market_stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = market.clone();
     let market_task = tokio::spawn(async move {
@@ -42,7 +56,34 @@ pub(crate) async fn run(
             })
             .await
     });
-    println!("market      http://{addr}   (operator token: dev-operator-token)");
+    println!(
+        "{}",
+        lang.pick(
+            &format!("마켓        http://{addr}   (운영자 토큰: dev-operator-token)"),
+            &format!("market      http://{addr}   (operator token: dev-operator-token)"),
+        )
+    );
+
+    // The service's activities go to an LRS of the dev stack's own, which prints each one.
+    let lrs_listener = TcpListener::bind(("127.0.0.1", DEV_LRS_PORT))
+        .await
+        .with_context(|| {
+            format!(
+                "{} 127.0.0.1:{DEV_LRS_PORT}",
+                lang.pick(
+                    "개발용 LRS가 다음 주소에서 대기할 수 없습니다:",
+                    "the dev LRS cannot listen on"
+                )
+            )
+        })?;
+    let lrs = crate::lrs::spawn(lrs_listener)?;
+    println!(
+        "{}",
+        lang.pick(
+            &format!("LRS         {lrs}   (활동 로그가 여기에 한 줄씩 표시됩니다)"),
+            &format!("LRS         {lrs}   (each activity the service logs is printed here)"),
+        )
+    );
 
     let (program, args) = service_command
         .split_first()
@@ -51,13 +92,28 @@ pub(crate) async fn run(
         .args(args)
         .env("MT_PAAS_ENV", "dev")
         .env("MT_PAAS_DEV_STACK", "1")
+        .env("MT_PAAS_DEV_LRS", &lrs)
         .kill_on_drop(true)
         .spawn()
-        .with_context(|| format!("cannot start the service: {}", service_command.join(" ")))?;
+        .with_context(|| {
+            format!(
+                "{} {}",
+                lang.pick("서비스를 시작할 수 없습니다:", "cannot start the service:"),
+                service_command.join(" ")
+            )
+        })?;
     println!(
-        "service     {}   starting: {} (MT_PAAS_ENV=dev)",
-        service_url,
-        service_command.join(" ")
+        "{}",
+        lang.pick(
+            &format!(
+                "서비스      {service_url}   시작 중: {} (MT_PAAS_ENV=dev; 처음에는 빌드에 몇 분 걸립니다)",
+                service_command.join(" ")
+            ),
+            &format!(
+                "service     {service_url}   starting: {} (MT_PAAS_ENV=dev; the first build takes minutes)",
+                service_command.join(" ")
+            ),
+        )
     );
 
     let ready = async {
@@ -76,12 +132,15 @@ pub(crate) async fn run(
         }
     };
     tokio::select! {
-        () = ready => print_try(service_url),
+        () = ready => print_try(service_url, lang),
         status = child.wait() => {
             let _ = stop_market.send(());
             let _ = market_task.await;
             let status = status?;
-            eprintln!("the service exited before it was ready ({status})");
+            eprintln!(
+                "{} ({status})",
+                lang.pick("서비스가 준비되기 전에 종료되었습니다", "the service exited before it was ready")
+            );
             return Ok(ExitCode::FAILURE);
         }
         () = mt_paas::shutdown_signal() => {
@@ -94,20 +153,33 @@ pub(crate) async fn run(
 
     let code = tokio::select! {
         status = child.wait() => {
-            eprintln!("the service stopped ({})", status.map(|s| s.to_string()).unwrap_or_default());
+            eprintln!(
+                "{} ({})",
+                lang.pick("서비스가 멈췄습니다", "the service stopped"),
+                status.map(|s| s.to_string()).unwrap_or_default()
+            );
             ExitCode::FAILURE
         }
         () = mt_paas::shutdown_signal() => {
-            println!("stopping the service and the market");
+            println!("{}", lang.pick("서비스와 마켓을 멈추는 중", "stopping the service and the market"));
             stop(&mut child).await;
             ExitCode::SUCCESS
         }
     };
     let _ = stop_market.send(());
     match market_task.await {
-        Ok(Ok(())) => println!("stopped"),
-        Ok(Err(e)) => eprintln!("the market stopped with an error: {e}"),
-        Err(e) => eprintln!("the market task failed: {e}"),
+        Ok(Ok(())) => println!("{}", lang.pick("멈췄습니다", "stopped")),
+        Ok(Err(e)) => eprintln!(
+            "{} {e}",
+            lang.pick(
+                "마켓이 오류와 함께 멈췄습니다:",
+                "the market stopped with an error:"
+            )
+        ),
+        Err(e) => eprintln!(
+            "{} {e}",
+            lang.pick("마켓 작업이 실패했습니다:", "the market task failed:")
+        ),
     }
     Ok(code)
 }
@@ -129,10 +201,15 @@ async fn stop(child: &mut tokio::process::Child) {
     }
 }
 
-fn print_try(url: &str) {
+fn print_try(url: &str, lang: Lang) {
+    let market = "http://127.0.0.1:8505/api/v1/admin/services/basic_service/tenants/korea";
     println!();
     println!(
-        "Both are up. Try (the market decides plans: hallym is premium, korea and snu basic):"
+        "{}",
+        lang.pick(
+            "둘 다 준비되었습니다. 해 보십시오 (요금제는 마켓이 정합니다: hallym은 premium, korea와 snu는 basic):",
+            "Both are up. Try (the market decides plans: hallym is premium, korea and snu basic):"
+        )
     );
     println!("  curl -H 'X-Tenant-ID: hallym' {url}/courses");
     println!("  curl -H 'Host: hallym.localhost' {url}/courses");
@@ -140,19 +217,29 @@ fn print_try(url: &str) {
     println!(
         "  curl -X POST -H 'X-Tenant-ID: hallym' -H 'Content-Type: application/json' -d '{{\"title\":\"데이터베이스 개론\"}}' {url}/courses"
     );
+    println!(
+        "  curl -X POST -H 'X-Tenant-ID: hallym' -H 'Content-Type: application/json' -d '{{\"message\":\"안녕하세요\"}}' {url}/chat   # {}",
+        lang.pick(
+            "활동 로그가 위 LRS 줄에 표시됩니다",
+            "the activity shows on an LRS line"
+        )
+    );
     println!("  curl -H 'X-Tenant-ID: hallym' {url}/premium-feature          # premium: 200");
     println!(
         "  curl -H 'X-Tenant-ID: korea' -H 'Accept-Language: en' {url}/premium-feature   # basic: 403"
     );
     println!(
-        "  # the market's operator API: suspend korea, then korea gets 403 subscription_suspended"
+        "  # {}",
+        lang.pick(
+            "마켓의 운영자 API: korea를 정지하면 korea는 403 subscription_suspended를 받습니다",
+            "the market's operator API: suspend korea, then korea gets 403 subscription_suspended"
+        )
     );
-    println!(
-        "  curl -X POST -H 'Authorization: Bearer dev-operator-token' http://127.0.0.1:8505/api/v1/admin/services/basic_service/tenants/korea/suspend"
-    );
+    println!("  curl -X POST -H 'Authorization: Bearer dev-operator-token' {market}/suspend");
     println!("  curl -H 'X-Tenant-ID: korea' {url}/courses");
+    println!("  curl -X POST -H 'Authorization: Bearer dev-operator-token' {market}/reinstate");
     println!(
-        "  curl -X POST -H 'Authorization: Bearer dev-operator-token' http://127.0.0.1:8505/api/v1/admin/services/basic_service/tenants/korea/reinstate"
+        "{}",
+        lang.pick("Ctrl-C로 둘 다 멈춥니다.", "Ctrl-C stops both.")
     );
-    println!("Ctrl-C stops both.");
 }

@@ -1,6 +1,8 @@
 //! `mt-paas`: check a configuration, manage the tenants of a service, run the dev stack.
 
 mod dev;
+mod lrs;
+mod text;
 
 use std::{
     path::PathBuf,
@@ -212,7 +214,12 @@ fn parse_mode(value: &str) -> Result<IsolationMode, String> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let lang = text::Lang::from_env();
+    let matches = text::localize(<Cli as clap::CommandFactory>::command(), lang).get_matches();
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -196,8 +196,10 @@ async fn push(inner: &Inner, service_id: &str, command: &Command, attempts: i64)
         Err(error) => {
             let error = error.to_string();
             let wait = backoff(u32::try_from(attempts).unwrap_or(u32::MAX));
-            // A service that is starting refuses a few pushes; only persistence is news.
-            if attempts >= 4 {
+            // A service that is starting refuses a few pushes, and one not heard from lately
+            // (not started yet, or gone) gets its commands when it next heartbeats: only a
+            // live service that keeps refusing is news.
+            if attempts >= 4 && heard_lately(inner, service_id).await {
                 tracing::warn!(command = id, service = service_id, error = %error, retry_in = ?wait, "command push failed");
             } else {
                 tracing::debug!(command = id, service = service_id, error = %error, retry_in = ?wait, "command push failed");
@@ -208,6 +210,21 @@ async fn push(inner: &Inner, service_id: &str, command: &Command, attempts: i64)
             }
         }
     }
+}
+
+/// How recent a heartbeat must be for a failed push to be worth a warning.
+const HEARD_LATELY: time::Duration = time::Duration::minutes(5);
+
+/// Whether a replica of the service sent a heartbeat in the last [`HEARD_LATELY`].
+async fn heard_lately(inner: &Inner, service_id: &str) -> bool {
+    let since = OffsetDateTime::now_utc() - HEARD_LATELY;
+    inner
+        .store
+        .instances(service_id)
+        .await
+        .map_or(true, |instances| {
+            instances.iter().any(|i| i.received_at > since)
+        })
 }
 
 /// 0.5 s × 2^attempts, capped, with ±25 % jitter.

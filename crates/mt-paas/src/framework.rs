@@ -3,7 +3,7 @@
 use std::{future::Future, net::SocketAddr, path::Path, sync::Arc};
 
 use axum::{
-    Json, Router,
+    Router,
     extract::State,
     response::{IntoResponse, Response},
     routing::get,
@@ -22,6 +22,7 @@ use crate::{
         usage::{UsageLayer, UsageMeter, UsageReporter},
     },
     core::{
+        background::Background,
         central::{CentralDb, CentralDbError},
         database::{DatabaseRouter, DbError},
         manager::{ManagerError, TenantManager},
@@ -136,6 +137,8 @@ struct Inner {
     sso: Option<crate::middleware::auth::sso::Sso>,
     /// The last readiness ping: when, and whether it answered.
     ready: tokio::sync::Mutex<Option<(std::time::Instant, bool)>>,
+    /// Delivery, heartbeats, usage periods, sync, the change feed: stopped at shutdown.
+    background: Background,
 }
 
 impl std::fmt::Debug for ServiceMarketFramework {
@@ -162,6 +165,7 @@ impl ServiceMarketFramework {
     /// first (a tenant that fails is logged and keeps serving at its current version).
     pub async fn from_config(config: Config) -> Result<Self, Error> {
         let central = CentralDb::connect(&config.database.central).await?;
+        let background = Background::default();
         let tenants = TenantManager::new(
             central.clone(),
             config.isolation.mode,
@@ -224,7 +228,10 @@ impl ServiceMarketFramework {
                     tracing::warn!("entitlement sync at start timed out; serving from the cache")
                 }
             }
-            entitlements.spawn_sync_loop(Duration::from_secs(market.sync_interval_seconds));
+            entitlements.spawn_sync_loop(
+                Duration::from_secs(market.sync_interval_seconds),
+                &background,
+            );
         }
         let subscription_layer = SubscriptionLayer::new(
             entitlements.clone(),
@@ -244,8 +251,8 @@ impl ServiceMarketFramework {
             },
         };
         let outbox = Outbox::new(central.clone(), config.logging.outbox.clone(), sinks);
-        outbox.spawn_workers();
-        let audit = AuditLogger::new(outbox.clone(), config.service.id.clone());
+        outbox.spawn_workers(&background);
+        let audit = AuditLogger::new(outbox.clone(), config.service.id.clone(), &background);
         let auth_layer = AuthLayer::new(
             verifier,
             config.security.cross_tenant_audit.then(|| audit.clone()),
@@ -337,7 +344,7 @@ impl ServiceMarketFramework {
             outbox: outbox.clone(),
         };
         if control.verifier.is_some() {
-            control.spawn_pruning();
+            control.spawn_pruning(&background);
         }
         let instance_id: Arc<str> = instance_id().into();
         let metrics = Arc::new(Metrics::default());
@@ -356,7 +363,7 @@ impl ServiceMarketFramework {
             ),
         );
         if config.logging.usage_report.enabled && marketplace.is_some() {
-            usage_reporter.spawn();
+            usage_reporter.spawn(&background);
         }
         let heartbeat = marketplace.as_ref().map(|client| {
             HeartbeatService::new(
@@ -370,7 +377,7 @@ impl ServiceMarketFramework {
             )
         });
         if let Some(heartbeat) = &heartbeat {
-            heartbeat.spawn();
+            heartbeat.spawn(&background);
         }
         let activity = ActivityLogger::new(&config, outbox.clone());
         let feed = ChangeFeed {
@@ -381,9 +388,9 @@ impl ServiceMarketFramework {
         };
         match &central {
             CentralDb::Postgres(_) => {
-                spawn_change_listener(config.database.central.url.clone(), feed);
+                spawn_change_listener(config.database.central.url.clone(), feed, &background);
             }
-            CentralDb::Sqlite(pool) => spawn_change_poller(pool.clone(), feed),
+            CentralDb::Sqlite(pool) => spawn_change_poller(pool.clone(), feed, &background),
         }
         Ok(Self {
             inner: Arc::new(Inner {
@@ -412,6 +419,7 @@ impl ServiceMarketFramework {
                 cipher,
                 sso,
                 ready: tokio::sync::Mutex::new(None),
+                background,
             }),
         })
     }
@@ -593,10 +601,32 @@ impl ServiceMarketFramework {
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(Error::Serve)?;
-        tracing::info!("stopped; delivering what the outbox holds, then closing the central DB");
-        self.shutdown_telemetry().await;
-        self.inner.central.close().await;
+        self.shutdown().await;
         Ok(())
+    }
+
+    /// Stops the service's work in order, once no request is in flight (what
+    /// [`serve_with_shutdown`](Self::serve_with_shutdown) does after draining): the background
+    /// tasks at their next wait (up to 5 s), then the last usage period, audit summary and
+    /// outbox delivery (up to 5 s; what is left stays in the central DB for the next start),
+    /// then the tenant connections and the central DB.
+    pub async fn shutdown(&self) {
+        tracing::info!("stopped serving; finishing background work");
+        if !self.inner.background.stop(Duration::from_secs(5)).await {
+            tracing::warn!("background work still running after 5 s; continuing the shutdown");
+        }
+        self.shutdown_telemetry().await;
+        let left = self.inner.outbox.counts(None).await.map(|c| c.pending);
+        self.inner.databases.close_idle().await;
+        self.inner.central.close().await;
+        match left {
+            Ok(0) => tracing::info!("shut down; the outbox is empty"),
+            Ok(n) => tracing::info!(
+                pending = n,
+                "shut down; the outbox keeps these for the next start"
+            ),
+            Err(e) => tracing::warn!(error = %e, "shut down; the outbox could not be counted"),
+        }
     }
 }
 
@@ -604,6 +634,7 @@ impl ServiceMarketFramework {
     /// Reports the usage counted so far (the current, partial period) and delivers what the
     /// outbox holds, for up to five seconds; the rest stays in the central DB for next time.
     pub async fn shutdown_telemetry(&self) {
+        self.inner.audit.flush_refusals().await;
         if self.inner.config.logging.usage_report.enabled && self.inner.marketplace.is_some() {
             let reporter = &self.inner.usage_reporter;
             reporter
@@ -709,8 +740,19 @@ async fn metrics(State(framework): State<ServiceMarketFramework>) -> Response {
         .into_response()
 }
 
-async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok" }))
+async fn healthz() -> Response {
+    json_line(&json!({ "status": "ok" }))
+}
+
+/// A JSON body ending with a newline (what `curl` shows stays on its own line).
+fn json_line(value: &serde_json::Value) -> Response {
+    let mut body = value.to_string();
+    body.push('\n');
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
 }
 
 /// `/readyz`: the central DB answers. At most one ping a second, whatever the probes: an
@@ -733,7 +775,7 @@ async fn readyz(State(framework): State<ServiceMarketFramework>) -> Response {
     };
     drop(last);
     if ok {
-        Json(json!({ "status": "ready", "central_db": "ok" })).into_response()
+        json_line(&json!({ "status": "ready", "central_db": "ok" }))
     } else {
         ApiError::new(ProblemCode::CentralDbUnavailable).into_response()
     }
@@ -800,9 +842,14 @@ impl ChangeFeed {
 /// Applies what other replicas announce on the central Postgres DB (`LISTEN`), within the
 /// notification's latency (well under a second). After a lost connection everything is
 /// re-read, since notifications sent meanwhile are gone.
-fn spawn_change_listener(url: crate::config::DatabaseUrl, feed: ChangeFeed) {
-    tokio::spawn(async move {
-        loop {
+fn spawn_change_listener(
+    url: crate::config::DatabaseUrl,
+    feed: ChangeFeed,
+    background: &Background,
+) {
+    let bg = background.clone();
+    background.spawn(async move {
+        while !bg.is_stopping() {
             let listener = async {
                 let options = url.pg_options()?;
                 let mut listener = sqlx::postgres::PgListener::connect_with(
@@ -818,13 +865,17 @@ fn spawn_change_listener(url: crate::config::DatabaseUrl, feed: ChangeFeed) {
                 Ok(listener) => listener,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot listen for replica changes; retrying");
-                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    bg.sleep(Duration::from_secs(2)).await;
                     continue;
                 }
             };
             feed.resync().await;
             loop {
-                match listener.try_recv().await {
+                let received = tokio::select! {
+                    () = bg.stopping() => return,
+                    received = listener.try_recv() => received,
+                };
+                match received {
                     Ok(Some(notification)) => {
                         if let Some((topic, key)) = notification.payload().split_once(':') {
                             feed.apply(topic, key).await;
@@ -844,8 +895,9 @@ fn spawn_change_listener(url: crate::config::DatabaseUrl, feed: ChangeFeed) {
 
 /// Applies what other processes append to a SQLite central DB's change table, read every
 /// [`CHANGE_POLL`](crate::core::central::CHANGE_POLL).
-fn spawn_change_poller(pool: sqlx::SqlitePool, feed: ChangeFeed) {
-    tokio::spawn(async move {
+fn spawn_change_poller(pool: sqlx::SqlitePool, feed: ChangeFeed, background: &Background) {
+    let bg = background.clone();
+    background.spawn(async move {
         let mut changes = loop {
             match crate::core::central::Changes::open(pool.clone()).await {
                 Ok(changes) => break changes,
@@ -855,14 +907,19 @@ fn spawn_change_poller(pool: sqlx::SqlitePool, feed: ChangeFeed) {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the change feed; retrying");
-                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    if !bg.sleep(Duration::from_secs(2)).await {
+                        return;
+                    }
                 }
             }
         };
         let mut tick = tokio::time::interval(crate::core::central::CHANGE_POLL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tick.tick().await;
+            tokio::select! {
+                () = bg.stopping() => return,
+                _ = tick.tick() => {}
+            }
             if pool.is_closed() {
                 return;
             }

@@ -1,4 +1,4 @@
-//! Log output at `logging.level`; `RUST_LOG` overrides.
+//! Log output at `logging.level`; `RUST_LOG` overrides. Colours only on a terminal.
 
 use tracing_subscriber::EnvFilter;
 
@@ -11,5 +11,7 @@ pub fn init(config: &Config) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        // Colour codes only on a terminal: a log redirected to a file stays plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .try_init();
 }

@@ -4,6 +4,9 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "../../../crates/mt-paas/tests/support/needs.rs"]
+mod needs;
+
 use std::{
     collections::{BTreeSet, HashMap},
     net::SocketAddr,
@@ -49,7 +52,6 @@ fn host_ports(compose: &Value) -> Vec<u16> {
     ports
 }
 
-#[tokio::test]
 async fn three_tenants_get_disjoint_port_blocks_and_their_own_volumes() {
     let dir = tempfile::tempdir().unwrap();
     let tenants_dir = dir.path().join("tenants");
@@ -408,29 +410,14 @@ async fn tutor(stack: &Stack) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_the_embedded_defaults_documents_are_searched_in_each_tenant_database() {
     let stack = stack(None).await;
     assert!(stack.framework.vectors().is_none());
     tutor(&stack).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_chroma_each_tenant_has_its_own_collection() {
-    let chroma =
-        std::env::var("MT_PAAS_TEST_CHROMA").unwrap_or_else(|_| "http://127.0.0.1:8100".to_owned());
-    let up = reqwest::get(format!("{chroma}/api/v2/heartbeat"))
-        .await
-        .is_ok_and(|r| r.status().is_success());
-    if !up {
-        assert_ne!(
-            std::env::var("CI").as_deref(),
-            Ok("true"),
-            "Chroma at {chroma} is required in CI"
-        );
-        eprintln!("skipped: Chroma at {chroma} is not reachable");
-        return;
-    }
+    let chroma = needs::chroma_url();
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -502,4 +489,25 @@ async fn with_chroma_each_tenant_has_its_own_collection() {
             .filter_map(|c| c["name"].as_str())
             .all(|n| !n.starts_with(&prefix))
     );
+}
+
+fn main() -> std::process::ExitCode {
+    use needs::{Needs, test};
+    needs::main(vec![
+        test(
+            "three_tenants_get_disjoint_port_blocks_and_their_own_volumes",
+            Needs::Nothing,
+            three_tenants_get_disjoint_port_blocks_and_their_own_volumes,
+        ),
+        test(
+            "on_the_embedded_defaults_documents_are_searched_in_each_tenant_database",
+            Needs::Nothing,
+            on_the_embedded_defaults_documents_are_searched_in_each_tenant_database,
+        ),
+        test(
+            "with_chroma_each_tenant_has_its_own_collection",
+            Needs::Chroma,
+            with_chroma_each_tenant_has_its_own_collection,
+        ),
+    ])
 }

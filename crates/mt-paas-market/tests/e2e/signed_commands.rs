@@ -480,18 +480,16 @@ async fn a_signature_flood_is_refused_cheaply_and_counted_not_stored() {
 }
 
 /// Two replicas on one Postgres central DB: a block received by one applies on the other
-/// within a second.
+/// through LISTEN/NOTIFY (the kill switch has no expiry to wait for: without the notification
+/// the other replica would serve the tenant for ever).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_block_received_by_one_replica_applies_on_the_other() {
     let admin = std::env::var("MT_PAAS_TEST_PG")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    if sqlx::PgPool::connect(&admin).await.is_err() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "Postgres is required in CI"
+    if let Err(e) = sqlx::PgPool::connect(&admin).await {
+        panic!(
+            "Postgres at {admin} is not reachable ({e}): the suites need it (`bash .ci/test` starts it)"
         );
-        eprintln!("skipped: Postgres is not reachable");
-        return;
     }
     let name = format!("mtp_test_replicas_{}", std::process::id());
     let central = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
@@ -540,14 +538,14 @@ async fn a_block_received_by_one_replica_applies_on_the_other() {
         200
     );
     let mut seen = None;
-    while sent_at.elapsed() < std::time::Duration::from_secs(1) {
+    while sent_at.elapsed() < std::time::Duration::from_secs(10) {
         if whoami(two.url.clone()).await == 403 {
             seen = Some(sent_at.elapsed());
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    let seen = seen.expect("the other replica enforced the block within a second");
+    let seen = seen.expect("the other replica enforced the block within 10 s");
     eprintln!("block seen by the other replica after {seen:?}");
     one.running.stop().await;
     two.running.stop().await;

@@ -20,7 +20,10 @@ use mt_paas_protocol::{AuditAlert, Severity};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
-use crate::outbox::{Item, Kind, Outbox, uuid_v4};
+use crate::{
+    core::background::Background,
+    outbox::{Item, Kind, Outbox, uuid_v4},
+};
 
 /// The seed's alert type for a token of one tenant used on another (§5.3).
 pub const CROSS_TENANT_ACCESS_ATTEMPT: &str = "cross_tenant_access_attempt";
@@ -40,6 +43,7 @@ pub struct AuditLogger {
     outbox: Outbox,
     service_id: String,
     window: Arc<Mutex<Window>>,
+    background: Background,
 }
 
 /// Refusals of the current window.
@@ -58,12 +62,14 @@ struct Counted {
 }
 
 impl AuditLogger {
-    /// A logger for `service_id` writing to `outbox`.
-    pub fn new(outbox: Outbox, service_id: impl Into<String>) -> Self {
+    /// A logger for `service_id` writing to `outbox`; the window's flusher runs on
+    /// `background` (the shutdown flushes the last window itself).
+    pub fn new(outbox: Outbox, service_id: impl Into<String>, background: &Background) -> Self {
         Self {
             outbox,
             service_id: service_id.into(),
             window: Arc::default(),
+            background: background.clone(),
         }
     }
 
@@ -173,21 +179,26 @@ impl AuditLogger {
     }
 
     fn spawn_flusher(&self) {
-        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        if tokio::runtime::Handle::try_current().is_err() {
             return;
-        };
+        }
         let weak: Weak<Mutex<Window>> = Arc::downgrade(&self.window);
         let (outbox, service_id) = (self.outbox.clone(), self.service_id.clone());
-        handle.spawn(async move {
+        let bg = self.background.clone();
+        self.background.spawn(async move {
             let mut tick = tokio::time::interval(WINDOW);
             tick.tick().await;
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    () = bg.stopping() => return,
+                    _ = tick.tick() => {}
+                }
                 let Some(window) = weak.upgrade() else { return };
                 let logger = AuditLogger {
                     outbox: outbox.clone(),
                     service_id: service_id.clone(),
                     window,
+                    background: bg.clone(),
                 };
                 logger.flush_refusals().await;
             }

@@ -21,7 +21,10 @@ use super::{
     metrics::{BUCKETS_MS, Metrics, Snapshot},
     usage::UsageMeter,
 };
-use crate::{core::central::CentralDb, integrations::MarketplaceClient};
+use crate::{
+    core::{background::Background, central::CentralDb},
+    integrations::MarketplaceClient,
+};
 
 /// Sends heartbeats and applies the commands they bring back.
 #[derive(Clone)]
@@ -164,14 +167,18 @@ impl HeartbeatService {
     }
 
     /// Beats every interval until the service stops.
-    pub fn spawn(&self) {
+    pub fn spawn(&self, background: &Background) {
         let this = self.clone();
-        tokio::spawn(async move {
+        let bg = background.clone();
+        background.spawn(async move {
             let mut tick = tokio::time::interval(this.inner.interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut failing = false;
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    () = bg.stopping() => return,
+                    _ = tick.tick() => {}
+                }
                 match this.beat().await {
                     Ok(n) => {
                         if failing {

@@ -43,6 +43,7 @@ pub use self::{
 use crate::{
     config::Config,
     core::{
+        background::Background,
         central::{CentralDb, on_pool},
         models::{IsolationMode, TenantId},
     },
@@ -270,12 +271,16 @@ impl Control {
     }
 
     /// Prunes seen ids every ten minutes while the service runs.
-    pub(crate) fn spawn_pruning(&self) {
+    pub(crate) fn spawn_pruning(&self, background: &Background) {
         let this = self.clone();
-        tokio::spawn(async move {
+        let bg = background.clone();
+        background.spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(600));
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    () = bg.stopping() => return,
+                    _ = tick.tick() => {}
+                }
                 if let Err(e) = this.prune_seen().await {
                     tracing::warn!(error = %e, "pruning seen webhook ids failed");
                 }

@@ -24,7 +24,7 @@ use time::OffsetDateTime;
 use tower::{Layer, Service};
 
 use crate::{
-    core::{models::TenantId, tenant::Tenant},
+    core::{background::Background, models::TenantId, tenant::Tenant},
     http::{ApiError, ProblemCode},
     middleware::auth::CurrentUser,
     outbox::{Item, Kind, Outbox},
@@ -210,15 +210,19 @@ impl UsageReporter {
         records
     }
 
-    /// Reports at every period boundary until the reporter is dropped.
-    pub fn spawn(&self) {
+    /// Reports at every period boundary until the service stops (the partial period is
+    /// reported by the shutdown).
+    pub fn spawn(&self, background: &Background) {
         let this = self.clone();
-        tokio::spawn(async move {
+        let bg = background.clone();
+        background.spawn(async move {
             loop {
                 let now = OffsetDateTime::now_utc();
                 let next = this.period_start(now) + this.period;
                 let wait: Duration = (next - now).try_into().unwrap_or(Duration::from_secs(1));
-                tokio::time::sleep(wait).await;
+                if !bg.sleep(wait).await {
+                    return;
+                }
                 // The counts belong to the period that just ended.
                 let ended = this.period_start(OffsetDateTime::now_utc() - Duration::from_secs(1));
                 let n = this.report(ended).await;

@@ -1,6 +1,7 @@
 //! The tenant model (seed §7 `core/`): [`models`], the registry ([`manager`]) in the
 //! [`central`] database, and the request-facing [`Tenant`](tenant::Tenant).
 
+pub mod background;
 pub mod central;
 pub mod database;
 pub mod manager;

@@ -610,7 +610,9 @@ impl ApiError {
                 let _ = serde_json::to_writer(&mut out, v);
             }
         }
-        out.push(b'}');
+        // Newline-ended, like every body mt-paas writes itself: a shell prompt after `curl`
+        // starts on its own line.
+        out.extend_from_slice(b"}\n");
         out
     }
 

@@ -44,6 +44,8 @@ pub const RESULT_EXTENSION: &str = "https://mt-paas.dev/xapi/extensions/result";
 #[derive(Clone)]
 pub struct ActivityLogger {
     inner: Option<Arc<Inner>>,
+    /// Whether a log call while logging is off was already warned about.
+    warned_off: Arc<std::sync::atomic::AtomicBool>,
 }
 
 struct Inner {
@@ -81,6 +83,7 @@ impl ActivityLogger {
                     },
                 })
             }),
+            warned_off: Arc::default(),
         }
     }
 
@@ -95,7 +98,19 @@ impl ActivityLogger {
         object: &str,
         result: Value,
     ) -> Option<String> {
-        let inner = self.inner.as_ref()?.clone();
+        let Some(inner) = self.inner.clone() else {
+            if !self
+                .warned_off
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
+                tracing::warn!(
+                    verb,
+                    object,
+                    "an activity was logged while logging.activity_log.enabled is false: activities are not recorded (said once)"
+                );
+            }
+            return None;
+        };
         let id = uuid_v4();
         let statement_id = id.clone();
         let tenant = tenant.clone();

@@ -22,6 +22,7 @@ use super::marketplace::{Fetched, MarketError, MarketplaceClient};
 use crate::{
     config::MarketplaceConfig,
     core::{
+        background::Background,
         central::{CentralDb, on_pool},
         models::TenantId,
         tenant::Features,
@@ -360,15 +361,19 @@ impl Entitlements {
         Ok(changed)
     }
 
-    /// Syncs every `interval` until the cache is dropped.
-    pub fn spawn_sync_loop(&self, interval: Duration) {
+    /// Syncs every `interval` until the service stops or the cache is dropped.
+    pub fn spawn_sync_loop(&self, interval: Duration, background: &Background) {
         let weak = Arc::downgrade(&self.inner);
-        tokio::spawn(async move {
+        let bg = background.clone();
+        background.spawn(async move {
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             tick.tick().await;
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    () = bg.stopping() => return,
+                    _ = tick.tick() => {}
+                }
                 let Some(inner) = weak.upgrade() else { return };
                 let this = Entitlements { inner };
                 match this.sync().await {

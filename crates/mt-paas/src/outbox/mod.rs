@@ -34,7 +34,10 @@ use tokio::sync::{Notify, mpsc, oneshot};
 pub use self::sinks::{Delivery, LrsClient, Sinks};
 use crate::{
     config::OutboxConfig,
-    core::central::{CentralDb, on_pool},
+    core::{
+        background::Background,
+        central::{CentralDb, on_pool},
+    },
 };
 
 /// How long a claimed batch is reserved for its worker. A worker that dies (kill -9) holds
@@ -283,13 +286,16 @@ impl Outbox {
         }
     }
 
-    /// Starts one delivery worker per kind.
-    pub fn spawn_workers(&self) {
+    /// Starts one delivery worker per kind, the pending count and the pruning of delivered
+    /// items, on `background`: each stops at its next wait once the service is stopping
+    /// ([`shutdown`](Self::shutdown) then delivers what is left).
+    pub fn spawn_workers(&self, background: &Background) {
         for kind in Kind::ALL {
             let weak = Arc::downgrade(&self.inner);
-            tokio::spawn(async move {
+            let bg = background.clone();
+            background.spawn(async move {
                 let mut failures = 0i64;
-                loop {
+                while !bg.is_stopping() {
                     let Some(inner) = weak.upgrade() else { return };
                     let this = Outbox { inner };
                     let woken = this.inner.due.notified();
@@ -307,22 +313,31 @@ impl Outbox {
                         // The receiver is down: pause this kind (a circuit breaker) instead of
                         // failing every waiting item in turn.
                         failures = failures.saturating_add(1);
-                        tokio::time::sleep(backoff(failures).min(MAX_PAUSE)).await;
+                        if !bg.sleep(backoff(failures).min(MAX_PAUSE)).await {
+                            return;
+                        }
                     } else {
                         failures = 0;
                         if round.delivered == 0 {
                             // Nothing due: wait for new items or the next retry.
-                            let _ = tokio::time::timeout(Duration::from_millis(500), woken).await;
+                            tokio::select! {
+                                () = bg.stopping() => return,
+                                _ = tokio::time::timeout(Duration::from_millis(500), woken) => {}
+                            }
                         }
                     }
                 }
             });
         }
         let weak = Arc::downgrade(&self.inner);
-        tokio::spawn(async move {
+        let bg = background.clone();
+        background.spawn(async move {
             let mut tick = tokio::time::interval(PENDING_EVERY);
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    () = bg.stopping() => return,
+                    _ = tick.tick() => {}
+                }
                 let Some(inner) = weak.upgrade() else { return };
                 let this = Outbox { inner };
                 match this.counts(None).await {
@@ -332,10 +347,14 @@ impl Outbox {
             }
         });
         let weak = Arc::downgrade(&self.inner);
-        tokio::spawn(async move {
+        let bg = background.clone();
+        background.spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(3600));
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    () = bg.stopping() => return,
+                    _ = tick.tick() => {}
+                }
                 let Some(inner) = weak.upgrade() else { return };
                 let keep = Duration::from_secs(inner.config.keep_delivered_seconds);
                 if let Err(e) = (Outbox { inner }).purge("delivered", keep).await {

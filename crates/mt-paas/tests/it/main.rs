@@ -12,7 +12,6 @@ mod isolation;
 mod provisioning;
 mod registry;
 mod telemetry;
-mod vectors;
 
 pub(crate) use isolation::{
     read_notes as isolation_read, routes as isolation_routes, write_note as isolation_write,

@@ -478,6 +478,30 @@ impl Budget {
         }
     }
 
+    /// Closes every idle connection (at shutdown, once the last request is answered), so the
+    /// servers see a clean goodbye rather than a dropped socket.
+    pub(crate) async fn close_idle(self: &Arc<Self>) {
+        let idle: Vec<(Arc<str>, Idle)> = {
+            let mut state = self.lock();
+            let mut idle = Vec::new();
+            for (key, slot) in &mut state.slots {
+                idle.extend(
+                    std::mem::take(&mut slot.idle)
+                        .into_iter()
+                        .map(|i| (key.clone(), i)),
+                );
+            }
+            for (_, i) in &idle {
+                state.lru.remove(&i.seq);
+            }
+            idle
+        };
+        for (key, idle) in idle {
+            idle.conn.close().await;
+            self.release(&key);
+        }
+    }
+
     /// Closes every connection to `key`: idle ones now, those in use when returned.
     pub(crate) async fn close_target(self: &Arc<Self>, key: &str) {
         let (key, idle) = {

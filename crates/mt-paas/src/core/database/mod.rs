@@ -248,6 +248,11 @@ impl DatabaseRouter {
         })
     }
 
+    /// Closes every idle tenant connection (at shutdown, after the last request).
+    pub async fn close_idle(&self) {
+        self.inner.budget.close_idle().await;
+    }
+
     /// Closes every connection to `target`, a tenant's own database, before it is dropped
     /// or restored. (A schema's connections are shared and stay open.)
     pub async fn close_target(&self, target: &Target) {

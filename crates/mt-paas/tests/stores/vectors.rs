@@ -1,6 +1,6 @@
 //! Per-tenant vector collections against real stores: pgvector in the local Postgres (schema
 //! and database per tenant) and a Chroma server (`MT_PAAS_TEST_CHROMA`, default
-//! `http://127.0.0.1:8100`, started by `.ci/run`). A tenant can never list, read, write or
+//! `http://127.0.0.1:8100`, started by `.ci/test`). A tenant can never list, read, write or
 //! drop another tenant's collections, also when one tenant id is a prefix of another.
 
 use axum::{Json, Router, extract::Path, routing::get};
@@ -11,27 +11,10 @@ use mt_paas::{
 };
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, Store, TestApp, TestDb};
-
-fn chroma_url() -> String {
-    std::env::var("MT_PAAS_TEST_CHROMA").unwrap_or_else(|_| "http://127.0.0.1:8100".to_owned())
-}
-
-/// Whether Chroma answers; in CI it must.
-async fn chroma_up() -> bool {
-    let url = format!("{}/api/v2/heartbeat", chroma_url());
-    let up = reqwest::get(&url)
-        .await
-        .is_ok_and(|r| r.status().is_success());
-    if !up {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "Chroma at {url} is required in CI (.ci/vector-stores.sh starts it)"
-        );
-        eprintln!("skipped: Chroma at {url} is not reachable");
-    }
-    up
-}
+use crate::{
+    helpers::{Backend, Store, TestApp, TestDb},
+    needs::chroma_url,
+};
 
 /// A unique collection prefix, so that runs sharing one Chroma server never meet.
 fn unique_prefix() -> String {
@@ -316,8 +299,7 @@ async fn over_http(db: &TestDb, store: Store, vector: &str) {
     );
 }
 
-#[tokio::test]
-async fn pgvector_in_tenant_schemas() {
+pub async fn pgvector_in_tenant_schemas() {
     let Some(db) = TestDb::new(Backend::Postgres).await else {
         return;
     };
@@ -328,8 +310,7 @@ async fn pgvector_in_tenant_schemas() {
     db.cleanup().await;
 }
 
-#[tokio::test]
-async fn pgvector_in_tenant_databases() {
+pub async fn pgvector_in_tenant_databases() {
     let Some(db) = TestDb::new(Backend::Postgres).await else {
         return;
     };
@@ -341,11 +322,7 @@ async fn pgvector_in_tenant_databases() {
     db.cleanup().await;
 }
 
-#[tokio::test]
-async fn chroma_collections_per_tenant() {
-    if !chroma_up().await {
-        return;
-    }
+pub async fn chroma_collections_per_tenant() {
     let db = TestDb::new(Backend::Sqlite).await.unwrap();
     let vector = format!(
         "  vector:\n    type: chroma\n    url: \"{}\"\n    collection_prefix: \"{}\"\n    collections:\n      - name: documents\n        dimension: 3\n",
@@ -359,8 +336,7 @@ async fn chroma_collections_per_tenant() {
     over_http(&db, Store::SqliteFiles, &vector).await;
 }
 
-#[tokio::test]
-async fn the_vector_store_is_checked_when_the_config_loads() {
+pub async fn the_vector_store_is_checked_when_the_config_loads() {
     let db = TestDb::new(Backend::Sqlite).await.unwrap();
     let path = db.write_config("");
     let base = std::fs::read_to_string(&path).unwrap();
@@ -696,8 +672,7 @@ mod fake_qdrant {
     }
 }
 
-#[tokio::test]
-async fn qdrant_collections_per_tenant() {
+pub async fn qdrant_collections_per_tenant() {
     let url = fake_qdrant::start().await;
     let vector = format!(
         "  vector:\n    type: qdrant\n    url: \"{url}\"\n    collections:\n      - name: documents\n        dimension: 3\n"
