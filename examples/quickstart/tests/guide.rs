@@ -499,3 +499,357 @@ fn the_readme_links_both_documents_and_the_guide_keeps_its_testing_section() {
     let guide = read(GUIDE);
     assert_eq!(guide.matches("\n## Testing a service\n").count(), 1);
 }
+
+// ---------------------------------------------------------------- translations and links
+
+const README: &str = "README.md";
+const README_KO: &str = "README.ko.md";
+const QUICKSTART_KO: &str = "docs/QUICKSTART.ko.md";
+const DESIGN: &str = "docs/DESIGN.md";
+const DESIGN_KO: &str = "docs/DESIGN.ko.md";
+
+/// What a translation keeps of a code block: its info string, its text and the markers above it.
+type Kept = (String, String, Vec<(String, Option<String>)>);
+
+fn kept(block: &Block) -> Kept {
+    (
+        block.info.clone(),
+        block.content.clone(),
+        block.markers.clone(),
+    )
+}
+
+/// `translation`'s code blocks are `original`'s, byte for byte and in order.
+fn assert_same_blocks(original: &str, english: &[Block], translation: &str, korean: &[Block]) {
+    for (i, (en, ko)) in english.iter().zip(korean).enumerate() {
+        assert_eq!(
+            kept(ko),
+            kept(en),
+            "{translation} line {}: code block {} is not {original}'s (line {}); copy the block and \
+             the markers above it byte for byte",
+            ko.line,
+            i + 1,
+            en.line
+        );
+    }
+    assert_eq!(
+        korean.len(),
+        english.len(),
+        "{translation} has {} code blocks, {original} {}: the same blocks, in the same order",
+        korean.len(),
+        english.len()
+    );
+}
+
+#[test]
+fn the_korean_readme_shows_the_readmes_code_blocks() {
+    let english = markdown::blocks(&read(README));
+    assert!(english.len() >= 5, "{README} lost its code blocks?");
+    assert_same_blocks(
+        README,
+        &english,
+        README_KO,
+        &markdown::blocks(&read(README_KO)),
+    );
+}
+
+#[test]
+fn the_korean_quickstart_shows_the_guides_quickstart_blocks_and_markers() {
+    let guide = read(GUIDE);
+    let english: Vec<Block> = markdown::blocks(&guide)
+        .into_iter()
+        .filter(|b| b.section.starts_with("1. "))
+        .collect();
+    assert!(
+        english.len() > 10,
+        "{GUIDE} has no section `## 1. ` with its blocks?"
+    );
+    let korean = read(QUICKSTART_KO);
+    assert_same_blocks(GUIDE, &english, QUICKSTART_KO, &markdown::blocks(&korean));
+    // Every marker, also one that would sit away from a block: the section's, in order.
+    let start = guide.find("\n## 1. ").unwrap();
+    let end = guide[start + 1..]
+        .find("\n## ")
+        .map_or(guide.len(), |at| start + 1 + at);
+    assert_eq!(
+        markdown::markers(&korean),
+        markdown::markers(&guide[start..end]),
+        "{QUICKSTART_KO}: the `<!-- -->` markers are those of {GUIDE}'s section 1, in order"
+    );
+}
+
+#[test]
+fn the_readmes_link_each_other_and_the_korean_documents() {
+    let top = |path: &str| read(path).lines().take(5).collect::<Vec<_>>().join("\n");
+    assert!(
+        top(README).contains("](README.ko.md)"),
+        "{README} links {README_KO} at its top"
+    );
+    assert!(
+        top(README_KO).contains("](README.md)"),
+        "{README_KO} links {README} at its top"
+    );
+    let korean = read(README_KO);
+    for document in [QUICKSTART_KO, "docs/GLOSSARY.md", DESIGN_KO] {
+        assert!(
+            korean.contains(&format!("]({document})")),
+            "{README_KO} links {document}"
+        );
+    }
+}
+
+/// Files of the repository whose names end in one of `extensions`, as paths relative to its
+/// root, leaving out build output, data and hidden directories.
+fn repository_files(extensions: &[&str]) -> Vec<String> {
+    let root = workspace().canonicalize().unwrap();
+    let mut files = Vec::new();
+    let mut dirs = vec![root.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if name.starts_with('.') || ["target", "data", "tenants"].contains(&name.as_str()) {
+                continue;
+            }
+            if path.is_dir() {
+                dirs.push(path);
+            } else if extensions
+                .iter()
+                .any(|ext| name.ends_with(&format!(".{ext}")))
+            {
+                let relative = path.strip_prefix(&root).unwrap();
+                files.push(relative.to_string_lossy().replace('\\', "/"));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// `target` (relative to the directory of `from`) as a path relative to the repository's
+/// root, or `None` when it leaves the repository.
+fn resolve(from: &str, target: &str) -> Option<String> {
+    let mut parts: Vec<&str> = from.split('/').collect();
+    parts.pop();
+    for part in target.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+            }
+            part => parts.push(part),
+        }
+    }
+    Some(parts.join("/"))
+}
+
+#[test]
+fn no_markdown_file_points_outside_the_repository() {
+    let files = repository_files(&["md"]);
+    for expected in [README, README_KO, GUIDE, QUICKSTART_KO, DESIGN, DESIGN_KO] {
+        assert!(files.iter().any(|f| f == expected), "{expected} is missing");
+    }
+    let root = workspace();
+    let mut problems = Vec::new();
+    for file in &files {
+        let text = read(file);
+        // Paths of the machine this was written on, and the notes beside the repository.
+        for outside in ["../shared", "/work/", "seed §"] {
+            if text.contains(outside) {
+                problems.push(format!(
+                    "{file}: `{outside}` is not in a clone; cite docs/DESIGN.md instead"
+                ));
+            }
+        }
+        for link in markdown::links(&text) {
+            let at = format!("{file} line {}: ({})", link.line, link.target);
+            let target = link.target.as_str();
+            // Another site (http:, https:, mailto:).
+            if target.split_once(':').is_some_and(|(scheme, _)| {
+                !scheme.is_empty()
+                    && scheme
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+            }) {
+                continue;
+            }
+            if target.starts_with('/') {
+                problems.push(format!(
+                    "{at}: an absolute path; write it relative to {file}"
+                ));
+                continue;
+            }
+            let (path, anchor) = target.split_once('#').unwrap_or((target, ""));
+            let resolved = if path.is_empty() {
+                file.clone()
+            } else {
+                match resolve(file, path) {
+                    Some(resolved) => resolved,
+                    None => {
+                        problems.push(format!("{at}: leaves the repository"));
+                        continue;
+                    }
+                }
+            };
+            // What `cargo doc` writes (API_REFERENCE.md's links into the rustdoc).
+            if resolved.starts_with("target/doc/") {
+                continue;
+            }
+            if !root.join(&resolved).exists() {
+                problems.push(format!("{at}: no such file or directory `{resolved}`"));
+                continue;
+            }
+            if anchor.is_empty() || !resolved.ends_with(".md") {
+                continue;
+            }
+            let anchor = markdown::percent_decoded(anchor);
+            if !markdown::anchors(&read(&resolved)).contains(&anchor) {
+                problems.push(format!(
+                    "{at}: {resolved} has no heading whose anchor is #{anchor}"
+                ));
+                continue;
+            }
+            // `[DESIGN §6.2](DESIGN.md#62-heartbeat)`: the number is the heading's.
+            if [DESIGN, DESIGN_KO].contains(&resolved.as_str())
+                && let Some((_, after)) = link.text.split_once('§')
+            {
+                let number: String = after
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit() || *c == '.')
+                    .collect();
+                let prefix = format!("{}-", number.trim_end_matches('.').replace('.', ""));
+                if !anchor.starts_with(&prefix) {
+                    problems.push(format!(
+                        "{at}: the text says §{number}, the anchor is another section"
+                    ));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// The numbers of DESIGN's `##` and `###` headings, in order: `(level, "6.2")`.
+fn section_numbers(path: &str) -> Vec<(usize, String)> {
+    markdown::headings(&read(path))
+        .into_iter()
+        .filter(|h| h.level >= 2)
+        .map(|h| {
+            let number: String = h
+                .text
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.')
+                .collect();
+            let number = number.trim_end_matches('.').to_owned();
+            assert!(
+                !number.is_empty() && h.text[number.len()..].starts_with(['.', ' ']),
+                "{path} line {}: the heading `{}` has no section number",
+                h.line,
+                h.text
+            );
+            (h.level, number)
+        })
+        .collect()
+}
+
+#[test]
+fn both_designs_have_the_same_numbered_sections() {
+    let english = section_numbers(DESIGN);
+    // 1, 2, ... and under 6: 6.1, 6.2, ...; nothing deeper.
+    let (mut section, mut subsection) = (0, 0);
+    for (level, number) in &english {
+        let expected = match level {
+            2 => {
+                section += 1;
+                subsection = 0;
+                section.to_string()
+            }
+            3 => {
+                subsection += 1;
+                format!("{section}.{subsection}")
+            }
+            _ => panic!("{DESIGN}: section {number} is deeper than `###`"),
+        };
+        assert_eq!(
+            number, &expected,
+            "{DESIGN}: the sections are numbered in order"
+        );
+    }
+    assert!(section >= 12, "{DESIGN} lost its sections?");
+    assert_eq!(
+        section_numbers(DESIGN_KO),
+        english,
+        "{DESIGN_KO} has the sections of {DESIGN}, with the same numbers, in the same order"
+    );
+}
+
+/// What `DESIGN §n` may cite: every numbered section, and the items of a numbered list in a
+/// section without subsections (§10.6 is the sixth invariant).
+fn citable_sections() -> BTreeSet<String> {
+    let design = read(DESIGN);
+    let headings = markdown::headings(&design);
+    let mut citable: BTreeSet<String> = section_numbers(DESIGN)
+        .into_iter()
+        .map(|(_, n)| n)
+        .collect();
+    let prose = markdown::prose(&design);
+    for (i, heading) in headings.iter().enumerate() {
+        let next = headings.get(i + 1);
+        if heading.level != 2 || next.is_some_and(|n| n.level > 2) {
+            continue;
+        }
+        let number: String = heading
+            .text
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        let end = next.map_or(usize::MAX, |n| n.line);
+        for (_, line) in prose
+            .iter()
+            .filter(|(at, _)| *at > heading.line && *at < end)
+        {
+            if let Some((item, _)) = line.split_once(". ")
+                && !item.is_empty()
+                && item.chars().all(|c| c.is_ascii_digit())
+            {
+                citable.insert(format!("{number}.{item}"));
+            }
+        }
+    }
+    citable
+}
+
+#[test]
+fn every_design_section_cited_exists() {
+    let citable = citable_sections();
+    assert!(
+        citable.contains("10.6") && citable.contains("6.2"),
+        "{citable:?}"
+    );
+    let mut problems = Vec::new();
+    for file in repository_files(&["rs", "md", "sql", "sh", "toml", "yaml", "yml", "json"]) {
+        let text = read(&file);
+        for (at, _) in text.match_indices('§') {
+            let before = text[..at].trim_end();
+            if !["DESIGN", "DESIGN.md", "DESIGN.ko.md"]
+                .iter()
+                .any(|name| before.ends_with(name))
+            {
+                continue;
+            }
+            let number: String = text[at + '§'.len_utf8()..]
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.')
+                .collect();
+            let number = number.trim_end_matches('.');
+            // `DESIGN §n` in prose about citations is no citation.
+            if !number.is_empty() && !citable.contains(number) {
+                let line = text[..at].lines().count();
+                problems.push(format!(
+                    "{file} line {line}: DESIGN §{number} does not exist"
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
