@@ -9,7 +9,7 @@ use crate::{
     store::{Plan, Service, StoreError, Tenant, User},
 };
 
-/// The features of the seed's `features.defaults` (§3.1).
+/// The features of the seed's `features.defaults` (DESIGN §8.3).
 pub(crate) const FEATURES: [&str; 6] = [
     "ai_chat",
     "file_upload",

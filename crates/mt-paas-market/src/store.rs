@@ -700,6 +700,28 @@ impl Store {
     pub async fn entitlement(&self, subscription: &Subscription) -> Result<Entitlement> {
         let plan = self.plan(&subscription.plan_id).await?;
         let tenant = self.tenant(&subscription.tenant_id).await?;
+        // What the plan lacks, and which plans have it.
+        let mut available_on: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for other in self.plans().await? {
+            if other.id == subscription.plan_id {
+                continue;
+            }
+            for (feature, on) in &other.features {
+                let here = plan
+                    .as_ref()
+                    .and_then(|p| p.features.get(feature).copied())
+                    .unwrap_or(false);
+                if *on && !here {
+                    available_on
+                        .entry(feature.clone())
+                        .or_default()
+                        .push(other.name.clone());
+                }
+            }
+        }
+        for names in available_on.values_mut() {
+            names.sort();
+        }
         Ok(Entitlement {
             service_id: subscription.service_id.clone(),
             tenant_id: subscription.tenant_id.clone(),
@@ -708,6 +730,7 @@ impl Store {
             subscription: SubscriptionInfo {
                 state: subscription.state,
                 plan: subscription.plan_id.clone(),
+                plan_name: plan.as_ref().map(|p| p.name.clone()).unwrap_or_default(),
                 expires_at: subscription.expires_at,
             },
             features: plan
@@ -718,6 +741,7 @@ impl Store {
                 requests_per_minute: plan.and_then(|p| p.requests_per_minute),
             },
             block: subscription.block.clone(),
+            available_on,
         })
     }
 

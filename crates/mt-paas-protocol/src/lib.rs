@@ -1,5 +1,5 @@
 //! The control-plane protocol between a service built on mt-paas and the marketplace
-//! (seed §5, DESIGN §6): the wire types of both directions and the Standard Webhooks signature
+//! (DESIGN §6): the wire types of both directions and the Standard Webhooks signature
 //! that authenticates the market's commands.
 //!
 //! Field names are the seed's. Every type tolerates unknown fields, so either side can add

@@ -82,7 +82,7 @@ pub fn operations() -> Vec<Operation> {
             "POST",
             "/api/v1/services/{service_id}/heartbeat",
             MARKET_API,
-            "Status report (seed §5.1); the answer carries pending commands",
+            "Status report (DESIGN §6.2); the answer carries pending commands",
             Some("Heartbeat"),
             ("200", Some("HeartbeatResponse")),
             POSTED,
@@ -118,7 +118,7 @@ pub fn operations() -> Vec<Operation> {
             "POST",
             "/api/v1/audit/alerts",
             MARKET_API,
-            "Security alert (seed §5.3), idempotent by event_id",
+            "Security alert (DESIGN §6.4), idempotent by event_id",
             Some("AuditAlert"),
             ("201", None),
             &[200, 400, 401, 404, 413, 422],
@@ -181,7 +181,7 @@ pub fn operations() -> Vec<Operation> {
             "POST",
             "/api/v1/services/{service_id}/tenants/{tenant_id}/block",
             SERVICE_CONTROL,
-            "Kill switch: block the tenant (seed §5.2)",
+            "Kill switch: block the tenant (DESIGN §6.5)",
             Some("BlockCommand"),
             ("200", Some("CommandReceipt")),
             CONTROL,
@@ -371,7 +371,7 @@ pub fn document() -> OpenApi {
                 .title("mt-paas control plane")
                 .version(env!("CARGO_PKG_VERSION"))
                 .description(Some(
-                    "Both directions between a service built on mt-paas and the marketplace (seed §5, DESIGN §6). \
+                    "Both directions between a service built on mt-paas and the marketplace (DESIGN §6). \
                      Market API paths live on the market (`marketplace.api_url` ends in `/api/v1`); service control \
                      paths live on the service and are signed by the market.",
                 ))

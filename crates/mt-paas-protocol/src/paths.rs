@@ -1,6 +1,6 @@
 //! The paths of the protocol. Service → market paths are relative to
 //! `marketplace.api_url` (e.g. `http://127.0.0.1:8505/api/v1`); market → service paths are
-//! absolute on the service (seed §5.2).
+//! absolute on the service (DESIGN §6.5).
 
 /// Service → market: `POST` a [`Heartbeat`](crate::Heartbeat).
 pub fn heartbeat(service_id: &str) -> String {
@@ -23,7 +23,7 @@ pub fn usage(service_id: &str) -> String {
     format!("/services/{service_id}/usage")
 }
 
-/// Service → market: `POST` an [`AuditAlert`](crate::AuditAlert) (seed §5.3).
+/// Service → market: `POST` an [`AuditAlert`](crate::AuditAlert) (DESIGN §6.4).
 pub const AUDIT_ALERTS: &str = "/audit/alerts";
 
 /// Service → market: `POST` a [`CommandAck`](crate::CommandAck).
@@ -46,7 +46,7 @@ pub const SSO_TOKEN: &str = "/sso/token";
 /// with (public, no API key).
 pub const JWKS: &str = "/.well-known/jwks.json";
 
-/// Market → service: `POST` a [`BlockCommand`](crate::BlockCommand) (seed §5.2).
+/// Market → service: `POST` a [`BlockCommand`](crate::BlockCommand) (DESIGN §6.5).
 pub fn block(service_id: &str, tenant_id: &str) -> String {
     format!("/api/v1/services/{service_id}/tenants/{tenant_id}/block")
 }

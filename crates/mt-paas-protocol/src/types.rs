@@ -1,4 +1,4 @@
-//! Wire types of both directions. Field names follow the seed (§5); unknown fields are
+//! Wire types of both directions. Field names follow the seed (DESIGN §6); unknown fields are
 //! ignored on reading; enums have an `Unknown` catch-all where a newer peer may add values.
 
 use std::collections::BTreeMap;
@@ -13,7 +13,7 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 // ---------------------------------------------------------------- service → market
 
-/// A service's periodic status report (seed §5.1), plus what robustness needs.
+/// A service's periodic status report (DESIGN §6.2), plus what robustness needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Heartbeat {
     /// The service, e.g. `keli_tutor`.
@@ -117,6 +117,10 @@ pub struct Entitlement {
     /// A kill-switch block in force or scheduled.
     #[serde(default)]
     pub block: Option<Block>,
+    /// For each feature the plan lacks, the names of the plans that include it (what a
+    /// refusal tells the user). Absent from older markets.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub available_on: BTreeMap<String, Vec<String>>,
 }
 
 /// A subscription as the service sees it.
@@ -126,6 +130,9 @@ pub struct SubscriptionInfo {
     pub state: SubscriptionState,
     /// The plan's id, e.g. `premium`.
     pub plan: String,
+    /// The plan's display name, e.g. `Premium` (empty from older markets).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub plan_name: String,
     /// When it ends; `None` for open-ended.
     #[serde(default, with = "time::serde::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
@@ -246,7 +253,7 @@ pub struct UsageReceipt {
     pub duplicates: u64,
 }
 
-/// A security alert (seed §5.3).
+/// A security alert (DESIGN §6.4).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct AuditAlert {
     /// The service.
@@ -341,7 +348,7 @@ pub enum ProvisioningStatus {
 // refuses a command whose signed target is absent or is not the path's or its own. A captured
 // command cannot be re-aimed at another tenant or another service that shares the secret.
 
-/// Block a tenant (seed §5.2), plus its signed target, `command_id` and a per-tenant
+/// Block a tenant (DESIGN §6.5), plus its signed target, `command_id` and a per-tenant
 /// `sequence`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct BlockCommand {

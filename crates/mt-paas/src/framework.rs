@@ -1,4 +1,4 @@
-//! [`ServiceMarketFramework`]: the one object a vendor creates (seed §4.1).
+//! [`ServiceMarketFramework`]: the one object a vendor creates (DESIGN §3.1).
 
 use std::{future::Future, net::SocketAddr, path::Path, sync::Arc};
 
@@ -429,7 +429,7 @@ impl ServiceMarketFramework {
         &self.inner.config
     }
 
-    /// The vendor's `custom.{key}` section as a typed struct (seed §3.1 `custom`).
+    /// The vendor's `custom.{key}` section as a typed struct (DESIGN §8.3 `custom`).
     pub fn custom<T: DeserializeOwned>(&self, key: &str) -> Result<T, ConfigError> {
         self.inner.config.custom(key)
     }
@@ -487,7 +487,7 @@ impl ServiceMarketFramework {
         &self.inner.audit
     }
 
-    /// A connection to the current request's tenant's database (seed §4.1 `get_tenant_db()`).
+    /// A connection to the current request's tenant's database (DESIGN §3.1 `get_tenant_db()`).
     /// The [`TenantDb`](crate::TenantDb) extractor is the same thing for handlers.
     pub async fn get_tenant_db(&self) -> Result<crate::TenantDb, DbError> {
         let tenant = crate::current_tenant().ok_or(DbError::NoTenant)?;
@@ -669,7 +669,7 @@ impl ServiceMarketFramework {
         &self.inner.activity
     }
 
-    /// Logs an activity of the current request's tenant and user (seed §4.1
+    /// Logs an activity of the current request's tenant and user (DESIGN §7.2
     /// `log_activity`); `None` outside a tenant route or with activity logging off.
     pub fn log_activity(
         &self,

@@ -1,4 +1,4 @@
-//! basic_service: the seed's §4.1 example on mt-paas. Its handlers hold business logic only;
+//! basic_service: the DESIGN §3.1 example on mt-paas. Its handlers hold business logic only;
 //! the tenant, its features and the errors come from the framework.
 
 use std::path::PathBuf;
@@ -33,7 +33,7 @@ pub fn config_path() -> PathBuf {
         })
 }
 
-/// The service's routes (seed §4.1).
+/// The service's routes (DESIGN §3.1).
 pub fn router() -> Router {
     Router::new()
         .route("/courses", get(list_courses).post(create_course))
@@ -112,7 +112,7 @@ async fn chat(
         "[{}] AI 튜터: \"{message}\"에 대해 함께 알아봅시다.",
         tenant.name()
     );
-    // Seed §4.1: the activity goes to the LRS in the background; this never waits on it.
+    // DESIGN §7.2: the activity goes to the LRS in the background; this never waits on it.
     activity.log("asked", "ai_tutor", json!({ "message_length": length }));
     Ok(Json(json!({
         "tenant_id": tenant.id(),

@@ -1,4 +1,4 @@
-//! `cargo run -p basic_service`: the seed's §4 example service on 127.0.0.1:8000.
+//! `cargo run -p basic_service`: the example service of DESIGN §3.1 on 127.0.0.1:8000.
 
 use mt_paas::ServiceMarketFramework;
 

@@ -252,7 +252,7 @@ async fn premium_feature_needs_quiz_and_speaks_both_languages() {
     ko.problem(403, "feature_not_available");
     assert_eq!(
         ko.body["detail"],
-        "이 기능은 Premium 요금제에서 사용 가능합니다"
+        "이 기능은 현재 요금제에 포함되어 있지 않습니다"
     );
     let en = get(
         server.addr,
@@ -263,7 +263,7 @@ async fn premium_feature_needs_quiz_and_speaks_both_languages() {
     en.problem(403, "feature_not_available");
     assert_eq!(
         en.body["detail"],
-        "This feature is available on the Premium plan."
+        "This feature is not part of the tenant's plan."
     );
     assert!(en.head.contains("content-language: en"));
 

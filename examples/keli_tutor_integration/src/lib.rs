@@ -1,4 +1,4 @@
-//! keli_tutor on mt-paas (seed §6 phase 4): a RAG-style tutor whose tenants each get their
+//! keli_tutor on mt-paas (DESIGN §2.1): a RAG-style tutor whose tenants each get their
 //! own containers (DOCKER_PER_TENANT: the service, Postgres with pgvector, Chroma), their own
 //! documents and vector collection, and a premium-only quiz. The handlers hold business logic
 //! only; tenant, plan, isolation and activity logging come from the framework.
@@ -118,7 +118,7 @@ pub fn router(settings: Settings) -> Router {
 }
 
 /// A deterministic local embedding: hashed word unigrams and bigrams, L2-normalised. It
-/// stands in for a real embedding model (seed §7: the model is the vendor's choice) and is
+/// stands in for a real embedding model (DESIGN §5.7: the model is the vendor's choice) and is
 /// good enough to find the chunk that shares a question's words.
 pub fn embed(text: &str) -> Vec<f32> {
     let mut v = vec![0.0f32; DIMENSION];
@@ -361,7 +361,7 @@ async fn ask(
             tenant.name()
         ),
     };
-    // An xAPI statement per question (seed §4.1), sent in the background.
+    // An xAPI statement per question (DESIGN §7.2), sent in the background.
     let statement = activity.log(
         "asked",
         "keli_tutor/question",
@@ -377,7 +377,7 @@ async fn ask(
 }
 
 async fn quiz(tenant: Tenant, mut db: TenantDb) -> Result<Json<Value>, ApiError> {
-    // Premium only: 403 with the seed's §4.3 message for other plans.
+    // Premium only: 403 with the DESIGN §3.3 message for other plans.
     tenant.require_feature("quiz")?;
     let rows: Vec<(String, String)> = with_db!(db, conn => {
         sqlx::query_as(

@@ -1,4 +1,4 @@
-//! Typed configuration (seed §3): `mt_paas_config.yaml`, an optional `{env}` overlay, and
+//! Typed configuration (DESIGN §8): `mt_paas_config.yaml`, an optional `{env}` overlay, and
 //! embedded defaults for every key that is absent.
 //!
 //! ```
@@ -41,7 +41,7 @@ pub use crate::core::models::IsolationMode;
 /// The embedded defaults: every key that a configuration file leaves out takes its value here.
 pub const DEFAULTS_YAML: &str = include_str!("defaults.yaml");
 
-/// The whole configuration (seed §3.1).
+/// The whole configuration (DESIGN §8.3).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
@@ -250,7 +250,7 @@ pub struct DockerConfig {
     /// `{tenant_id}` the tenant. Its user, password and database name also fill the `.env`.
     pub database_url: DatabaseUrl,
     /// The database's port within a block: `port_range_start + index × size + offset`
-    /// (seed §4.2: 10202).
+    /// (DESIGN §5.6: 10202).
     pub db_port_offset: u16,
 }
 

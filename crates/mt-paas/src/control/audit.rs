@@ -1,4 +1,4 @@
-//! [`AuditLogger`]: security events to the market's `/audit/alerts` (seed §5.3), through the
+//! [`AuditLogger`]: security events to the market's `/audit/alerts` (DESIGN §7.3), through the
 //! durable outbox. High and critical alerts are written before `report` returns and leave at
 //! once; lower ones ride the outbox's normal flow.
 //!
@@ -25,7 +25,7 @@ use crate::{
     outbox::{Item, Kind, Outbox, uuid_v4},
 };
 
-/// The seed's alert type for a token of one tenant used on another (§5.3).
+/// The seed's alert type for a token of one tenant used on another (DESIGN §7.3).
 pub const CROSS_TENANT_ACCESS_ATTEMPT: &str = "cross_tenant_access_attempt";
 /// A control command whose signature, timestamp, id or target was refused.
 pub const SIGNATURE_FAILURE: &str = "control_signature_failure";

@@ -1,5 +1,5 @@
 //! [`Heartbeat`]: every `marketplace.heartbeat_interval` seconds, the seed's status report
-//! (§5.1) plus the replica's id, a sequence number and the window's raw counters; the market's
+//! (DESIGN §6.2) plus the replica's id, a sequence number and the window's raw counters; the market's
 //! answer carries commands waiting for this service (the pull path of the kill switch), which
 //! are applied and acknowledged. A market outage is logged and retried at the next beat: the
 //! heartbeat resumes by itself, and no request ever waits on it.

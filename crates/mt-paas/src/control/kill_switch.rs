@@ -1,4 +1,4 @@
-//! [`KillSwitch`]: the market's block and unblock commands (seed §5.2), persisted in the
+//! [`KillSwitch`]: the market's block and unblock commands (DESIGN §6.8), persisted in the
 //! central DB before they are acknowledged, ordered by their per-tenant `sequence`, and
 //! enforced on every request — also while the market is unreachable, and after a restart.
 

@@ -1,4 +1,4 @@
-//! The control plane on the service (seed §5.2, DESIGN §6): the market's signed commands —
+//! The control plane on the service (DESIGN §6.5): the market's signed commands —
 //! block, unblock, provision, deprovision — and its event hints.
 //!
 //! Every command is verified before anything else ([`Signed`]): the Standard Webhooks

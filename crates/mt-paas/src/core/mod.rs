@@ -1,4 +1,4 @@
-//! The tenant model (seed §7 `core/`): [`models`], the registry ([`manager`]) in the
+//! The tenant model (DESIGN §2.2 `core/`): [`models`], the registry ([`manager`]) in the
 //! [`central`] database, and the request-facing [`Tenant`](tenant::Tenant).
 
 pub mod background;

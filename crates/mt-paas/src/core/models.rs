@@ -173,7 +173,7 @@ impl FromStr for TenantStatus {
     }
 }
 
-/// How a tenant's data is kept apart from other tenants' (seed §3.1 `isolation.mode`).
+/// How a tenant's data is kept apart from other tenants' (DESIGN §5.2 `isolation.mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum IsolationMode {

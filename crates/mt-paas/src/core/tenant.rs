@@ -147,13 +147,46 @@ impl Tenant {
     }
 
     /// `Ok` when the plan includes `feature`; otherwise the 403 `feature_not_available`
-    /// problem (seed §4.3: "이 기능은 Premium 요금제에서 사용 가능합니다").
+    /// problem (DESIGN §3.3). With the market deciding plans it names the tenant's plan and
+    /// the plans that include the feature — "이 기능은 Premium 요금제에서 사용 가능합니다
+    /// (현재 요금제: Basic)" — with `plan` and `available_on` members; without a market it
+    /// says the feature is not part of the tenant's plan.
     pub fn require_feature(&self, feature: &str) -> Result<(), ApiError> {
         if self.has_feature(feature) {
-            Ok(())
-        } else {
-            Err(ApiError::new(ProblemCode::FeatureNotAvailable).member("feature", feature))
+            return Ok(());
         }
+        let mut error = ApiError::new(ProblemCode::FeatureNotAvailable).member("feature", feature);
+        let Some(cached) = self.entitlement() else {
+            return Err(error);
+        };
+        let subscription = &cached.entitlement.subscription;
+        let plan = if subscription.plan_name.is_empty() {
+            subscription.plan.as_str()
+        } else {
+            subscription.plan_name.as_str()
+        };
+        error = error.member("plan", subscription.plan.as_str());
+        let elsewhere = cached
+            .entitlement
+            .available_on
+            .get(feature)
+            .filter(|names| !names.is_empty());
+        Err(match elsewhere {
+            Some(names) => {
+                let list = names.join(", ");
+                let noun = if names.len() == 1 { "plan" } else { "plans" };
+                error
+                    .member("available_on", names.clone())
+                    .localized_detail(
+                        format!("이 기능은 {list} 요금제에서 사용 가능합니다 (현재 요금제: {plan})"),
+                        format!("This feature is available on the {list} {noun} (the tenant's plan: {plan})."),
+                    )
+            }
+            None => error.localized_detail(
+                format!("이 기능은 현재 요금제({plan})에 포함되어 있지 않습니다"),
+                format!("This feature is not part of the tenant's plan ({plan})."),
+            ),
+        })
     }
 }
 

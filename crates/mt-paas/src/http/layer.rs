@@ -187,6 +187,13 @@ async fn convert(response: Response, locale: Locale) -> Response {
         if !text.is_empty() {
             tracing::error!(%status, body = text, "error response replaced by a problem");
         }
+    } else if let Some(explained) = super::rejection::explain(text) {
+        // serde's reason, read into the field and a message in each language.
+        tracing::debug!(%status, reason = text, "request refused");
+        if let Some(field) = explained.field {
+            error = error.member("field", field);
+        }
+        error = error.localized_detail(explained.ko, explained.en);
     } else if !text.is_empty() {
         error = error.member("reason", text);
     }

@@ -4,6 +4,7 @@ mod client;
 mod layer;
 mod locale;
 mod problem;
+mod rejection;
 
 pub(crate) use self::layer::panic_response;
 pub use self::{

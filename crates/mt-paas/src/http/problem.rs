@@ -248,8 +248,8 @@ impl ProblemCode {
                 StatusCode::FORBIDDEN,
                 "이용할 수 없는 기능",
                 "Feature not available",
-                "이 기능은 Premium 요금제에서 사용 가능합니다",
-                "This feature is available on the Premium plan.",
+                "이 기능은 현재 요금제에 포함되어 있지 않습니다",
+                "This feature is not part of the tenant's plan.",
             ),
             Self::CentralDbUnavailable => t(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -481,11 +481,19 @@ pub struct ApiError {
     code: ProblemCode,
     status: StatusCode,
     params: Vec<(&'static str, Param)>,
-    detail: Option<Cow<'static, str>>,
+    detail: Option<Detail>,
     members: Map<String, Value>,
     headers: Vec<(HeaderName, HeaderValue)>,
     /// What went wrong inside, for the log (never the body).
     cause: Option<std::sync::Arc<str>>,
+}
+
+/// A detail that replaces the code's own.
+#[derive(Debug, Clone)]
+enum Detail {
+    Fixed(Cow<'static, str>),
+    /// Korean, English (boxed: an `ApiError` stays small in every `Result`).
+    Localized(Box<(Cow<'static, str>, Cow<'static, str>)>),
 }
 
 impl ApiError {
@@ -539,7 +547,17 @@ impl ApiError {
 
     /// Replaces the localized detail with a text given as is (a market's message).
     pub fn detail(mut self, detail: impl Into<Cow<'static, str>>) -> Self {
-        self.detail = Some(detail.into());
+        self.detail = Some(Detail::Fixed(detail.into()));
+        self
+    }
+
+    /// Replaces the code's detail with one worded per language.
+    pub fn localized_detail(
+        mut self,
+        ko: impl Into<Cow<'static, str>>,
+        en: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        self.detail = Some(Detail::Localized(Box::new((ko.into(), en.into()))));
         self
     }
 
@@ -585,9 +603,11 @@ impl ApiError {
             Locale::Ko => (text.ko_title, text.ko_detail),
             Locale::En => (text.en_title, text.en_detail),
         };
-        let detail = match &self.detail {
-            Some(detail) => Cow::Borrowed(detail.as_ref()),
-            None => self.fill(template, locale),
+        let detail = match (&self.detail, locale) {
+            (Some(Detail::Fixed(detail)), _) => Cow::Borrowed(detail.as_ref()),
+            (Some(Detail::Localized(both)), Locale::Ko) => Cow::Borrowed(both.0.as_ref()),
+            (Some(Detail::Localized(both)), Locale::En) => Cow::Borrowed(both.1.as_ref()),
+            (None, _) => self.fill(template, locale),
         };
         let code = self.code.as_str();
         let mut out = Vec::with_capacity(160 + title.len() + detail.len());

@@ -1,4 +1,4 @@
-//! [`ActivityLogger`]: learning activities as xAPI 1.0.3 statements (seed §4.1
+//! [`ActivityLogger`]: learning activities as xAPI 1.0.3 statements (DESIGN §7.2
 //! `log_activity`), sent in batches to `logging.activity_log.endpoint` through the outbox.
 //!
 //! ```no_run
@@ -195,7 +195,7 @@ pub struct Activity {
 }
 
 impl Activity {
-    /// Logs `verb` on `object` with `result` (seed §4.1); never waits on the network.
+    /// Logs `verb` on `object` with `result` (DESIGN §7.2); never waits on the network.
     pub fn log(&self, verb: &str, object: &str, result: Value) -> Option<String> {
         self.logger.log(
             &self.tenant,

@@ -1,4 +1,4 @@
-//! Integrations with the marketplace (seed §7 `integrations/`).
+//! Integrations with the marketplace (DESIGN §2.2 `integrations/`).
 
 pub mod activity_log;
 pub mod entitlements;

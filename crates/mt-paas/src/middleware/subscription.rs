@@ -1,5 +1,5 @@
 //! [`SubscriptionLayer`]: whether the tenant's subscription and the kill switch let the
-//! request through, and which features its plan has (DESIGN §6, seed §4.3, §5.2).
+//! request through, and which features its plan has (DESIGN §4.4, §6.8).
 //!
 //! Runs after [`TenantLayer`](crate::TenantLayer). With `marketplace.subscription_check`, the
 //! tenant's entitlement decides: `active` passes (with the plan's features when

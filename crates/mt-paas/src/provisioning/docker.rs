@@ -1,4 +1,4 @@
-//! DOCKER_PER_TENANT (seed §2.2): each tenant a compose project rendered from
+//! DOCKER_PER_TENANT (DESIGN §5.6): each tenant a compose project rendered from
 //! `templates/docker-compose.template.yml` and `templates/.env.template`, with a block of
 //! `port_range_size` ports at `port_range_start + index × port_range_size`.
 

@@ -1,4 +1,4 @@
-//! Tenant provisioning (seed §2.2 `create_tenant` / `destroy_tenant`): a resumable saga.
+//! Tenant provisioning (DESIGN §5.5 `create_tenant` / `destroy_tenant`): a resumable saga.
 //!
 //! `create`: register (status `provisioning`) → port block and stack (DOCKER_PER_TENANT) →
 //! database, schema or file → the vendor's migrations → seed → `active`. The registry row is

@@ -2,7 +2,7 @@
 //! collection to one tenant, whatever the store.
 //!
 //! A collection `documents` of tenant `hallym` is `{collection_prefix}hallym_documents` in the
-//! store (seed §3.1). Collection names within a tenant may not contain `_`, so the last `_`
+//! store (DESIGN §5.7). Collection names within a tenant may not contain `_`, so the last `_`
 //! of a stored name always separates tenant and collection: tenant `a` cannot reach tenant
 //! `a_b`'s collections by naming `b_documents`, and listing shows a tenant only its own.
 //! Every name is built from the validated [`TenantId`] of the request; a handler never

@@ -422,7 +422,7 @@ async fn features_public_routes_and_errors_are_problems() {
     quiz.assert_problem(403, "feature_not_available");
     assert_eq!(
         quiz.body["detail"],
-        "이 기능은 Premium 요금제에서 사용 가능합니다"
+        "이 기능은 현재 요금제에 포함되어 있지 않습니다"
     );
     assert_eq!(quiz.body["feature"], "quiz");
     let quiz_en = app
@@ -433,7 +433,7 @@ async fn features_public_routes_and_errors_are_problems() {
         .await;
     assert_eq!(
         quiz_en.body["detail"],
-        "This feature is available on the Premium plan."
+        "This feature is not part of the tenant's plan."
     );
 
     for path in ["/healthz", "/readyz"] {

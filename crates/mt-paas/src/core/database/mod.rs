@@ -1,5 +1,5 @@
 //! [`DatabaseRouter`] and the [`TenantDb`] extractor: a connection to the request's tenant's
-//! own database, whatever the isolation mode (seed §4.2).
+//! own database, whatever the isolation mode (DESIGN §5.2).
 //!
 //! The same handler runs in every mode and on SQLite or Postgres; [`with_db!`](crate::with_db)
 //! runs one block of sqlx code on whichever connection the tenant has:

@@ -52,7 +52,7 @@ pub fn require_user() -> GuardLayer {
 }
 
 /// Routes behind this need the tenant's plan to include `feature` (403
-/// `feature_not_available` otherwise, seed §4.3).
+/// `feature_not_available` otherwise, DESIGN §3.3).
 pub fn require_feature(feature: &'static str) -> GuardLayer {
     GuardLayer::new(move |extensions| match extensions.get::<Tenant>() {
         Some(tenant) => tenant.require_feature(feature),

@@ -248,7 +248,7 @@ where
                     .map(|c| c.0.ip().to_string())
                     .unwrap_or_default();
                 if let Some(audit) = &state.audit {
-                    // One durable alert per attempt (seed §5.3): the caller holds a verified
+                    // One durable alert per attempt (DESIGN §6.4): the caller holds a verified
                     // token, so every attempt is someone's, and each is worth its record.
                     audit
                         .report(

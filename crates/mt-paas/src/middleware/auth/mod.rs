@@ -23,7 +23,7 @@
 //! A bearer token that fails verification — forged, expired, `alg: none`, another algorithm —
 //! is 401 on every route. A verified token whose `tenant_id` is another tenant's is 403
 //! `cross_tenant_access`, and with `security.cross_tenant_audit` a `cross_tenant_access_attempt`
-//! alert goes to the market (seed §5.3).
+//! alert goes to the market (DESIGN §6.4).
 
 mod guard;
 mod jwks;

@@ -15,7 +15,7 @@
 //! # }
 //! ```
 //!
-//! Methods are tried in the order of `tenant_identification.methods` (seed §3.1): `header`
+//! Methods are tried in the order of `tenant_identification.methods` (DESIGN §4.2): `header`
 //! (`X-Tenant-ID`), `subdomain` (`extract_pattern` on the host name without port; an IP
 //! literal or a single label such as `localhost` yields nothing), `jwt_claim` (only after the
 //! bearer token's HS256 signature verifies), `query_param`. The first that yields a value
