@@ -111,3 +111,62 @@ fn summary(statement: &Value) -> String {
         text(&statement["object"]["definition"]["name"]["en-US"]),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    fn statement(id: &str, tenant: &str) -> Value {
+        json!({
+            "id": id,
+            "actor": {"objectType": "Agent", "account": {"homePage": format!("https://m/tenants/{tenant}"), "name": "alice"}},
+            "verb": {"id": "http://adlnet.gov/expapi/verbs/asked", "display": {"en-US": "asked"}},
+            "object": {"objectType": "Activity", "id": "https://x/ai_tutor", "definition": {"name": {"en-US": "ai_tutor"}}},
+            "context": {"extensions": {super::TENANT_EXTENSION: tenant}},
+        })
+    }
+
+    /// What mt-paas's LRS client sends is stored once per id and listed newest first; a body
+    /// that is not a statement is a 400.
+    #[tokio::test]
+    async fn statements_are_stored_once_and_listed() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = super::spawn(listener).unwrap();
+        let client = reqwest::Client::new();
+        let post = |body: Value| {
+            client
+                .post(format!("{base}/statements"))
+                .header("X-Experience-API-Version", "1.0.3")
+                .json(&body)
+                .send()
+        };
+        let answer = post(json!([statement("s1", "hallym"), statement("s2", "korea")]))
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+        assert_eq!(answer.json::<Vec<String>>().await.unwrap(), ["s1", "s2"]);
+        // A resend (the outbox retries) is not stored twice; one statement alone is taken too.
+        assert_eq!(post(statement("s1", "hallym")).await.unwrap().status(), 200);
+        assert_eq!(post(json!("nope")).await.unwrap().status(), 400);
+        assert_eq!(post(json!([{"verb": {}}])).await.unwrap().status(), 400);
+        let listed: Value = client
+            .get(format!("{base}/statements"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let ids: Vec<&str> = listed["statements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["s2", "s1"]);
+        assert_eq!(
+            super::summary(&statement("s3", "snu")),
+            "snu  alice  asked  ai_tutor  "
+        );
+    }
+}
