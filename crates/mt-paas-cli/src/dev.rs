@@ -207,7 +207,7 @@ fn print_try(url: &str, lang: Lang) {
     println!(
         "{}",
         lang.pick(
-            "둘 다 준비되었습니다. 해 보십시오 (요금제는 마켓이 정합니다: hallym은 premium, korea와 snu는 basic):",
+            "둘 다 준비되었습니다. 다음 명령을 실행해 보십시오(요금제는 마켓이 정합니다. hallym은 premium, korea와 snu는 basic입니다):",
             "Both are up. Try (the market decides plans: hallym is premium, korea and snu basic):"
         )
     );
@@ -220,8 +220,8 @@ fn print_try(url: &str, lang: Lang) {
     println!(
         "  curl -X POST -H 'X-Tenant-ID: hallym' -H 'Content-Type: application/json' -d '{{\"message\":\"안녕하세요\"}}' {url}/chat   # {}",
         lang.pick(
-            "활동 로그가 위 LRS 줄에 표시됩니다",
-            "the activity shows on an LRS line"
+            "활동은 LRS가 activity 줄로 출력합니다",
+            "the LRS prints the activity as an activity line"
         )
     );
     println!("  curl -H 'X-Tenant-ID: hallym' {url}/premium-feature          # premium: 200");

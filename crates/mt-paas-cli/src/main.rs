@@ -582,10 +582,12 @@ fn print_table(tenants: &[TenantRecord], default_mode: IsolationMode) {
         println!("no tenants");
         return;
     }
+    // Columns by display width: a Hangul syllable takes two cells of a terminal.
+    let cells = |text: &str| unicode_width::UnicodeWidthStr::width(text);
     let width = |f: &dyn Fn(&TenantRecord) -> String, title: &str| {
         tenants
             .iter()
-            .map(|t| f(t).chars().count())
+            .map(|t| cells(&f(t)))
             .max()
             .unwrap_or(0)
             .max(title.len())
@@ -597,9 +599,9 @@ fn print_table(tenants: &[TenantRecord], default_mode: IsolationMode) {
         "ID", "NAME", "STATUS", "ISOLATION"
     );
     for t in tenants {
-        let pad = name_w - t.display_name.chars().count() + t.display_name.len();
+        let pad = " ".repeat(name_w.saturating_sub(cells(&t.display_name)));
         println!(
-            "{:<id_w$}  {:<pad$}  {:<12}  {:<19}  {}",
+            "{:<id_w$}  {}{pad}  {:<12}  {:<19}  {}",
             t.id.as_str(),
             t.display_name,
             t.status.as_str(),

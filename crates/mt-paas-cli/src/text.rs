@@ -36,14 +36,14 @@ impl Lang {
 
 /// Korean help: (command path, argument id or "" for the command itself, text).
 const HELP_KO: &[(&str, &str, &str)] = &[
-    ("", "", "mt-paas: 설정과 테넌트 수명 주기"),
+    ("", "", "mt-paas: 설정과 테넌트 수명 주기를 다룹니다"),
     ("", "config", "설정 파일"),
     (
         "",
         "env",
         "덧씌울 환경 설정 (mt_paas_config.{env}.yaml); 기본값: $MT_PAAS_ENV",
     ),
-    ("config", "", "설정 파일 다루기"),
+    ("config", "", "설정 파일을 다룹니다"),
     (
         "config check",
         "",
@@ -54,11 +54,15 @@ const HELP_KO: &[(&str, &str, &str)] = &[
         "quiet",
         "실제 적용되는 설정은 빼고 문제(또는 \"ok\")만 출력",
     ),
-    ("tenant", "", "설정이 가리키는 중앙 DB의 테넌트 관리"),
+    (
+        "tenant",
+        "",
+        "설정이 가리키는 중앙 DB의 테넌트를 관리합니다",
+    ),
     (
         "tenant create",
         "",
-        "테넌트 프로비저닝: 레지스트리, 데이터베이스(또는 스키마, Docker 스택), 마이그레이션, 시드. 중단된 작업은 다시 실행하면 이어집니다.",
+        "테넌트를 프로비저닝합니다: 레지스트리, 데이터베이스(또는 스키마, Docker 스택), 마이그레이션, 시드. 중단된 작업은 다시 실행하면 이어집니다.",
     ),
     (
         "tenant create",
@@ -74,7 +78,7 @@ const HELP_KO: &[(&str, &str, &str)] = &[
     (
         "tenant destroy",
         "",
-        "테넌트 삭제: 데이터를 provisioning.archive_dir에 보관한 뒤 지웁니다",
+        "테넌트를 삭제합니다: 데이터를 provisioning.archive_dir에 보관한 뒤 지웁니다.",
     ),
     ("tenant destroy", "id", "테넌트 ID"),
     (
@@ -85,7 +89,7 @@ const HELP_KO: &[(&str, &str, &str)] = &[
     (
         "tenant restore",
         "",
-        "`destroy`가 만든 보관본에서 삭제된 테넌트를 되살림",
+        "`destroy`가 만든 보관본에서 삭제된 테넌트를 되살립니다.",
     ),
     ("tenant restore", "id", "테넌트 ID"),
     ("tenant restore", "from", "보관본 (`.db` 또는 `.dump`)"),
@@ -97,7 +101,7 @@ const HELP_KO: &[(&str, &str, &str)] = &[
     (
         "tenant migrate",
         "",
-        "테넌트를 최신 마이그레이션까지 올림; 이미 최신이면 건너뜀",
+        "테넌트를 최신 마이그레이션까지 올립니다. 이미 최신이면 건너뜁니다.",
     ),
     ("tenant migrate", "id", "테넌트 하나"),
     ("tenant migrate", "all", "활성 또는 정지된 모든 테넌트"),
@@ -106,45 +110,45 @@ const HELP_KO: &[(&str, &str, &str)] = &[
         "concurrency",
         "동시에 마이그레이션할 테넌트 수",
     ),
-    ("tenant list", "", "테넌트 목록"),
+    ("tenant list", "", "테넌트 목록을 보여 줍니다"),
     ("tenant list", "json", "표 대신 JSON으로 출력"),
-    ("tenant show", "", "테넌트 하나 보기"),
+    ("tenant show", "", "테넌트 하나를 보여 줍니다"),
     ("tenant show", "id", "테넌트 ID"),
     ("tenant show", "json", "텍스트 대신 JSON으로 출력"),
     (
         "token",
         "",
-        "auth.jwt.secret으로 서명한 JWT 발급 (개발과 테스트용)",
+        "auth.jwt.secret으로 서명한 JWT를 발급합니다 (개발과 테스트용)",
     ),
     ("token", "tenant", "tenant_id 클레임"),
     ("token", "sub", "sub 클레임 (사용자 ID)"),
     (
         "outbox",
         "",
-        "아웃박스 점검과 복구 (감사 알림, 사용량, xAPI 문장)",
+        "아웃박스를 점검하고 복구합니다 (감사 알림, 사용량, xAPI 문장)",
     ),
-    ("outbox list", "", "상태별 개수, 그리고 최근 항목"),
+    ("outbox list", "", "상태별 개수와 최근 항목을 보여 줍니다"),
     ("outbox list", "status", "이 상태의 항목만"),
     ("outbox list", "limit", "항목 수"),
     ("outbox list", "json", "JSON으로 출력"),
     (
         "outbox retry",
         "",
-        "실패로 격리된 항목을 다시 대기열에 넣음 (하나 또는 전부)",
+        "실패로 격리된 항목을 다시 대기열에 넣습니다 (하나 또는 전부)",
     ),
     ("outbox retry", "id", "항목 ID"),
     ("outbox retry", "all", "격리된 항목 전부"),
     (
         "outbox purge",
         "",
-        "일정 시간이 지난 전달 완료 또는 실패 항목 삭제",
+        "일정 시간이 지난 전달 완료 또는 실패 항목을 지웁니다",
     ),
     ("outbox purge", "status", "어떤 항목"),
     ("outbox purge", "older_than", "이 초보다 오래된 항목만"),
     (
         "dev",
         "",
-        "이 컴퓨터에서 전체 흐름 실행: 127.0.0.1:8505의 레퍼런스 마켓, 개발용 LRS, MT_PAAS_ENV=dev인 서비스 (Ctrl-C까지)",
+        "이 컴퓨터에서 전체 흐름을 실행합니다: 127.0.0.1:8505의 참조 마켓, 개발용 LRS, MT_PAAS_ENV=dev인 서비스 (Ctrl-C까지)",
     ),
     (
         "dev",

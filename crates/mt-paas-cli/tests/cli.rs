@@ -47,7 +47,7 @@ fn help_is_in_korean_when_the_locale_asks_for_it() {
     );
     assert!(ko.status.success());
     let ko = text(&ko.stdout);
-    assert!(ko.contains("테넌트 프로비저닝"), "{ko}");
+    assert!(ko.contains("테넌트를 프로비저닝합니다"), "{ko}");
     assert!(ko.contains("사용법: mt-paas tenant create"), "{ko}");
     assert!(ko.contains("격리 모드"), "{ko}");
     assert!(ko.contains("도움말 출력"), "{ko}");
@@ -261,6 +261,17 @@ fn tenant_create_list_show() {
             && lines[1].contains("active")
     );
     assert!(lines[2].starts_with("snu") && lines[2].contains("DATABASE_PER_TENANT"));
+    // The columns line up on a terminal, Hangul (two cells a syllable) or not.
+    let status_cell = |line: &str| {
+        let at = line.find("active").unwrap();
+        unicode_width::UnicodeWidthStr::width(&line[..at])
+    };
+    assert_eq!(status_cell(lines[1]), status_cell(lines[2]), "{stdout}");
+    assert_eq!(
+        unicode_width::UnicodeWidthStr::width(&lines[0][..lines[0].find("STATUS").unwrap()]),
+        status_cell(lines[1]),
+        "{stdout}"
+    );
 
     let out = mt_paas(d, &["tenant", "list", "--json"], &[]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -139,6 +139,8 @@ struct Inner {
     ready: tokio::sync::Mutex<Option<(std::time::Instant, bool)>>,
     /// Delivery, heartbeats, usage periods, sync, the change feed: stopped at shutdown.
     background: Background,
+    /// Whether the heartbeat runs (from the first `serve`).
+    heartbeat_started: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for ServiceMarketFramework {
@@ -376,9 +378,6 @@ impl ServiceMarketFramework {
                 Duration::from_secs(market.heartbeat_interval),
             )
         });
-        if let Some(heartbeat) = &heartbeat {
-            heartbeat.spawn(&background);
-        }
         let activity = ActivityLogger::new(&config, outbox.clone());
         let feed = ChangeFeed {
             tenants: tenants.clone(),
@@ -420,6 +419,7 @@ impl ServiceMarketFramework {
                 sso,
                 ready: tokio::sync::Mutex::new(None),
                 background,
+                heartbeat_started: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
@@ -593,6 +593,17 @@ impl ServiceMarketFramework {
     ) -> Result<(), Error> {
         if let Ok(addr) = listener.local_addr() {
             tracing::info!(service = %self.inner.config.service.id, %addr, "serving");
+        }
+        // Heartbeats tell the market this service is up, and it pushes commands at once: so
+        // they start only now that the listener is bound (never before, or those pushes meet
+        // a closed port), and only once whatever serves.
+        if let Some(heartbeat) = &self.inner.heartbeat
+            && !self
+                .inner
+                .heartbeat_started
+                .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            heartbeat.spawn(&self.inner.background);
         }
         axum::serve(
             listener,

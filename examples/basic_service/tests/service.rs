@@ -252,7 +252,7 @@ async fn premium_feature_needs_quiz_and_speaks_both_languages() {
     ko.problem(403, "feature_not_available");
     assert_eq!(
         ko.body["detail"],
-        "이 기능은 현재 요금제에 포함되어 있지 않습니다"
+        "이 기능은 현재 요금제에 포함되어 있지 않습니다."
     );
     let en = get(
         server.addr,

@@ -149,7 +149,7 @@ impl Tenant {
     /// `Ok` when the plan includes `feature`; otherwise the 403 `feature_not_available`
     /// problem (DESIGN §3.3). With the market deciding plans it names the tenant's plan and
     /// the plans that include the feature — "이 기능은 Premium 요금제에서 사용 가능합니다
-    /// (현재 요금제: Basic)" — with `plan` and `available_on` members; without a market it
+    /// (현재 요금제: Basic)." — with `plan` and `available_on` members; without a market it
     /// says the feature is not part of the tenant's plan.
     pub fn require_feature(&self, feature: &str) -> Result<(), ApiError> {
         if self.has_feature(feature) {
@@ -178,12 +178,12 @@ impl Tenant {
                 error
                     .member("available_on", names.clone())
                     .localized_detail(
-                        format!("이 기능은 {list} 요금제에서 사용 가능합니다 (현재 요금제: {plan})"),
+                        format!("이 기능은 {list} 요금제에서 사용 가능합니다 (현재 요금제: {plan})."),
                         format!("This feature is available on the {list} {noun} (the tenant's plan: {plan})."),
                     )
             }
             None => error.localized_detail(
-                format!("이 기능은 현재 요금제({plan})에 포함되어 있지 않습니다"),
+                format!("이 기능은 현재 요금제({plan})에 포함되어 있지 않습니다."),
                 format!("This feature is not part of the tenant's plan ({plan})."),
             ),
         })

@@ -248,7 +248,7 @@ impl ProblemCode {
                 StatusCode::FORBIDDEN,
                 "이용할 수 없는 기능",
                 "Feature not available",
-                "이 기능은 현재 요금제에 포함되어 있지 않습니다",
+                "이 기능은 현재 요금제에 포함되어 있지 않습니다.",
                 "This feature is not part of the tenant's plan.",
             ),
             Self::CentralDbUnavailable => t(

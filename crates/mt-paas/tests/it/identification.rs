@@ -422,7 +422,7 @@ async fn features_public_routes_and_errors_are_problems() {
     quiz.assert_problem(403, "feature_not_available");
     assert_eq!(
         quiz.body["detail"],
-        "이 기능은 현재 요금제에 포함되어 있지 않습니다"
+        "이 기능은 현재 요금제에 포함되어 있지 않습니다."
     );
     assert_eq!(quiz.body["feature"], "quiz");
     let quiz_en = app
