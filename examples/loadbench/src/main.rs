@@ -1,18 +1,20 @@
-//! `loadbench bare|full|market DIR PORT`: the two servers of the HTTP load benchmark
-//! (`benches/load.sh` drives them with wrk).
+//! `loadbench MODE DIR PORT`: the servers of the HTTP load benchmarks (`benches/load.sh` and
+//! `benches/pg.sh` drive them with wrk).
 //!
 //! - `bare`: axum + sqlx on one SQLite file, `GET /courses` → `SELECT … LIMIT 10` → JSON.
-//! - `full`: the same handler behind mt-paas — tenant identification, JWT auth,
-//!   subscription (entitlements from the reference market at `LOADBENCH_MARKET`), kill
-//!   switch, rate limit, usage — with `LOADBENCH_TENANTS` (100) tenants, each in its own
-//!   SQLite file (DATABASE_PER_TENANT), or with `LOADBENCH_MODE=schema` each a schema of one
-//!   local Postgres database; `LOADBENCH_BUDGET` is `database.tenant.max_connections` (200).
-//!   It writes `DIR/tokens.txt` (one `tenant token` per line) for wrk's script.
+//! - `pg-bare`: the same by hand on Postgres, a schema or a database per tenant (`pg.rs`).
+//! - `full`: the same handler behind mt-paas, with `LOADBENCH_TENANTS` (100) tenants `t000…`
+//!   in SQLite files, Postgres schemas or Postgres databases (`LOADBENCH_MODE`), behind the
+//!   whole guard or identification alone (`LOADBENCH_STACK`; see [`full`]);
+//!   `LOADBENCH_BUDGET` is `database.tenant.max_connections` (200). It writes
+//!   `DIR/tokens.txt` (one `tenant token` per line) for wrk's scripts.
 //! - `market`: the reference market, in a process of its own.
 //! - `flood-server`: a service whose control endpoints take the market's signed commands.
 //! - `flood`: the signature flood against it (`benches/flood.sh`): four clients sending
 //!   commands whose `webhook-signature` is `"v1, "` 95,000 times with a 60 KiB body, while a
 //!   probe times `/healthz`; prints the latencies of both, and of `/healthz` alone first.
+
+mod pg;
 
 use std::{path::Path, str::FromStr};
 
@@ -33,7 +35,7 @@ const MIGRATION: &str =
     "CREATE TABLE courses (id INTEGER PRIMARY KEY AUTOINCREMENT, title TEXT NOT NULL);";
 
 #[derive(Serialize, sqlx::FromRow)]
-struct Course {
+pub(crate) struct Course {
     id: i64,
     title: String,
 }
@@ -111,98 +113,156 @@ async fn market(dir: &Path, port: u16) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The mt-paas service of the benchmarks. `LOADBENCH_MODE`: `sqlite` (a file per tenant,
+/// the default), `schema` (a schema per tenant in one Postgres database) or `database` (a
+/// Postgres database per tenant). `LOADBENCH_STACK`: `full` (the whole guard: JWT, the
+/// market's subscription check, kill switch, rate limit, usage, metrics) or `minimal`
+/// (identification and `TenantDb` only). Tenants are found by `X-Tenant-ID`, the `Host`'s
+/// first label, or (full) the token. `LOADBENCH_CENTRAL` is a directory whose central DB
+/// several servers share, so that the tenants are made once.
 async fn full(dir: &Path, port: u16) -> anyhow::Result<()> {
-    // The market runs in its own process (`loadbench market`), with a plan that never
-    // limits this load.
-    let market_url = std::env::var("LOADBENCH_MARKET")
-        .map_err(|_| anyhow::anyhow!("LOADBENCH_MARKET (the market's URL) is required"))?;
-    let admin = |path: &str| format!("{market_url}/api/v1/admin{path}");
+    let full_stack = std::env::var("LOADBENCH_STACK").as_deref() != Ok("minimal");
     let http = reqwest::Client::new();
+    let market_url = if full_stack {
+        // The market runs in its own process (`loadbench market`), with a plan that never
+        // limits this load.
+        Some(std::env::var("LOADBENCH_MARKET").map_err(|_| {
+            anyhow::anyhow!("LOADBENCH_MARKET (the market's URL) is required for the full stack")
+        })?)
+    } else {
+        None
+    };
     let post = |path: &str, body: serde_json::Value| {
-        http.post(admin(path))
+        let url = format!("{}/api/v1/admin{path}", market_url.as_deref().unwrap_or(""));
+        http.post(url)
             .bearer_auth("dev-operator-token")
             .json(&body)
             .send()
     };
-    post("/plans", json!({"id": "load", "name": "Load", "features": {"courses": true}, "requests_per_minute": 100_000_000})).await?;
-    post(
-        "/services",
-        json!({"id": "loadbench", "name": "Load", "api_key": "load-api-key", "webhook_secret": "whsec_bXQtcGFhcy1kZXYtd2ViaG9vay1zZWNyZXQtMzJieQ=="}),
-    )
-    .await?;
+    if full_stack {
+        post("/plans", json!({"id": "load", "name": "Load", "features": {"courses": true}, "requests_per_minute": 100_000_000})).await?;
+        post(
+            "/services",
+            json!({"id": "loadbench", "name": "Load", "api_key": "load-api-key", "webhook_secret": "whsec_bXQtcGFhcy1kZXYtd2ViaG9vay1zZWNyZXQtMzJieQ=="}),
+        )
+        .await?;
+    }
 
-    let migrations = dir.join("migrations");
+    let central_dir = std::env::var("LOADBENCH_CENTRAL").map_or_else(|_| dir.to_path_buf(), Into::into);
+    std::fs::create_dir_all(&central_dir)?;
+    let fresh = !central_dir.join("central.db").exists();
+    let migrations = central_dir.join("migrations");
     for (engine, sql) in [("sqlite", MIGRATION), ("postgres", PG_MIGRATION)] {
         std::fs::create_dir_all(migrations.join(engine))?;
         std::fs::write(migrations.join(engine).join("0001_courses.sql"), sql)?;
     }
-    // LOADBENCH_MODE=schema: every tenant a schema of one Postgres database.
-    let schema_mode = std::env::var("LOADBENCH_MODE").as_deref() == Ok("schema");
-    let (mode, template) = if schema_mode {
-        let admin = sqlx::PgPool::connect(PG_ADMIN).await?;
-        let name = std::env::var("LOADBENCH_DB").unwrap_or_else(|_| "mtp_loadbench".to_owned());
-        anyhow::ensure!(
-            name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
-            "LOADBENCH_DB: lower-case letters and '_' only"
-        );
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-        )))
-        .execute(&admin)
-        .await?;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&admin)
-            .await?;
-        admin.close().await;
-        let name = std::env::var("LOADBENCH_DB").unwrap_or_else(|_| "mtp_loadbench".to_owned());
-        ("SCHEMA_PER_TENANT", format!("{PG_SERVER}/{name}"))
-    } else {
-        (
+    let mode_env = std::env::var("LOADBENCH_MODE").unwrap_or_else(|_| "sqlite".to_owned());
+    let (mode, template) = match mode_env.as_str() {
+        "schema" => {
+            // Every tenant a schema of one Postgres database, made afresh with the central DB.
+            let name = std::env::var("LOADBENCH_DB").unwrap_or_else(|_| "mtp_loadbench".to_owned());
+            anyhow::ensure!(
+                name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "LOADBENCH_DB: lower-case letters and '_' only"
+            );
+            if fresh {
+                let admin = sqlx::PgPool::connect(PG_ADMIN).await?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&admin)
+                .await?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&admin)
+                    .await?;
+                admin.close().await;
+            }
+            ("SCHEMA_PER_TENANT", format!("{PG_SERVER}/{name}"))
+        }
+        "database" => {
+            if fresh {
+                // Tenant databases of an earlier run would make provisioning fail.
+                let admin = sqlx::PgPool::connect(PG_ADMIN).await?;
+                let old: Vec<String> = sqlx::query_scalar(
+                    "SELECT datname::text FROM pg_database WHERE datname LIKE 'mtp\\_lb\\_t%'",
+                )
+                .fetch_all(&admin)
+                .await?;
+                for db in old {
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"
+                    )))
+                    .execute(&admin)
+                    .await?;
+                }
+                admin.close().await;
+            }
+            (
+                "DATABASE_PER_TENANT",
+                format!("{PG_SERVER}/mtp_lb_{{tenant_id}}"),
+            )
+        }
+        _ => (
             "DATABASE_PER_TENANT",
-            format!("sqlite://{}/tenants/{{tenant_id}}.db", dir.display()),
-        )
+            format!("sqlite://{}/tenants/{{tenant_id}}.db", central_dir.display()),
+        ),
+    };
+    let market_section = match &market_url {
+        Some(url) => format!(
+            "marketplace:\n  api_url: \"{url}/api/v1\"\n  api_key: load-api-key\n  subscription_check: true\n  heartbeat_interval: 3600\n"
+        ),
+        None => String::new(),
+    };
+    let guard_section = if full_stack {
+        "tenant_identification:\n  methods:\n    - type: header\n    - type: subdomain\n    - type: jwt_claim\nauth:\n  jwt:\n    secret: load-secret\n"
+    } else {
+        "security:\n  rate_limit:\n    enabled: false\n"
     };
     let config_path = dir.join("full.yaml");
     std::fs::write(
         &config_path,
         format!(
-            "service:\n  id: loadbench\nisolation:\n  mode: {mode}\nmarketplace:\n  api_url: \"{market_url}/api/v1\"\n  api_key: load-api-key\n  subscription_check: true\n  heartbeat_interval: 3600\ndatabase:\n  central:\n    url: \"sqlite://{d}/central.db\"\n  tenant:\n    url_template: \"{template}\"\n    max_connections: {budget}\n    pool_size_per_tenant: 4\n    migrations: \"{m}\"\ntenant_identification:\n  methods:\n    - type: header\n    - type: jwt_claim\nauth:\n  jwt:\n    secret: load-secret\nlogging:\n  level: WARN\n",
-            d = dir.display(),
+            "service:\n  id: loadbench\nisolation:\n  mode: {mode}\n{market_section}database:\n  central:\n    url: \"sqlite://{d}/central.db\"\n  tenant:\n    url_template: \"{template}\"\n    max_connections: {budget}\n    pool_size_per_tenant: 4\n    idle_timeout_seconds: {idle}\n    migrations: \"{m}\"\n    migrate_on_start: false\n{guard_section}logging:\n  level: WARN\n",
+            d = central_dir.display(),
             m = migrations.display(),
-            mode = mode,
-            template = template,
             budget = std::env::var("LOADBENCH_BUDGET").unwrap_or_else(|_| "200".to_owned()),
+            idle = std::env::var("LOADBENCH_IDLE").unwrap_or_else(|_| "300".to_owned()),
         ),
     )?;
     let config = ConfigLoader::new(&config_path).vars(|_| None).load()?;
     let framework = ServiceMarketFramework::from_config(config).await?;
-    let keys = mt_paas::middleware::auth::JwtKeys::from_config(&framework.config().auth.jwt)
-        .ok_or_else(|| anyhow::anyhow!("no JWT keys"))?;
+    let keys = mt_paas::middleware::auth::JwtKeys::from_config(&framework.config().auth.jwt);
     let mut tokens = String::new();
     let tenants: usize = std::env::var("LOADBENCH_TENANTS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100);
-    for i in 0..tenants {
-        let tenant = format!("t{i:03}");
-        post("/tenants", json!({"id": tenant, "name": tenant})).await?;
-        post("/subscriptions", json!({"service_id": "loadbench", "tenant_id": tenant, "plan_id": "load", "provision": false})).await?;
+    for tenant in pg::tenant_ids(tenants) {
+        if full_stack {
+            post("/tenants", json!({"id": tenant, "name": tenant})).await?;
+            post("/subscriptions", json!({"service_id": "loadbench", "tenant_id": tenant, "plan_id": "load", "provision": false})).await?;
+        }
         if framework.tenants().get(&tenant.parse()?).await?.is_none() {
             framework
                 .provisioner()
                 .create(tenant.parse()?, &tenant, None)
                 .await?;
+            let resolved = framework
+                .tenants()
+                .resolve(&tenant.parse()?)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .ok_or_else(|| anyhow::anyhow!("{tenant} is not registered"))?;
+            let mut db = framework.databases().acquire(&resolved).await?;
+            with_db!(db, conn => seed_courses!(conn))?;
         }
-        let resolved = framework
-            .tenants()
-            .resolve(&tenant.parse()?)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-            .ok_or_else(|| anyhow::anyhow!("{tenant} is not registered"))?;
-        let mut db = framework.databases().acquire(&resolved).await?;
-        with_db!(db, conn => seed_courses!(conn))?;
-        let claims = json!({"sub": format!("user-{i}"), "tenant_id": tenant});
-        let token = keys.issue(claims.as_object().cloned().unwrap_or_default())?;
+        let token = match &keys {
+            Some(keys) => {
+                let claims = json!({"sub": format!("user-{tenant}"), "tenant_id": tenant});
+                keys.issue(claims.as_object().cloned().unwrap_or_default())?
+            }
+            None => "-".to_owned(),
+        };
         tokens.push_str(&format!("{tenant} {token}\n"));
     }
     std::fs::write(dir.join("tokens.txt"), tokens)?;
@@ -337,7 +397,7 @@ async fn flood(port: u16) -> anyhow::Result<()> {
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let (Some(mode), Some(dir), Some(port)) = (args.get(1), args.get(2), args.get(3)) else {
-        anyhow::bail!("usage: loadbench bare|full|market|flood-server|flood DIR PORT");
+        anyhow::bail!("usage: loadbench bare|full|pg-bare|market|flood-server|flood DIR PORT");
     };
     let dir = Path::new(dir);
     std::fs::create_dir_all(dir)?;
@@ -345,9 +405,10 @@ async fn main() -> anyhow::Result<()> {
     match mode.as_str() {
         "bare" => bare(dir, port).await,
         "full" => full(dir, port).await,
+        "pg-bare" => pg::pg_bare(port).await,
         "market" => market(dir, port).await,
         "flood-server" => flood_server(dir, port).await,
         "flood" => flood(port).await,
-        other => anyhow::bail!("unknown mode {other}: bare, full, market, flood-server or flood"),
+        other => anyhow::bail!("unknown mode {other}: bare, full, pg-bare, market, flood-server or flood"),
     }
 }

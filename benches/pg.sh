@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# The Postgres load benchmark (DESIGN §11): mt-paas on a schema and on a database per tenant,
+# each case paired in the same run with a hand-written axum + sqlx server doing the same SQL
+# on the same Postgres (loadbench pg-bare: schema-qualified names on one pool; for databases,
+# one pool per database with the same total connections). wrk -t2 -c32, ROUNDS interleaved
+# rounds of DURATION per case; prints the medians: req/s, p50, p99 and the ratio to bare.
+#
+#   bash benches/pg.sh                          # 3 rounds of 2 s per case, about 5 minutes
+#   ROUNDS=5 DURATION=5s bash benches/pg.sh
+#   MODES=schema bash benches/pg.sh             # one mode only
+#
+# Scenarios per mode: one tenant; 100 tenants rotating uniformly (by Host, and by header);
+# Zipf(1) over every tenant (1,000 schemas; DB_TENANTS databases); an unknown tenant (404). Stacks:
+# bare, mt-paas minimal (identification + TenantDb), mt-paas full (JWT, the market's
+# subscription check, kill switch, rate limit that never bites, usage, metrics).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION="${DURATION:-2s}"
+ROUNDS="${ROUNDS:-3}"
+MODES="${MODES:-schema database}"
+# Connections of each server: 10 for the schemas (one shared database); for the databases one
+# per tenant database, and as many databases as this machine's Postgres (max_connections 100)
+# can hold for one server at a time — the idle ones close after a second, so that the three
+# servers, measured in turn, never hold more than one budget together.
+BUDGET="${BUDGET:-10}"
+DB_TENANTS="${DB_TENANTS:-50}"
+command -v wrk >/dev/null || { apt-get install -y -qq wrk >/dev/null; }
+cargo build -q --release -p loadbench
+work="$(mktemp -d)"
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+
+start() { # name port [VAR=value...] -- loadbench-mode
+  local name=$1 port=$2
+  shift 2
+  env "$@" ./target/release/loadbench "${LB_MODE}" "$work/$name" "$port" > "$work/$name.log" 2>&1 &
+  echo $! > "$work/$name.pid"
+  for _ in $(seq 1 1500); do grep -q ready "$work/$name.log" 2>/dev/null && return; sleep 0.2; done
+  echo "$name did not start"; cat "$work/$name.log"; exit 1
+}
+stop() { kill "$(cat "$work/$1.pid")" 2>/dev/null || true; wait "$(cat "$work/$1.pid")" 2>/dev/null || true; }
+rss() { awk '/VmRSS/ {printf "%.1f MB", $2 / 1024}' "/proc/$(cat "$work/$1.pid")/status"; }
+
+# One script for every case. PATTERN: one | uniform | zipf | unknown; COUNT tenants of
+# TOKENS (lines "tenant token"); IDENT: host | header; a token is sent when it is not "-".
+cat > "$work/pg.lua" <<'LUA'
+local pattern = os.getenv("PATTERN")
+local count = tonumber(os.getenv("COUNT"))
+local ident = os.getenv("IDENT")
+local tenants, tokens = {}, {}
+for line in io.lines(os.getenv("TOKENS")) do
+  local t, k = line:match("(%S+) (%S+)")
+  tenants[#tenants + 1] = t
+  tokens[#tokens + 1] = k
+end
+count = math.min(count, #tenants)
+-- Zipf(1) over `count`: the cumulative weights 1/k, sampled by bisection.
+local cdf, sum = {}, 0
+for k = 1, count do sum = sum + 1 / k; cdf[k] = sum end
+local function zipf()
+  local u, lo, hi = math.random() * sum, 1, count
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if cdf[mid] < u then lo = mid + 1 else hi = mid end
+  end
+  return lo
+end
+local n = 0
+function setup(thread) thread:set("seed", math.random(1, 1000000)) end
+function init() math.randomseed(seed or 1) end
+request = function()
+  n = n + 1
+  local i
+  if pattern == "one" then i = 1
+  elseif pattern == "uniform" then i = (n % count) + 1
+  elseif pattern == "zipf" then i = zipf()
+  end
+  local headers = {}
+  local tenant = i and tenants[i] or ("unknown" .. (n % 100))
+  if ident == "header" then headers["X-Tenant-ID"] = tenant
+  else headers["Host"] = tenant .. ".example.test" end
+  if i and tokens[i] ~= "-" then headers["Authorization"] = "Bearer " .. tokens[i] end
+  return wrk.format("GET", "/courses", headers)
+end
+LUA
+
+run() { # port pattern count ident tokens → "req/s p50 p99" (ms)
+  PATTERN=$2 COUNT=$3 IDENT=$4 TOKENS=$5 wrk -t2 -c32 -d"$DURATION" --latency -s "$work/pg.lua" "http://127.0.0.1:$1" |
+    awk 'function ms(v) { if (v ~ /us$/) { sub("us", "", v); return v / 1000 } if (v ~ /ms$/) { sub("ms", "", v); return v + 0 } if (v ~ /s$/) { sub("s", "", v); return v * 1000 } return v }
+         /Requests\/sec/ {rps=$2} $1 == "50%" {p50=ms($2)} $1 == "99%" {p99=ms($2)} END {print rps, p50, p99}'
+}
+median() { sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+
+LB_MODE=market start market 18180
+export LOADBENCH_MARKET=http://127.0.0.1:18180
+printf 'wrk -t2 -c32, %s interleaved rounds of %s per case on %s cores; medians; max_connections %s\n' \
+  "$ROUNDS" "$DURATION" "$(nproc)" "$BUDGET"
+printf '%-9s %-28s %-8s %10s %8s %8s %8s %8s\n' mode scenario stack req/s p50_ms p99_ms ratio p99x
+for mode in $MODES; do
+  if [ "$mode" = schema ]; then
+    tenants=1000 budget=$BUDGET idle=300 settle=0
+  else
+    tenants=$DB_TENANTS budget=$DB_TENANTS idle=1 settle=2
+  fi
+  central="$work/central-$mode"
+  common=(LOADBENCH_MODE="$mode" LOADBENCH_TENANTS="$tenants" LOADBENCH_IDLE="$idle")
+  LB_MODE=pg-bare start "bare-$mode" 18181 "${common[@]}" LOADBENCH_POOL="$budget"
+  LB_MODE=full start "full-$mode" 18182 "${common[@]}" LOADBENCH_STACK=full \
+    LOADBENCH_BUDGET="$budget" LOADBENCH_CENTRAL="$central"
+  LB_MODE=full start "min-$mode" 18183 "${common[@]}" LOADBENCH_STACK=minimal \
+    LOADBENCH_BUDGET="$budget" LOADBENCH_CENTRAL="$central"
+  tokens="$work/full-$mode/tokens.txt"
+  anon="$work/min-$mode/tokens.txt"
+  scenarios=(
+    "one tenant (Host)|one|1|host"
+    "100 uniform (Host)|uniform|100|host"
+    "100 uniform (header)|uniform|100|header"
+    "$tenants Zipf(1) (Host)|zipf|$tenants|host"
+    "unknown tenant → 404|unknown|1|host"
+  )
+  for round in $(seq 1 "$ROUNDS"); do
+    for s in "${scenarios[@]}"; do
+      IFS='|' read -r label pattern count ident <<< "$s"
+      key="$mode-$pattern-$ident"
+      sleep "$settle"; run 18181 "$pattern" "$count" "$ident" "$anon" >> "$work/$key-bare.txt"
+      sleep "$settle"; run 18183 "$pattern" "$count" "$ident" "$anon" >> "$work/$key-min.txt"
+      sleep "$settle"; run 18182 "$pattern" "$count" "$ident" "$tokens" >> "$work/$key-full.txt"
+    done
+  done
+  for s in "${scenarios[@]}"; do
+    IFS='|' read -r label pattern count ident <<< "$s"
+    key="$mode-$pattern-$ident"
+    for stack in bare min full; do
+      f="$work/$key-$stack.txt"
+      rps=$(awk '{print $1}' "$f" | median)
+      p50=$(awk '{print $2}' "$f" | median)
+      p99=$(awk '{print $3}' "$f" | median)
+      echo "$rps $p99" > "$f.m"
+      read -r brps bp99 < "$work/$key-bare.txt.m"
+      printf '%-9s %-28s %-8s %10.0f %8.2f %8.2f %7.0f%% %7.2fx\n' "$mode" "$label" "$stack" \
+        "$rps" "$p50" "$p99" "$(awk -v a="$rps" -v b="$brps" 'BEGIN {print 100 * a / b}')" \
+        "$(awk -v a="$p99" -v b="$bp99" 'BEGIN {print a / b}')"
+    done
+  done
+  echo "RSS after the load ($mode, $tenants tenants): bare $(rss "bare-$mode"), minimal $(rss "min-$mode"), full $(rss "full-$mode")"
+  conns=$(psql -h 127.0.0.1 -U postgres -d postgres -Atqc "SELECT count(*) FROM pg_stat_activity WHERE datname LIKE 'mtp_lb%' OR datname = 'mtp_loadbench'")
+  echo "Postgres connections of the three servers now: $conns (each server at most $budget)"
+  stop "bare-$mode"; stop "full-$mode"; stop "min-$mode"
+done
