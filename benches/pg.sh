@@ -84,6 +84,7 @@ end
 LUA
 
 run() { # port pattern count ident tokens → "req/s p50 p99" (ms)
+  sleep "${settle:-0}"
   PATTERN=$2 COUNT=$3 IDENT=$4 TOKENS=$5 wrk -t2 -c32 -d"$DURATION" --latency -s "$work/pg.lua" "http://127.0.0.1:$1" |
     awk 'function ms(v) { if (v ~ /us$/) { sub("us", "", v); return v / 1000 } if (v ~ /ms$/) { sub("ms", "", v); return v + 0 } if (v ~ /s$/) { sub("s", "", v); return v * 1000 } return v }
          /Requests\/sec/ {rps=$2} $1 == "50%" {p50=ms($2)} $1 == "99%" {p99=ms($2)} END {print rps, p50, p99}'
@@ -115,15 +116,21 @@ for mode in $MODES; do
     "100 uniform (Host)|uniform|100|host"
     "100 uniform (header)|uniform|100|header"
     "$tenants Zipf(1) (Host)|zipf|$tenants|host"
-    "unknown tenant → 404|unknown|1|host"
+    "unknown tenant -> 404|unknown|1|host"
   )
+  # One warm-up pass (discarded): connections opened, caches and statement caches filled.
+  for s in "${scenarios[@]}"; do
+    IFS='|' read -r label pattern count ident <<< "$s"
+    for port in 18181 18183; do DURATION=1s run "$port" "$pattern" "$count" "$ident" "$anon" > /dev/null; done
+    DURATION=1s run 18182 "$pattern" "$count" "$ident" "$tokens" > /dev/null
+  done
   for round in $(seq 1 "$ROUNDS"); do
     for s in "${scenarios[@]}"; do
       IFS='|' read -r label pattern count ident <<< "$s"
       key="$mode-$pattern-$ident"
-      sleep "$settle"; run 18181 "$pattern" "$count" "$ident" "$anon" >> "$work/$key-bare.txt"
-      sleep "$settle"; run 18183 "$pattern" "$count" "$ident" "$anon" >> "$work/$key-min.txt"
-      sleep "$settle"; run 18182 "$pattern" "$count" "$ident" "$tokens" >> "$work/$key-full.txt"
+      run 18181 "$pattern" "$count" "$ident" "$anon" >> "$work/$key-bare.txt"
+      run 18183 "$pattern" "$count" "$ident" "$anon" >> "$work/$key-min.txt"
+      run 18182 "$pattern" "$count" "$ident" "$tokens" >> "$work/$key-full.txt"
     done
   done
   for s in "${scenarios[@]}"; do
