@@ -148,7 +148,8 @@ async fn full(dir: &Path, port: u16) -> anyhow::Result<()> {
         .await?;
     }
 
-    let central_dir = std::env::var("LOADBENCH_CENTRAL").map_or_else(|_| dir.to_path_buf(), Into::into);
+    let central_dir =
+        std::env::var("LOADBENCH_CENTRAL").map_or_else(|_| dir.to_path_buf(), Into::into);
     std::fs::create_dir_all(&central_dir)?;
     let fresh = !central_dir.join("central.db").exists();
     let migrations = central_dir.join("migrations");
@@ -204,7 +205,10 @@ async fn full(dir: &Path, port: u16) -> anyhow::Result<()> {
         }
         _ => (
             "DATABASE_PER_TENANT",
-            format!("sqlite://{}/tenants/{{tenant_id}}.db", central_dir.display()),
+            format!(
+                "sqlite://{}/tenants/{{tenant_id}}.db",
+                central_dir.display()
+            ),
         ),
     };
     let market_section = match &market_url {
@@ -409,6 +413,8 @@ async fn main() -> anyhow::Result<()> {
         "market" => market(dir, port).await,
         "flood-server" => flood_server(dir, port).await,
         "flood" => flood(port).await,
-        other => anyhow::bail!("unknown mode {other}: bare, full, pg-bare, market, flood-server or flood"),
+        other => anyhow::bail!(
+            "unknown mode {other}: bare, full, pg-bare, market, flood-server or flood"
+        ),
     }
 }

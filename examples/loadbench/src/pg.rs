@@ -96,9 +96,11 @@ async fn ensure_database(admin: &PgPool, name: &str) -> anyhow::Result<()> {
 async fn ensure_courses(pool: &PgPool, schema: Option<&str>) -> anyhow::Result<()> {
     let table = match schema {
         Some(s) => {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {s}")))
-                .execute(pool)
-                .await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "CREATE SCHEMA IF NOT EXISTS {s}"
+            )))
+            .execute(pool)
+            .await?;
             format!("{s}.courses")
         }
         None => "courses".to_owned(),

@@ -9,6 +9,8 @@ use serde::Deserialize;
 use crate::helpers::{load, loader};
 
 /// The seed's example, copied into a directory with the migrations directory it names.
+/// The example, copied once beside its migrations directory. (Copied once: tests run in
+/// parallel, and a copy truncates the file another test may be reading.)
 fn example_path() -> PathBuf {
     static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
     let dir = DIR.get_or_init(|| {
@@ -19,12 +21,12 @@ fn example_path() -> PathBuf {
                 .join("examples/keli_tutor_integration/migrations"),
         )
         .unwrap();
+        let source =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../mt_paas_config.example.yaml");
+        std::fs::copy(source, dir.path().join("mt_paas_config.example.yaml")).unwrap();
         dir
     });
-    let path = dir.path().join("mt_paas_config.example.yaml");
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../mt_paas_config.example.yaml");
-    std::fs::copy(source, &path).unwrap();
-    path
+    dir.path().join("mt_paas_config.example.yaml")
 }
 
 const EXAMPLE_VARS: &[(&str, &str)] = &[
