@@ -396,17 +396,7 @@ async fn an_expired_subscription_has_its_grace_then_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeats_and_usage_reach_the_market_and_outlive_its_outage() {
     let dir = tempfile::tempdir().unwrap();
-    let market_db = format!("sqlite://{}/market.db", dir.path().display());
-    let market = start_market(&market_db, None).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    crate::helpers::register_service(
-        &market.url,
-        Some(format!("http://{}", listener.local_addr().unwrap())),
-    )
-    .await;
-    subscribe(&market.url, "hallym", "premium", true).await;
-    let service_dir = dir.path().join("service");
-    std::fs::create_dir_all(&service_dir).unwrap();
+    let (market, listener, service_dir) = market_with_hallym(dir.path()).await;
     let config = crate::helpers::service_config(&service_dir, &market.url, "");
     let mut config = config;
     config.marketplace.heartbeat_interval = 1;
@@ -492,6 +482,7 @@ async fn heartbeats_and_usage_reach_the_market_and_outlive_its_outage() {
 
     // The market goes away: requests are not slowed, heartbeats fail quietly...
     let market_port = market.running.addr.port();
+    let market_db = market.db_url.clone();
     market.running.stop().await;
     for _ in 0..20 {
         let started = Instant::now();
@@ -516,6 +507,29 @@ async fn heartbeats_and_usage_reach_the_market_and_outlive_its_outage() {
         "nothing counted twice"
     );
     market.running.stop().await;
+}
+
+/// A market on a SQLite file in `dir`, the test service registered at a port reserved for
+/// it, and hallym subscribed to premium: the market, that port's listener, the service's dir.
+async fn market_with_hallym(
+    dir: &std::path::Path,
+) -> (
+    crate::helpers::TestMarket,
+    tokio::net::TcpListener,
+    std::path::PathBuf,
+) {
+    let market_db = format!("sqlite://{}/market.db", dir.display());
+    let market = start_market(&market_db, None).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    crate::helpers::register_service(
+        &market.url,
+        Some(format!("http://{}", listener.local_addr().unwrap())),
+    )
+    .await;
+    subscribe(&market.url, "hallym", "premium", true).await;
+    let service_dir = dir.join("service");
+    std::fs::create_dir_all(&service_dir).unwrap();
+    (market, listener, service_dir)
 }
 
 async fn instances_seq(market_url: &str) -> i64 {
@@ -553,17 +567,7 @@ async fn total_of(market_url: &str) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_delivers_queued_work_or_keeps_it_for_the_next_start() {
     let dir = tempfile::tempdir().unwrap();
-    let market_db = format!("sqlite://{}/market.db", dir.path().display());
-    let market = start_market(&market_db, None).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    crate::helpers::register_service(
-        &market.url,
-        Some(format!("http://{}", listener.local_addr().unwrap())),
-    )
-    .await;
-    subscribe(&market.url, "hallym", "premium", true).await;
-    let service_dir = dir.path().join("service");
-    std::fs::create_dir_all(&service_dir).unwrap();
+    let (market, listener, service_dir) = market_with_hallym(dir.path()).await;
     // An LRS nobody answers: statements can only wait.
     let extra =
         "logging:\n  activity_log:\n    enabled: true\n    endpoint: \"http://127.0.0.1:9/xapi\"\n";
