@@ -8,6 +8,7 @@
 #   bash benches/pg.sh                          # 3 rounds of 2 s per case, about 5 minutes
 #   ROUNDS=5 DURATION=5s bash benches/pg.sh
 #   MODES=schema bash benches/pg.sh             # one mode only
+#   SCENARIOS="uniform-host zipf-host" bash benches/pg.sh   # some scenarios only
 #
 # Scenarios per mode: one tenant; 100 tenants rotating uniformly (by Host, and by header);
 # Zipf(1) over every tenant (1,000 schemas; DB_TENANTS databases); an unknown tenant (404). Stacks:
@@ -118,6 +119,14 @@ for mode in $MODES; do
     "$tenants Zipf(1) (Host)|zipf|$tenants|host"
     "unknown tenant -> 404|unknown|1|host"
   )
+  if [ -n "${SCENARIOS:-}" ]; then # e.g. SCENARIOS="uniform-host zipf-host"
+    kept=()
+    for s in "${scenarios[@]}"; do
+      IFS='|' read -r _ pattern _ ident <<< "$s"
+      [[ " $SCENARIOS " == *" $pattern-$ident "* ]] && kept+=("$s")
+    done
+    scenarios=("${kept[@]}")
+  fi
   # One warm-up pass (discarded): connections opened, caches and statement caches filled.
   for s in "${scenarios[@]}"; do
     IFS='|' read -r label pattern count ident <<< "$s"

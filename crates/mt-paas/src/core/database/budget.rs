@@ -14,16 +14,21 @@
 //! left — an open transaction's locks above all — does not linger on an idle connection). A
 //! reset connection remembers the schema it is on, and a checkout for a schema takes one
 //! already on it first: that one costs no round trip at all.
+//!
+//! When every connection is in use, checkouts queue: a returned connection goes straight to
+//! the longest-waiting checkout for its target, first come first served. (Waking every
+//! waiter to race for it let newcomers overtake the queue: under a rotating load the p99
+//! was twice a plain `sqlx` pool's, `benches/pg.sh`.)
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, VecDeque},
     future::Future,
     sync::{Arc, Mutex, MutexGuard, Weak},
     time::{Duration, Instant},
 };
 
 use sqlx::{Connection, PgConnection, SqliteConnection};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, oneshot};
 
 use super::session;
 
@@ -97,6 +102,50 @@ struct State {
     /// Idle connections, oldest first: sequence number → target.
     lru: BTreeMap<u64, Arc<str>>,
     seq: u64,
+    /// Checkouts waiting for a connection of their target, in arrival order.
+    waiters: VecDeque<Waiter>,
+}
+
+/// A checkout waiting in line; a returned connection of its target is sent to it.
+struct Waiter {
+    id: u64,
+    key: Arc<str>,
+    tx: oneshot::Sender<Handoff>,
+}
+
+/// A returned connection on its way to a waiting checkout. Dropped unreceived (the
+/// checkout was cancelled), its lease returns the connection to the budget.
+struct Handoff {
+    lease: Lease,
+    session: Session,
+    since: Instant,
+}
+
+/// A place in the line; leaving it (given up, timed out, cancelled) removes it.
+struct InLine<'a> {
+    budget: &'a Budget,
+    id: u64,
+    rx: oneshot::Receiver<Handoff>,
+}
+
+impl InLine<'_> {
+    /// Out of the line; a connection handed over meanwhile is returned.
+    fn leave(&mut self) -> Option<Handoff> {
+        let mut state = self.budget.lock();
+        if let Some(at) = state.waiters.iter().position(|w| w.id == self.id) {
+            state.waiters.remove(at);
+            return None;
+        }
+        drop(state);
+        self.rx.try_recv().ok()
+    }
+}
+
+impl Drop for InLine<'_> {
+    fn drop(&mut self) {
+        // A connection handed over but not taken returns through its lease's drop.
+        drop(self.leave());
+    }
 }
 
 #[derive(Default)]
@@ -203,6 +252,19 @@ impl State {
         self.drop_empty(&victim_key);
         self.slots.entry(key.clone()).or_default().open += 1;
         Plan::Evict(victim.conn)
+    }
+
+    /// A place at the end of the line for a connection of `key`.
+    fn join_line(&mut self, key: &Arc<str>) -> (u64, oneshot::Receiver<Handoff>) {
+        let (tx, rx) = oneshot::channel();
+        self.seq += 1;
+        let id = self.seq;
+        self.waiters.push_back(Waiter {
+            id,
+            key: key.clone(),
+            tx,
+        });
+        (id, rx)
     }
 
     fn drop_empty(&mut self, key: &Arc<str>) {
@@ -323,24 +385,19 @@ impl Budget {
             let freed = self.freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
-            let plan = self.lock().plan(key, schema.map(|s| &**s), self.max);
+            let (plan, line) = {
+                let mut state = self.lock();
+                let plan = state.plan(key, schema.map(|s| &**s), self.max);
+                let line = matches!(plan, Plan::Wait).then(|| state.join_line(key));
+                (plan, line)
+            };
             let mut lease = match plan {
                 Plan::Reuse(idle) => {
-                    let mut lease = self.lease(key, idle.conn);
-                    let ready = match idle.session {
-                        Session::Used(_) => reset(lease.conn(), schema.map(|s| &**s)).await.is_ok(),
-                        Session::Clean(on) if on.as_deref() != schema.map(|s| &**s) => {
-                            switch(lease.conn(), schema.map(|s| &**s)).await.is_ok()
-                        }
-                        Session::Clean(_) => {
-                            idle.since.elapsed() < PING_AFTER || lease.conn().ping().await.is_ok()
-                        }
-                    };
-                    if !ready {
-                        lease.discard();
-                        continue;
+                    let lease = self.lease(key, idle.conn);
+                    match ready(lease, idle.session, idle.since, schema).await {
+                        Some(lease) => lease,
+                        None => continue,
                     }
-                    lease
                 }
                 Plan::Open => self.open_reserved(key, &connect, schema).await?,
                 Plan::Evict(victim) => {
@@ -356,10 +413,33 @@ impl Budget {
                     self.open_reserved(key, &connect, schema).await?
                 }
                 Plan::Wait => {
-                    if tokio::time::timeout_at(deadline, freed).await.is_err() {
-                        return Err(BudgetError::Timeout(self.acquire_timeout));
+                    let (id, rx) = line.expect("a waiting plan has its place in line");
+                    let mut line = InLine {
+                        budget: self,
+                        id,
+                        rx,
+                    };
+                    let handed = tokio::select! {
+                        handed = &mut line.rx => handed.ok(),
+                        // A slot was freed (a connection closed): plan again.
+                        () = &mut freed => line.leave(),
+                        () = tokio::time::sleep_until(deadline) => match line.leave() {
+                            Some(handed) => Some(handed),
+                            None => return Err(BudgetError::Timeout(self.acquire_timeout)),
+                        },
+                    };
+                    let Some(Handoff {
+                        lease,
+                        session,
+                        since,
+                    }) = handed
+                    else {
+                        continue;
+                    };
+                    match ready(lease, session, since, schema).await {
+                        Some(lease) => lease,
+                        None => continue,
                     }
-                    continue;
                 }
             };
             lease.schema = schema.cloned();
@@ -423,6 +503,23 @@ impl Budget {
             state.seq += 1;
             (state.seq, Instant::now())
         });
+        // The longest-waiting checkout for this target takes it, if one is waiting.
+        let mut handoff = Handoff {
+            lease: self.lease(key, conn),
+            session,
+            since,
+        };
+        while let Some(at) = state.waiters.iter().position(|w| w.key == *key) {
+            let waiter = state.waiters.remove(at).expect("a found waiter is in line");
+            match waiter.tx.send(handoff) {
+                Ok(()) => return,
+                Err(back) => handoff = back,
+            }
+        }
+        let Handoff {
+            mut lease, session, ..
+        } = handoff;
+        let conn = lease.conn.take().expect("a handoff holds its connection");
         state.lru.insert(seq, key.clone());
         if let Some(slot) = state.slots.get_mut(key) {
             slot.idle.push(Idle {
@@ -639,6 +736,28 @@ enum Unusable {
     Busy,
 }
 
+/// `lease`, reset (`Used`) or switched to `schema` (`Clean` on another), or pinged when it
+/// sat idle long; `None` when that failed and the connection was closed.
+async fn ready(
+    mut lease: Lease,
+    session: Session,
+    since: Instant,
+    schema: Option<&Arc<str>>,
+) -> Option<Lease> {
+    let schema = schema.map(|s| &**s);
+    let ready = match session {
+        Session::Used(_) => reset(lease.conn(), schema).await.is_ok(),
+        Session::Clean(on) if on.as_deref() != schema => switch(lease.conn(), schema).await.is_ok(),
+        Session::Clean(_) => since.elapsed() < PING_AFTER || lease.conn().ping().await.is_ok(),
+    };
+    if ready {
+        Some(lease)
+    } else {
+        lease.discard();
+        None
+    }
+}
+
 /// [`session::reset`] within [`session::RESET_TIMEOUT`].
 async fn reset(conn: &mut AnyConn, schema: Option<&str>) -> Result<(), Unusable> {
     match tokio::time::timeout(session::RESET_TIMEOUT, session::reset(conn, schema)).await {
@@ -737,6 +856,67 @@ mod tests {
         let second = budget.checkout(&key("a"), None, memory).await.unwrap();
         assert_eq!((budget.open_for("a"), budget.open_for("b")), (2, 0));
         drop((again, second));
+    }
+
+    /// Checkouts queued on a full budget get the returned connection in arrival order, and
+    /// one arriving after the return waits its turn rather than overtaking the line.
+    #[tokio::test]
+    async fn a_returned_connection_goes_to_the_first_in_line() {
+        let budget = Budget::new(1, Duration::from_secs(60), Duration::from_secs(5));
+        let held = budget.checkout(&key("a"), None, memory).await.unwrap();
+        let served = Arc::new(Mutex::new(Vec::new()));
+        let mut queued = Vec::new();
+        for n in 0..3 {
+            let (waiter, served) = (budget.clone(), served.clone());
+            queued.push(tokio::spawn(async move {
+                let lease = waiter.checkout(&key("a"), None, memory).await.unwrap();
+                served.lock().unwrap().push(n);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                drop(lease);
+            }));
+            while budget.lock().waiters.len() < n + 1 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+        drop(held);
+        let newcomer = budget.checkout(&key("a"), None, memory).await.unwrap();
+        served.lock().unwrap().push(99);
+        for task in queued {
+            task.await.unwrap();
+        }
+        assert_eq!(*served.lock().unwrap(), [0, 1, 2, 99]);
+        assert!(budget.lock().waiters.is_empty());
+        drop(newcomer);
+    }
+
+    /// A checkout that gives up (cancelled, or timed out) leaves the line, and a connection
+    /// handed to it meanwhile is not lost: the next checkout gets it.
+    #[tokio::test]
+    async fn a_cancelled_waiter_leaves_the_line_and_loses_no_connection() {
+        let budget = Budget::new(1, Duration::from_secs(60), Duration::from_secs(5));
+        let held = budget.checkout(&key("a"), None, memory).await.unwrap();
+        let waiting = {
+            let budget = budget.clone();
+            tokio::spawn(async move { budget.checkout(&key("a"), None, memory).await.map(drop) })
+        };
+        while budget.lock().waiters.is_empty() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // Handed over, then cancelled before it ran: the connection comes back.
+        drop(held);
+        waiting.abort();
+        assert!(waiting.await.unwrap_err().is_cancelled());
+        assert!(budget.lock().waiters.is_empty());
+        idle_is(&budget, 1).await;
+        let again = tokio::time::timeout(
+            Duration::from_secs(1),
+            budget.checkout(&key("a"), None, memory),
+        )
+        .await
+        .expect("the connection came back")
+        .unwrap();
+        assert_eq!(budget.open(), 1);
+        drop(again);
     }
 
     #[tokio::test]
