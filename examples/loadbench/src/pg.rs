@@ -6,12 +6,19 @@
 //! - `LOADBENCH_MODE=schema`: every tenant a schema `t…` of one database (`mtp_lbbare`), one
 //!   pool of `LOADBENCH_POOL` (10) connections, schema-qualified SQL.
 //! - `LOADBENCH_MODE=database`: every tenant a database `mtp_lbbare_t…`, one pool per
-//!   database with `LOADBENCH_POOL / LOADBENCH_TENANTS` (at least 1) connections, so the
-//!   total is the same.
+//!   database, opened on first use, of up to 4 connections (mt-paas's
+//!   `pool_size_per_tenant` in these runs); while the pools hold `LOADBENCH_POOL`
+//!   connections in all, a new one closes the least recently used others first (an LRU of
+//!   pools, the usual hand-written answer). An evicted pool's connections close once their
+//!   queries are done, so the total can briefly exceed the budget by the requests in flight.
 //!
 //! The data is made when missing, so a second start takes seconds.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use axum::{
     Json, Router,
@@ -41,7 +48,60 @@ enum Pools {
     /// One pool; the schema is named in the SQL.
     Schemas(PgPool, Arc<HashMap<String, String>>),
     /// One pool per tenant database; the SQL per tenant is the same.
-    Databases(Arc<HashMap<String, PgPool>>),
+    Databases(DatabasePools),
+}
+
+/// Connections of one tenant database's pool.
+const PER_POOL: u32 = 4;
+
+/// The open pools by tenant, each with when it was last used.
+type OpenPools = HashMap<String, (PgPool, u64)>;
+
+/// The pools of the tenant databases: while they hold `total` connections, the least
+/// recently used ones are closed to make room.
+struct DatabasePools {
+    urls: HashMap<String, String>,
+    total: usize,
+    idle: Duration,
+    open: Mutex<(OpenPools, u64)>,
+}
+
+impl DatabasePools {
+    fn pool(&self, tenant: &str) -> Option<PgPool> {
+        let url = self.urls.get(tenant)?;
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let (pools, tick) = &mut *open;
+        *tick += 1;
+        if let Some((pool, used)) = pools.get_mut(tenant) {
+            *used = *tick;
+            return Some(pool.clone());
+        }
+        while pools
+            .values()
+            .map(|(p, _)| p.size() as usize)
+            .sum::<usize>()
+            >= self.total
+        {
+            let Some(oldest) = pools
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(t, _)| t.clone())
+            else {
+                break;
+            };
+            if let Some((pool, _)) = pools.remove(&oldest) {
+                tokio::spawn(async move { pool.close().await });
+            }
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(PER_POOL)
+            .min_connections(0)
+            .idle_timeout(self.idle)
+            .connect_lazy(url)
+            .ok()?;
+        pools.insert(tenant.to_owned(), (pool.clone(), *tick));
+        Some(pool)
+    }
 }
 
 #[derive(Clone)]
@@ -69,10 +129,18 @@ async fn courses(
                 .await
         }
         Pools::Databases(pools) => {
-            let pool = pools.get(tenant).ok_or(StatusCode::NOT_FOUND)?;
-            sqlx::query_as::<_, Course>("SELECT id, title FROM courses ORDER BY id LIMIT 10")
-                .fetch_all(pool)
-                .await
+            let query = || {
+                sqlx::query_as::<_, Course>("SELECT id, title FROM courses ORDER BY id LIMIT 10")
+            };
+            let pool = pools.pool(tenant).ok_or(StatusCode::NOT_FOUND)?;
+            match query().fetch_all(&pool).await {
+                // Evicted between the lookup and the query: once more, with a new pool.
+                Err(sqlx::Error::PoolClosed) => {
+                    let pool = pools.pool(tenant).ok_or(StatusCode::NOT_FOUND)?;
+                    query().fetch_all(&pool).await
+                }
+                rows => rows,
+            }
         }
     };
     rows.map(Json)
@@ -118,30 +186,34 @@ pub(crate) async fn pg_bare(port: u16) -> anyhow::Result<()> {
     let n = env_usize("LOADBENCH_TENANTS", 100);
     let total = env_usize("LOADBENCH_POOL", 10);
     // Seconds an idle connection stays open (`LOADBENCH_IDLE`), as mt-paas's idle timeout.
-    let idle = u64::try_from(env_usize("LOADBENCH_IDLE", 300))?;
+    let idle = Duration::from_secs(u64::try_from(env_usize("LOADBENCH_IDLE", 300))?);
     let tenants = tenant_ids(n);
     let admin = PgPool::connect(&format!("{SERVER}/postgres")).await?;
     let pools = if std::env::var("LOADBENCH_MODE").as_deref() == Ok("database") {
-        let per = u32::try_from((total / n).max(1))?;
-        let mut pools = HashMap::new();
+        let mut urls = HashMap::new();
         for t in &tenants {
             let name = format!("mtp_lbbare_{t}");
             ensure_database(&admin, &name).await?;
-            let pool = PgPoolOptions::new()
-                .max_connections(per)
-                .min_connections(0)
-                .idle_timeout(std::time::Duration::from_secs(idle))
-                .connect(&format!("{SERVER}/{name}"))
+            let url = format!("{SERVER}/{name}");
+            let setup = PgPoolOptions::new()
+                .max_connections(1)
+                .connect(&url)
                 .await?;
-            ensure_courses(&pool, None).await?;
-            pools.insert(t.clone(), pool);
+            ensure_courses(&setup, None).await?;
+            setup.close().await;
+            urls.insert(t.clone(), url);
         }
-        Pools::Databases(Arc::new(pools))
+        Pools::Databases(DatabasePools {
+            urls,
+            total,
+            idle,
+            open: Mutex::default(),
+        })
     } else {
         ensure_database(&admin, "mtp_lbbare").await?;
         let pool = PgPoolOptions::new()
             .max_connections(u32::try_from(total)?)
-            .idle_timeout(std::time::Duration::from_secs(idle))
+            .idle_timeout(idle)
             .connect(&format!("{SERVER}/mtp_lbbare"))
             .await?;
         let mut sql = HashMap::new();
