@@ -41,13 +41,24 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 start() { # name port [VAR=value...] -- loadbench-mode
   local name=$1 port=$2
   shift 2
+  if ss -ltn "sport = :$port" | grep -q LISTEN; then
+    echo "port $port is taken (a server of an earlier run still up?)"; exit 1
+  fi
   env "$@" ./target/release/loadbench "${LB_MODE}" "$work/$name" "$port" > "$work/$name.log" 2>&1 &
   echo $! > "$work/$name.pid"
-  for _ in $(seq 1 1500); do grep -q ready "$work/$name.log" 2>/dev/null && return; sleep 0.2; done
+  for _ in $(seq 1 1500); do
+    grep -q ready "$work/$name.log" 2>/dev/null && return
+    kill -0 "$(cat "$work/$name.pid")" 2>/dev/null || break
+    sleep 0.2
+  done
   echo "$name did not start"; cat "$work/$name.log"; exit 1
 }
 stop() { kill "$(cat "$work/$1.pid")" 2>/dev/null || true; wait "$(cat "$work/$1.pid")" 2>/dev/null || true; }
-rss() { awk '/VmRSS/ {printf "%.1f MB", $2 / 1024}' "/proc/$(cat "$work/$1.pid")/status"; }
+rss() { # a server's resident memory, or why it is gone
+  local status="/proc/$(cat "$work/$1.pid")/status"
+  if [ -r "$status" ]; then awk '/VmRSS/ {printf "%.1f MB", $2 / 1024}' "$status"
+  else printf 'gone (its log: %s)' "$(tail -n 3 "$work/$1.log" | tr '\n' ' ')"; fi
+}
 
 # One script for every case. PATTERN: one | uniform | zipf | unknown; COUNT tenants of
 # TOKENS (lines "tenant token"); IDENT: host | header; a token is sent when it is not "-".
@@ -118,9 +129,16 @@ for mode in $MODES; do
   else
     tenants=$DB_TENANTS budget=$DB_BUDGET idle=1 settle=2
   fi
-  echo "$mode: $tenants tenants, $budget connections per server (Postgres max_connections $max_conn)"
   central="$work/central-$mode"
-  common=(LOADBENCH_MODE="$mode" LOADBENCH_TENANTS="$tenants" LOADBENCH_IDLE="$idle")
+  # Connections one tenant may hold (mt-paas's pool_size_per_tenant; for the databases also
+  # the bare server's pool per database): 4 on the schemas, whose bare pool is shared; the
+  # budget spread over the tenant databases, between 1 and 4.
+  per_tenant=4
+  if [ "$mode" = database ]; then
+    per_tenant=$((budget / tenants)); per_tenant=$((per_tenant < 1 ? 1 : per_tenant > 4 ? 4 : per_tenant))
+  fi
+  echo "$mode: $tenants tenants, $budget connections per server, $per_tenant per tenant (Postgres max_connections $max_conn)"
+  common=(LOADBENCH_MODE="$mode" LOADBENCH_TENANTS="$tenants" LOADBENCH_IDLE="$idle" LOADBENCH_PER_TENANT="$per_tenant")
   LB_MODE=pg-bare start "bare-$mode" 18181 "${common[@]}" LOADBENCH_POOL="$budget"
   LB_MODE=full start "full-$mode" 18182 "${common[@]}" LOADBENCH_STACK=full \
     LOADBENCH_BUDGET="$budget" LOADBENCH_CENTRAL="$central"
@@ -182,4 +200,8 @@ for mode in $MODES; do
   peak=$(sort -n "$work/conns-$mode.txt" | tail -n 1)
   echo "Postgres connections of the three servers: at most $peak during the $mode cases (each server's budget $budget; max_connections $max_conn)"
   stop "bare-$mode"; stop "full-$mode"; stop "min-$mode"
+  for name in "bare-$mode" "min-$mode" "full-$mode"; do
+    errors=$(grep -c -E '^tenant |ERROR' "$work/$name.log" || true)
+    [ "$errors" -gt 0 ] && echo "$name logged $errors errors, the first: $(grep -m1 -E '^tenant |ERROR' "$work/$name.log")"
+  done
 done

@@ -53,7 +53,7 @@ async fn main() {
     std::fs::write(
         &path,
         format!(
-            "service:\n  id: bench\ndatabase:\n  central:\n    url: \"sqlite://{d}/central.db\"\n  tenant:\n    url_template: \"sqlite://{d}/{{tenant_id}}.db\"\ntenant_identification:\n  methods:\n    - type: header\nauth:\n  jwt:\n    secret: bench-secret\nsecurity:\n  rate_limit:\n    enabled: true\n    default_rpm: 1000000000\n    anonymous_rpm: 1000000000\nlogging:\n  level: WARN\n",
+            "service:\n  id: bench\ndatabase:\n  central:\n    url: \"sqlite://{d}/central.db\"\n  tenant:\n    url_template: \"sqlite://{d}/{{tenant_id}}.db\"\n    migrations: null\ntenant_identification:\n  methods:\n    - type: header\nauth:\n  jwt:\n    secret: bench-secret\nsecurity:\n  rate_limit:\n    enabled: true\n    default_rpm: 1000000000\n    anonymous_rpm: 1000000000\nlogging:\n  level: WARN\n",
             d = dir.path().display()
         ),
     )

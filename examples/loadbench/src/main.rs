@@ -226,11 +226,12 @@ async fn full(dir: &Path, port: u16) -> anyhow::Result<()> {
     std::fs::write(
         &config_path,
         format!(
-            "service:\n  id: loadbench\nisolation:\n  mode: {mode}\n{market_section}database:\n  central:\n    url: \"sqlite://{d}/central.db\"\n  tenant:\n    url_template: \"{template}\"\n    max_connections: {budget}\n    pool_size_per_tenant: 4\n    idle_timeout_seconds: {idle}\n    migrations: \"{m}\"\n    migrate_on_start: false\n{guard_section}logging:\n  level: WARN\n",
+            "service:\n  id: loadbench\nisolation:\n  mode: {mode}\n{market_section}database:\n  central:\n    url: \"sqlite://{d}/central.db\"\n  tenant:\n    url_template: \"{template}\"\n    max_connections: {budget}\n    pool_size_per_tenant: {per_tenant}\n    idle_timeout_seconds: {idle}\n    migrations: \"{m}\"\n    migrate_on_start: false\n{guard_section}logging:\n  level: WARN\n",
             d = central_dir.display(),
             m = migrations.display(),
             budget = std::env::var("LOADBENCH_BUDGET").unwrap_or_else(|_| "200".to_owned()),
             idle = std::env::var("LOADBENCH_IDLE").unwrap_or_else(|_| "300".to_owned()),
+            per_tenant = pg::per_tenant(),
         ),
     )?;
     let config = ConfigLoader::new(&config_path).vars(|_| None).load()?;

@@ -6,8 +6,8 @@
 //! - `LOADBENCH_MODE=schema`: every tenant a schema `t…` of one database (`mtp_lbbare`), one
 //!   pool of `LOADBENCH_POOL` (10) connections, schema-qualified SQL.
 //! - `LOADBENCH_MODE=database`: every tenant a database `mtp_lbbare_t…`, one pool per
-//!   database, opened on first use, of up to 4 connections (mt-paas's
-//!   `pool_size_per_tenant` in these runs); while the pools hold `LOADBENCH_POOL`
+//!   database, opened on first use, of up to `LOADBENCH_PER_TENANT` (4) connections, as
+//!   mt-paas's `pool_size_per_tenant` in the same run; while the pools hold `LOADBENCH_POOL`
 //!   connections in all, a new one closes the least recently used others first (an LRU of
 //!   pools, the usual hand-written answer). An evicted pool's connections close once their
 //!   queries are done, so the total can briefly exceed the budget by the requests in flight.
@@ -51,8 +51,11 @@ enum Pools {
     Databases(DatabasePools),
 }
 
-/// Connections of one tenant database's pool.
-const PER_POOL: u32 = 4;
+/// Connections of one tenant database: `LOADBENCH_PER_TENANT` (4), for the bare server's
+/// pools and mt-paas's `pool_size_per_tenant` alike.
+pub(crate) fn per_tenant() -> u32 {
+    u32::try_from(env_usize("LOADBENCH_PER_TENANT", 4).max(1)).unwrap_or(4)
+}
 
 /// The open pools by tenant, each with when it was last used.
 type OpenPools = HashMap<String, (PgPool, u64)>;
@@ -94,7 +97,7 @@ impl DatabasePools {
             }
         }
         let pool = PgPoolOptions::new()
-            .max_connections(PER_POOL)
+            .max_connections(per_tenant())
             .min_connections(0)
             .idle_timeout(self.idle)
             .connect_lazy(url)
@@ -132,19 +135,21 @@ async fn courses(
             let query = || {
                 sqlx::query_as::<_, Course>("SELECT id, title FROM courses ORDER BY id LIMIT 10")
             };
-            let pool = pools.pool(tenant).ok_or(StatusCode::NOT_FOUND)?;
-            match query().fetch_all(&pool).await {
-                // Evicted between the lookup and the query: once more, with a new pool.
-                Err(sqlx::Error::PoolClosed) => {
-                    let pool = pools.pool(tenant).ok_or(StatusCode::NOT_FOUND)?;
-                    query().fetch_all(&pool).await
+            // A pool evicted between the lookup and the query: again, with a new pool.
+            let mut tries = 0;
+            loop {
+                let pool = pools.pool(tenant).ok_or(StatusCode::NOT_FOUND)?;
+                match query().fetch_all(&pool).await {
+                    Err(sqlx::Error::PoolClosed) if tries < 5 => tries += 1,
+                    rows => break rows,
                 }
-                rows => rows,
             }
         }
     };
-    rows.map(Json)
-        .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)
+    rows.map(Json).map_err(|e| {
+        eprintln!("tenant {tenant}: {e}");
+        StatusCode::INTERNAL_SERVER_ERROR
+    })
 }
 
 async fn ensure_database(admin: &PgPool, name: &str) -> anyhow::Result<()> {

@@ -417,8 +417,13 @@ fn default_claim_name() -> String {
     "tenant_id".to_owned()
 }
 
+/// The default `extract_pattern`: the host name's first label.
+pub(crate) const DEFAULT_EXTRACT_PATTERN: &str = "^([^.]+)";
+
 fn default_extract_pattern() -> ExtractPattern {
-    ExtractPattern(regex::Regex::new("^([^.]+)").expect("the default pattern is a valid regex"))
+    ExtractPattern(
+        regex::Regex::new(DEFAULT_EXTRACT_PATTERN).expect("the default pattern is a valid regex"),
+    )
 }
 
 /// A compiled `extract_pattern`; an invalid regex is a configuration error.

@@ -6,7 +6,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Uri, header};
 use regex::Regex;
 
 use crate::{
-    config::{Config, ConfigError, ConfigProblem, IdentificationMethod},
+    config::{Config, ConfigError, ConfigProblem, DEFAULT_EXTRACT_PATTERN, IdentificationMethod},
     core::models::TenantId,
     http::{ApiError, ProblemCode},
     middleware::auth::{TokenError, TokenVerifier, bearer_token, jwt::token_problem},
@@ -23,7 +23,9 @@ struct Source {
 enum Method {
     /// The parsed name, and the name as configured (HeaderName lower-cases it).
     Header(HeaderName, String),
-    Subdomain(Regex),
+    /// The configured `extract_pattern`; `None` for the default, `^([^.]+)` (the first
+    /// label), which is read without the regex engine.
+    Subdomain(Option<Regex>),
     JwtClaim {
         claim: String,
         keys: Box<TokenVerifier>,
@@ -81,7 +83,10 @@ impl Identifier {
                     }
                 }
                 IdentificationMethod::Subdomain { extract_pattern } => {
-                    Method::Subdomain(extract_pattern.0.clone())
+                    let pattern = &extract_pattern.0;
+                    Method::Subdomain(
+                        (pattern.as_str() != DEFAULT_EXTRACT_PATTERN).then(|| pattern.clone()),
+                    )
                 }
                 IdentificationMethod::JwtClaim { claim_name } => {
                     match TokenVerifier::from_config(config) {
@@ -130,7 +135,7 @@ impl Identifier {
         for (method, source) in &self.methods {
             let found = match method {
                 Method::Header(name, _) => from_header(headers.get_all(name).iter(), source)?,
-                Method::Subdomain(pattern) => from_host(headers, uri, pattern, source)?,
+                Method::Subdomain(pattern) => from_host(headers, uri, pattern.as_ref(), source)?,
                 Method::JwtClaim { claim, keys } => from_token(headers, claim, keys, source)?,
                 Method::QueryParam(name) => from_query(uri, name, source)?,
             };
@@ -243,10 +248,11 @@ fn from_header<'a>(
 }
 
 /// The id in the host name: none for an IP literal or a single-label host (`localhost`).
+/// `pattern` `None` is the default, [`DEFAULT_EXTRACT_PATTERN`].
 fn from_host(
     headers: &HeaderMap,
     uri: &Uri,
-    pattern: &Regex,
+    pattern: Option<&Regex>,
     source: &Source,
 ) -> Result<Option<String>, ApiError> {
     let host = match headers.get(header::HOST) {
@@ -258,6 +264,10 @@ fn from_host(
     };
     let Some(name) = host_name(host) else {
         return Ok(None);
+    };
+    let Some(pattern) = pattern else {
+        let label = name.split('.').next().unwrap_or_default();
+        return Ok((!label.is_empty()).then(|| label.to_ascii_lowercase()));
     };
     let name = name.to_ascii_lowercase();
     let Some(captures) = pattern.captures(&name) else {
@@ -356,5 +366,32 @@ mod tests {
         assert_eq!(host_name("[::1]"), None);
         assert_eq!(host_name(""), None);
         assert_eq!(host_name("a.b:port"), None);
+    }
+
+    /// The default pattern is read without the regex engine, with the regex's answers.
+    #[test]
+    fn the_first_label_is_what_the_default_pattern_finds() {
+        let regex = Regex::new(DEFAULT_EXTRACT_PATTERN).unwrap();
+        let source = Method::Subdomain(None).source();
+        for host in [
+            "hallym.localhost",
+            "Hallym.Example.TEST:8080",
+            "t001.example.test.",
+            ".example.test",
+            "a..b",
+            "x.y",
+            "localhost",
+            "127.0.0.1",
+            "[::1]:80",
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::HOST, host.parse().unwrap());
+            let uri = Uri::from_static("/");
+            assert_eq!(
+                from_host(&headers, &uri, None, &source).unwrap(),
+                from_host(&headers, &uri, Some(&regex), &source).unwrap(),
+                "{host}"
+            );
+        }
     }
 }
