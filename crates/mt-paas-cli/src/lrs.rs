@@ -3,8 +3,8 @@
 //! `GET /xapi/statements` lists them. It follows the xAPI 1.0.3 statement resource as far as
 //! mt-paas uses it: `POST /statements` takes one statement or an array and answers the ids;
 //! a statement id already stored is not stored twice; `GET /statements` answers
-//! `{"statements": [...], "more": ""}`, newest first. Kept in memory, at most
-//! [`KEEP`] statements: it is a window for a developer, not a record.
+//! `{"statements": [...], "more": ""}`, newest first. Kept in memory, at most [`KEEP`]
+//! statements and [`KEEP_BYTES`] of their JSON: it is a window for a developer, not a record.
 
 use std::{
     collections::{HashSet, VecDeque},
@@ -24,11 +24,53 @@ use tokio::net::TcpListener;
 
 /// Statements kept.
 const KEEP: usize = 1_000;
+/// JSON bytes of the statements kept: a thousand statements at the body limit would
+/// otherwise hold a gigabyte.
+const KEEP_BYTES: usize = 8 * BODY_LIMIT;
+/// The largest body taken.
+const BODY_LIMIT: usize = 1024 * 1024;
 
 #[derive(Default)]
 struct Stored {
-    statements: VecDeque<Value>,
+    /// Newest first, each with its size as JSON.
+    statements: VecDeque<(Value, usize)>,
+    bytes: usize,
     ids: HashSet<String>,
+}
+
+impl Stored {
+    fn push(&mut self, statement: Value) {
+        let size = json_size(&statement);
+        self.statements.push_front((statement, size));
+        self.bytes += size;
+        while self.statements.len() > KEEP || self.bytes > KEEP_BYTES {
+            let Some((old, old_size)) = self.statements.pop_back() else {
+                break;
+            };
+            self.bytes -= old_size;
+            if let Some(old_id) = old["id"].as_str() {
+                self.ids.remove(old_id);
+            }
+        }
+    }
+}
+
+/// The length of `value` as JSON, without writing it out.
+fn json_size(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing a `Value` into a sink that never fails cannot fail.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }
 
 type Shared = Arc<Mutex<Stored>>;
@@ -38,7 +80,7 @@ pub(crate) fn spawn(listener: TcpListener) -> std::io::Result<String> {
     let addr: SocketAddr = listener.local_addr()?;
     let app = Router::new()
         .route("/xapi/statements", post(store).get(list))
-        .layer(DefaultBodyLimit::max(1024 * 1024))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(Shared::default());
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
@@ -70,20 +112,15 @@ async fn store(
             continue;
         }
         println!("activity    {}", summary(&statement));
-        kept.statements.push_front(statement);
-        if kept.statements.len() > KEEP
-            && let Some(old) = kept.statements.pop_back()
-            && let Some(old_id) = old["id"].as_str()
-        {
-            kept.ids.remove(old_id);
-        }
+        kept.push(statement);
     }
     Ok(Json(ids))
 }
 
 async fn list(State(stored): State<Shared>) -> Json<Value> {
     let kept = stored.lock().unwrap_or_else(|e| e.into_inner());
-    Json(json!({ "statements": kept.statements, "more": "" }))
+    let statements: Vec<&Value> = kept.statements.iter().map(|(s, _)| s).collect();
+    Json(json!({ "statements": statements, "more": "" }))
 }
 
 fn bad(what: &str) -> (StatusCode, Json<Value>) {
@@ -168,5 +205,32 @@ mod tests {
             super::summary(&statement("s3", "snu")),
             "snu  alice  asked  ai_tutor  "
         );
+    }
+
+    /// The window holds at most KEEP statements and KEEP_BYTES of JSON, dropping the oldest
+    /// (whose ids may then be stored again).
+    #[test]
+    fn the_window_is_bounded_in_count_and_bytes() {
+        let mut stored = super::Stored::default();
+        for n in 0..super::KEEP + 5 {
+            let id = format!("s{n}");
+            stored.ids.insert(id.clone());
+            stored.push(statement(&id, "hallym"));
+        }
+        assert_eq!(stored.statements.len(), super::KEEP);
+        assert!(!stored.ids.contains("s0") && stored.ids.contains("s5"));
+        let big = "x".repeat(super::BODY_LIMIT - 500);
+        for n in 0..10 {
+            let mut s = statement(&format!("big{n}"), "hallym");
+            s["result"] = json!({"response": big});
+            stored.push(s);
+        }
+        assert!(stored.bytes <= super::KEEP_BYTES, "{} bytes", stored.bytes);
+        assert_eq!(
+            stored.bytes,
+            stored.statements.iter().map(|(_, n)| n).sum::<usize>()
+        );
+        assert_eq!(stored.statements.len(), 8, "the 8 newest large ones fit");
+        assert_eq!(stored.statements[0].0["id"], "big9");
     }
 }
