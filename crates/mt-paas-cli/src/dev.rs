@@ -238,6 +238,12 @@ fn print_try(url: &str, lang: Lang) {
     println!("  curl -X POST -H 'Authorization: Bearer dev-operator-token' {market}/suspend");
     println!("  curl -H 'X-Tenant-ID: korea' {url}/courses");
     println!("  curl -X POST -H 'Authorization: Bearer dev-operator-token' {market}/reinstate");
+    let (operator, password) = (mt_paas_market::DEV_OPERATOR, mt_paas_market::DEV_PASSWORD);
+    println!(
+        "{} http://127.0.0.1:8505/console ({} {operator} / {password})",
+        lang.pick("마켓 운영 콘솔:", "The market's operator console:"),
+        lang.pick("데모 운영자", "demo operator"),
+    );
     println!(
         "{}",
         lang.pick("Ctrl-C로 둘 다 멈춥니다.", "Ctrl-C stops both.")

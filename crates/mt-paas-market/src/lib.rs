@@ -27,6 +27,7 @@
 
 mod api;
 mod config;
+mod console;
 mod crypto;
 mod delivery;
 mod seed;
@@ -62,6 +63,44 @@ pub const DEV_API_KEY: &str = "dev-api-key";
 pub const DEV_WEBHOOK_SECRET: &str = "whsec_bXQtcGFhcy1kZXYtd2ViaG9vay1zZWNyZXQtMzJieQ==";
 /// The dev seed users' password.
 pub const DEV_PASSWORD: &str = "dev-password";
+/// The dev seed's console operator (its password is [`DEV_PASSWORD`]).
+pub const DEV_OPERATOR: &str = "operator";
+
+/// Why an operator account was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OperatorError {
+    /// The name is not 1 to 64 of `a-z 0-9 . _ -`.
+    #[error("name: {0:?} is not 1 to 64 of a-z, 0-9, '.', '_', '-'")]
+    Name(String),
+    /// The password is shorter than 12 characters or longer than 1024 bytes.
+    #[error("password: 12 characters at least, 1024 bytes at most")]
+    Password,
+    /// The database.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Creates console operator `name`, or sets its password (ending its sessions); `true` when
+/// it is new. The password is kept as a PBKDF2 hash, as the market's users' are.
+pub async fn put_operator(
+    store: &Store,
+    name: &str,
+    password: &str,
+) -> Result<bool, OperatorError> {
+    let valid = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+    if !valid {
+        return Err(OperatorError::Name(name.to_owned()));
+    }
+    if password.chars().count() < 12 || password.len() > 1024 {
+        return Err(OperatorError::Password);
+    }
+    let hash = throttle::hash(password.to_owned()).await;
+    Ok(store.put_operator(name, &hash).await?)
+}
 
 /// Why the market could not start or serve.
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +133,11 @@ pub enum MarketError {
         /// What is wrong.
         problem: &'static str,
     },
+    /// Outside dev mode, a console operator signs in with the public demo password.
+    #[error(
+        "console operator {0}: its password is the public demo password; set another with `mt-paas-market operator add {0}`, or run the demo with `serve --dev`"
+    )]
+    PublicOperatorPassword(String),
 }
 
 /// Why an operator action was refused.
@@ -186,6 +230,20 @@ impl Market {
                 "loaded the dev data: plans basic and premium; services basic_service and keli_tutor; tenants hallym, korea, snu"
             );
         }
+        // The console's demo operator, also in a dev market seeded before the console was.
+        if market.inner.config.seed_dev_data
+            && market
+                .inner
+                .store
+                .operator_password(DEV_OPERATOR)
+                .await?
+                .is_none()
+        {
+            match put_operator(&market.inner.store, DEV_OPERATOR, DEV_PASSWORD).await {
+                Ok(_) | Err(OperatorError::Name(_) | OperatorError::Password) => {}
+                Err(OperatorError::Store(e)) => return Err(e.into()),
+            }
+        }
         tokio::spawn(delivery::run(Arc::downgrade(&market.inner)));
         tokio::spawn(prune_alerts(Arc::downgrade(&market.inner)));
         Ok(market)
@@ -214,6 +272,11 @@ impl Market {
                     service: service.id,
                     problem,
                 });
+            }
+        }
+        for (name, hash) in self.inner.store.operators().await? {
+            if throttle::verify(DEV_PASSWORD.to_owned(), Some(hash)).await {
+                return Err(MarketError::PublicOperatorPassword(name));
             }
         }
         Ok(())

@@ -3,7 +3,7 @@
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use mt_paas_market::{Market, MarketConfig};
+use mt_paas_market::{Market, MarketConfig, store::Store};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -35,6 +35,12 @@ enum Command {
         #[arg(long)]
         dev: bool,
     },
+    /// Console operators: `operator add NAME` creates one or sets its password (read from
+    /// $MT_PAAS_OPERATOR_PASSWORD, else from the first line of standard input).
+    Operator {
+        #[command(subcommand)]
+        action: OperatorAction,
+    },
     /// Check the configuration and exit (1 with one line per problem when invalid).
     Check {
         /// The configuration file.
@@ -54,12 +60,80 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum OperatorAction {
+    /// Create operator NAME, or set its password (its sessions end).
+    Add {
+        /// The operator's name (a-z, 0-9, '.', '_', '-').
+        name: String,
+        /// The configuration file.
+        #[arg(
+            long,
+            short,
+            env = "MT_PAAS_MARKET_CONFIG",
+            default_value = "market.yaml"
+        )]
+        config: PathBuf,
+        /// The overlay to apply.
+        #[arg(long, short)]
+        env: Option<String>,
+    },
+}
+
+/// `operator add`: the password from the environment or standard input, never an argument
+/// (arguments are visible to every user of the machine).
+async fn add_operator(name: &str, config: &MarketConfig) -> ExitCode {
+    let password = match std::env::var("MT_PAAS_OPERATOR_PASSWORD") {
+        Ok(password) => password,
+        Err(_) => {
+            eprint!("password for {name}: ");
+            let mut line = String::new();
+            if std::io::stdin().read_line(&mut line).is_err() {
+                eprintln!("mt-paas-market: cannot read the password");
+                return ExitCode::FAILURE;
+            }
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    let store = match Store::open(&config.database.url, 1).await {
+        Ok(store) => store,
+        Err(e) => {
+            eprintln!("mt-paas-market: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = mt_paas_market::put_operator(&store, name, &password).await;
+    store.close().await;
+    match result {
+        Ok(true) => eprintln!("operator {name} created"),
+        Ok(false) => eprintln!("operator {name}: password changed, its sessions ended"),
+        Err(e) => {
+            eprintln!("mt-paas-market: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let (config_path, env, dev, serve) = match cli.command {
         Command::Serve { config, env, dev } => (config, env, dev, true),
         Command::Check { config, env, dev } => (config, env, dev, false),
+        Command::Operator {
+            action: OperatorAction::Add { name, config, env },
+        } => {
+            return match MarketConfig::load_as(&config, env.as_deref(), false) {
+                Ok(loaded) => add_operator(&name, &loaded).await,
+                Err(e) => {
+                    for problem in &e.problems {
+                        eprintln!("{problem}");
+                    }
+                    ExitCode::FAILURE
+                }
+            };
+        }
     };
     let config = match MarketConfig::load_as(&config_path, env.as_deref(), dev) {
         Ok(config) => config,

@@ -1195,6 +1195,106 @@ impl Store {
     }
 }
 
+impl Store {
+    // ------------------------------------------------------------ console operators
+
+    /// Sets the password of operator `name`, creating it if needed; `true` when it is new.
+    pub async fn put_operator(&self, name: &str, password_hash: &str) -> Result<bool> {
+        let existed: Option<String> = on_pool!(&self.db, pool => {
+            sqlx::query_scalar("SELECT name FROM operators WHERE name = $1")
+                .bind(name)
+                .fetch_optional(pool)
+                .await?
+        });
+        on_pool!(&self.db, pool => {
+            sqlx::query(
+                "INSERT INTO operators (name, password_hash, created_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (name) DO UPDATE SET password_hash = excluded.password_hash",
+            )
+            .bind(name)
+            .bind(password_hash)
+            .bind(now())
+            .execute(pool)
+            .await?;
+            // A new password ends the operator's sessions.
+            sqlx::query("DELETE FROM console_sessions WHERE operator = $1")
+                .bind(name)
+                .execute(pool)
+                .await?;
+        });
+        Ok(existed.is_none())
+    }
+
+    /// Every operator with its password hash, by name.
+    pub async fn operators(&self) -> Result<Vec<(String, String)>> {
+        Ok(on_pool!(&self.db, pool => {
+            sqlx::query_as("SELECT name, password_hash FROM operators ORDER BY name")
+                .fetch_all(pool)
+                .await?
+        }))
+    }
+
+    /// The password hash of operator `name`.
+    pub async fn operator_password(&self, name: &str) -> Result<Option<String>> {
+        Ok(on_pool!(&self.db, pool => {
+            sqlx::query_scalar("SELECT password_hash FROM operators WHERE name = $1")
+                .bind(name)
+                .fetch_optional(pool)
+                .await?
+        }))
+    }
+
+    /// Starts a console session (its token's hash), dropping expired ones.
+    pub async fn start_console_session(
+        &self,
+        token_hash: &str,
+        operator: &str,
+        csrf: &str,
+        expires_at: OffsetDateTime,
+    ) -> Result<()> {
+        on_pool!(&self.db, pool => {
+            sqlx::query("DELETE FROM console_sessions WHERE expires_at < $1")
+                .bind(now())
+                .execute(pool)
+                .await?;
+            sqlx::query(
+                "INSERT INTO console_sessions (token_hash, operator, csrf, expires_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(token_hash)
+            .bind(operator)
+            .bind(csrf)
+            .bind(expires_at)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// The unexpired session of `token_hash`: its operator and CSRF token.
+    pub async fn console_session(&self, token_hash: &str) -> Result<Option<(String, String)>> {
+        Ok(on_pool!(&self.db, pool => {
+            sqlx::query_as(
+                "SELECT operator, csrf FROM console_sessions WHERE token_hash = $1 AND expires_at > $2",
+            )
+            .bind(token_hash)
+            .bind(now())
+            .fetch_optional(pool)
+            .await?
+        }))
+    }
+
+    /// Ends the session of `token_hash`.
+    pub async fn end_console_session(&self, token_hash: &str) -> Result<()> {
+        on_pool!(&self.db, pool => {
+            sqlx::query("DELETE FROM console_sessions WHERE token_hash = $1")
+                .bind(token_hash)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+}
+
 fn plan_from((id, name, features, rpm): (String, String, String, Option<i64>)) -> Result<Plan> {
     Ok(Plan {
         id,

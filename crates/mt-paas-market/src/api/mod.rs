@@ -34,11 +34,13 @@ pub(crate) fn router(market: Market) -> Router {
                 .route(paths::JWKS, get(jwks)),
         )
         .nest("/api/v1/admin", operator::routes(market.clone()))
-        .with_state(market)
+        .with_state(market.clone())
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::new(ProblemCode::Internal).into_response()
         }))
         .layer(ProblemLayer)
+        // The console answers pages, not problem+json.
+        .merge(crate::console::router(market))
 }
 
 /// The published signing keys; a cache may keep them for five minutes.

@@ -3,6 +3,7 @@
 
 #![allow(unreachable_pub, clippy::unwrap_used)]
 
+mod console;
 mod helpers;
 mod loop_tests;
 mod market_api;

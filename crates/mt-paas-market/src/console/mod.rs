@@ -1,0 +1,625 @@
+//! The operator console at `/console`: server-rendered pages for the people who run the
+//! market, Korean by default with an English switch.
+//!
+//! - Operators are accounts of their own (`mt-paas-market operator add NAME`), their
+//!   passwords hashed as the market's users' are; sign-in is throttled per name and per
+//!   address like SSO's.
+//! - A session is a random token in an `HttpOnly`, `SameSite=Strict` cookie scoped to
+//!   `/console` (`Secure` when the market's public URL is https); the market keeps only its
+//!   hash, and it ends at sign-out, after [`SESSION_HOURS`], or when the password changes.
+//! - Every form carries a CSRF token: the session's, or before sign-in one bound to the
+//!   browser by a cookie of its own (so nobody can sign a browser in to their account).
+//! - Pages are sent with a `Content-Security-Policy` that allows no script and no framing,
+//!   and `Cache-Control: no-store`.
+//!
+//! The operator API's bearer token (`/api/v1/admin`) keeps working for scripts.
+
+use std::{net::SocketAddr, sync::LazyLock};
+
+use axum::{
+    Form, Router,
+    extract::{ConnectInfo, Path, State},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use minijinja::{Environment, UndefinedBehavior, Value, context};
+use serde::Deserialize;
+use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+
+use crate::{Market, crypto, store::StoreError, throttle};
+
+/// The session cookie.
+const SESSION_COOKIE: &str = "mtp_console";
+/// The cookie that binds the sign-in form's CSRF token to the browser.
+const LOGIN_COOKIE: &str = "mtp_console_login";
+/// The language cookie.
+const LANG_COOKIE: &str = "mtp_console_lang";
+/// How long a session lasts.
+pub(crate) const SESSION_HOURS: i64 = 12;
+/// An instance whose last heartbeat is older than this is shown stale.
+const STALE_AFTER: time::Duration = time::Duration::minutes(5);
+/// Alerts on the overview.
+const ALERTS_SHOWN: i64 = 20;
+
+static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
+    let mut env = Environment::new();
+    // A name a page uses but is not given is an error, never an empty string.
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    for (name, source) in [
+        ("base.html", include_str!("templates/base.html")),
+        ("login.html", include_str!("templates/login.html")),
+        ("overview.html", include_str!("templates/overview.html")),
+    ] {
+        if let Err(e) = env.add_template(name, source) {
+            panic!("the console's template {name} does not parse: {e:#}");
+        }
+    }
+    env
+});
+
+/// The console's language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lang {
+    Ko,
+    En,
+}
+
+impl Lang {
+    /// The language cookie's, else English when the browser asks for English before Korean,
+    /// else Korean.
+    fn of(headers: &HeaderMap) -> Self {
+        match cookie(headers, LANG_COOKIE) {
+            Some("en") => return Self::En,
+            Some("ko") => return Self::Ko,
+            _ => {}
+        }
+        let accept = headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let first = accept
+            .split(',')
+            .map(|part| {
+                part.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            })
+            .find(|tag| tag.starts_with("en") || tag.starts_with("ko"));
+        match first {
+            Some(tag) if tag.starts_with("en") => Self::En,
+            _ => Self::Ko,
+        }
+    }
+
+    fn code(self) -> &'static str {
+        match self {
+            Self::Ko => "ko",
+            Self::En => "en",
+        }
+    }
+
+    /// The page texts.
+    fn texts(self) -> Value {
+        let pairs: &[(&str, &str, &str)] = &[
+            (
+                "console",
+                "Service Market 운영 콘솔",
+                "Service Market console",
+            ),
+            ("language", "언어", "Language"),
+            ("sign_in", "로그인", "Sign in"),
+            ("sign_out", "로그아웃", "Sign out"),
+            ("name", "이름", "Name"),
+            ("password", "비밀번호", "Password"),
+            ("overview", "개요", "Overview"),
+            ("services", "서비스", "Services"),
+            ("service", "서비스", "Service"),
+            ("instance", "인스턴스", "Instance"),
+            ("state", "상태", "State"),
+            ("healthy", "정상", "healthy"),
+            ("stale", "응답 없음", "stale"),
+            ("last_heartbeat", "마지막 하트비트", "Last heartbeat"),
+            ("requests_per_minute", "분당 요청", "Requests/min"),
+            ("error_rate", "오류율", "Error rate"),
+            ("latency", "평균 응답 시간", "Avg. latency"),
+            ("tenants", "활성 테넌트", "Active tenants"),
+            (
+                "no_heartbeat",
+                "아직 하트비트가 없습니다.",
+                "No heartbeat yet.",
+            ),
+            (
+                "no_services",
+                "등록된 서비스가 없습니다.",
+                "No service is registered.",
+            ),
+            ("alerts", "감사 알림", "Audit alerts"),
+            ("received", "받은 시각", "Received"),
+            ("alert_type", "종류", "Type"),
+            ("severity", "심각도", "Severity"),
+            ("no_alerts", "감사 알림이 없습니다.", "No audit alerts."),
+        ];
+        let map: std::collections::BTreeMap<&str, &str> = pairs
+            .iter()
+            .map(|(key, ko, en)| (*key, if self == Self::Ko { *ko } else { *en }))
+            .collect();
+        Value::from(map)
+    }
+
+    fn say(self, ko: &'static str, en: &'static str) -> &'static str {
+        if self == Self::Ko { ko } else { en }
+    }
+}
+
+pub(crate) fn router(market: Market) -> Router {
+    Router::new()
+        .route("/console", get(overview))
+        .route("/console/login", get(login_form).post(login))
+        .route("/console/logout", post(logout))
+        .route("/console/lang/{lang}", get(set_lang))
+        .with_state(market)
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }))
+}
+
+/// A signed-in operator.
+struct Session {
+    operator: String,
+    csrf: String,
+    token_hash: String,
+}
+
+/// The value of cookie `name` in the request.
+fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+}
+
+async fn session(market: &Market, headers: &HeaderMap) -> Result<Option<Session>, StoreError> {
+    let Some(token) = cookie(headers, SESSION_COOKIE).filter(|t| t.len() <= 128) else {
+        return Ok(None);
+    };
+    let token_hash = crypto::sha256_hex(token.as_bytes());
+    Ok(market
+        .store()
+        .console_session(&token_hash)
+        .await?
+        .map(|(operator, csrf)| Session {
+            operator,
+            csrf,
+            token_hash,
+        }))
+}
+
+/// A `Set-Cookie` for the console: HttpOnly, SameSite=Strict, `/console` only, Secure when
+/// the market is served over https. `max_age` 0 removes it.
+fn set_cookie(market: &Market, name: &str, value: &str, max_age: i64) -> HeaderValue {
+    let secure = if market.config().public_url.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("mtp_console_invalid=1"))
+}
+
+/// A rendered page with the console's security headers.
+fn page(status: StatusCode, template: &str, values: Value, cookies: Vec<HeaderValue>) -> Response {
+    let html = match TEMPLATES
+        .get_template(template)
+        .and_then(|t| t.render(values))
+    {
+        Ok(html) => html,
+        Err(e) => {
+            tracing::error!(error = %e, template, "rendering a console page");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
+    let mut response = (status, html).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; \
+             form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    for cookie in cookies {
+        headers.append(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+fn see_other(to: &'static str, cookies: Vec<HeaderValue>) -> Response {
+    let mut response = (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response();
+    for cookie in cookies {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+fn store_failed(e: &StoreError) -> Response {
+    tracing::error!(error = %e, "market database error (console)");
+    StatusCode::INTERNAL_SERVER_ERROR.into_response()
+}
+
+/// The refusal of a form whose CSRF token does not match.
+fn forbidden(lang: Lang) -> Response {
+    let mut response = (
+        StatusCode::FORBIDDEN,
+        lang.say(
+            "요청을 확인할 수 없습니다(CSRF 토큰 불일치). 페이지를 새로 고친 뒤 다시 시도하세요.\n",
+            "The request could not be verified (CSRF token mismatch). Reload the page and try again.\n",
+        ),
+    )
+        .into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+fn login_page(
+    market: &Market,
+    lang: Lang,
+    status: StatusCode,
+    name: &str,
+    error: Option<&str>,
+    csrf: &str,
+    mut cookies: Vec<HeaderValue>,
+) -> Response {
+    cookies.push(set_cookie(market, LOGIN_COOKIE, csrf, 3600));
+    page(
+        status,
+        "login.html",
+        context! {
+            lang => lang.code(),
+            t => lang.texts(),
+            title => lang.say("로그인", "Sign in"),
+            operator => Value::from(()),
+            csrf,
+            name,
+            error,
+        },
+        cookies,
+    )
+}
+
+async fn login_form(State(market): State<Market>, headers: HeaderMap) -> Response {
+    match session(&market, &headers).await {
+        Ok(Some(_)) => return see_other("/console", Vec::new()),
+        Ok(None) => {}
+        Err(e) => return store_failed(&e),
+    }
+    let csrf = cookie(&headers, LOGIN_COOKIE)
+        .filter(|c| c.len() == 22)
+        .map_or_else(|| crypto::random_token(16), str::to_owned);
+    login_page(
+        &market,
+        Lang::of(&headers),
+        StatusCode::OK,
+        "",
+        None,
+        &csrf,
+        Vec::new(),
+    )
+}
+
+#[derive(Deserialize)]
+struct Credentials {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn login(
+    State(market): State<Market>,
+    extensions: http::Extensions,
+    headers: HeaderMap,
+    Form(form): Form<Credentials>,
+) -> Response {
+    let lang = Lang::of(&headers);
+    let Some(expected) = cookie(&headers, LOGIN_COOKIE) else {
+        return forbidden(lang);
+    };
+    if form.csrf.is_empty() || !crypto::same(form.csrf.as_bytes(), expected.as_bytes()) {
+        return forbidden(lang);
+    }
+    let csrf = expected.to_owned();
+    let address = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let key = format!("operator:{}", form.name);
+    let logins = &market.inner.logins;
+    if logins.check(&key, address).is_err() {
+        let error = lang.say(
+            "로그인 시도가 너무 많습니다. 15분 뒤에 다시 시도하세요.",
+            "Too many sign-in attempts. Try again in 15 minutes.",
+        );
+        return login_page(
+            &market,
+            lang,
+            StatusCode::TOO_MANY_REQUESTS,
+            &form.name,
+            Some(error),
+            &csrf,
+            Vec::new(),
+        );
+    }
+    if form.name.len() > 200 || form.password.len() > 1024 {
+        let error = lang.say(
+            "이름은 200자, 비밀번호는 1024자까지입니다.",
+            "A name has at most 200 characters, a password 1024.",
+        );
+        return login_page(
+            &market,
+            lang,
+            StatusCode::BAD_REQUEST,
+            "",
+            Some(error),
+            &csrf,
+            Vec::new(),
+        );
+    }
+    let stored = match market.store().operator_password(&form.name).await {
+        Ok(stored) => stored,
+        Err(e) => return store_failed(&e),
+    };
+    if !throttle::verify(form.password, stored).await {
+        logins.failed(&key, address);
+        let error = lang.say(
+            "이름 또는 비밀번호가 틀렸습니다.",
+            "Wrong name or password.",
+        );
+        return login_page(
+            &market,
+            lang,
+            StatusCode::UNAUTHORIZED,
+            &form.name,
+            Some(error),
+            &csrf,
+            Vec::new(),
+        );
+    }
+    logins.succeeded(&key);
+    let token = crypto::random_token(32);
+    let expires_at = OffsetDateTime::now_utc() + time::Duration::hours(SESSION_HOURS);
+    if let Err(e) = market
+        .store()
+        .start_console_session(
+            &crypto::sha256_hex(token.as_bytes()),
+            &form.name,
+            &crypto::random_token(16),
+            expires_at,
+        )
+        .await
+    {
+        return store_failed(&e);
+    }
+    see_other(
+        "/console",
+        vec![
+            set_cookie(&market, SESSION_COOKIE, &token, SESSION_HOURS * 3600),
+            set_cookie(&market, LOGIN_COOKIE, "", 0),
+        ],
+    )
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn logout(
+    State(market): State<Market>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let session = match session(&market, &headers).await {
+        Ok(Some(session)) => session,
+        Ok(None) => return see_other("/console/login", Vec::new()),
+        Err(e) => return store_failed(&e),
+    };
+    if !crypto::same(form.csrf.as_bytes(), session.csrf.as_bytes()) {
+        return forbidden(Lang::of(&headers));
+    }
+    if let Err(e) = market
+        .store()
+        .end_console_session(&session.token_hash)
+        .await
+    {
+        return store_failed(&e);
+    }
+    see_other(
+        "/console/login",
+        vec![set_cookie(&market, SESSION_COOKIE, "", 0)],
+    )
+}
+
+/// Sets the language and goes back to the console (never to an address the request names).
+async fn set_lang(State(market): State<Market>, Path(lang): Path<String>) -> Response {
+    let lang = if lang == "en" { "en" } else { "ko" };
+    see_other(
+        "/console",
+        vec![set_cookie(&market, LANG_COOKIE, lang, 365 * 24 * 3600)],
+    )
+}
+
+fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&Rfc3339).unwrap_or_default()
+}
+
+/// "3 s", "5 min", "2 h" ago.
+fn ago(lang: Lang, since: time::Duration) -> String {
+    let s = since.whole_seconds().max(0);
+    let (n, ko, en) = match s {
+        0..60 => (s, "초 전", "s ago"),
+        60..3600 => (s / 60, "분 전", "min ago"),
+        3600..86400 => (s / 3600, "시간 전", "h ago"),
+        _ => (s / 86400, "일 전", "d ago"),
+    };
+    match lang {
+        Lang::Ko => format!("{n}{ko}"),
+        Lang::En => format!("{n} {en}"),
+    }
+}
+
+async fn overview(State(market): State<Market>, headers: HeaderMap) -> Response {
+    let lang = Lang::of(&headers);
+    let session = match session(&market, &headers).await {
+        Ok(Some(session)) => session,
+        Ok(None) => return see_other("/console/login", Vec::new()),
+        Err(e) => return store_failed(&e),
+    };
+    let store = market.store();
+    let now = OffsetDateTime::now_utc();
+    let services = match store.services().await {
+        Ok(services) => services,
+        Err(e) => return store_failed(&e),
+    };
+    let mut shown = Vec::new();
+    for service in services {
+        let instances = match store.instances(&service.id).await {
+            Ok(instances) => instances,
+            Err(e) => return store_failed(&e),
+        };
+        let instances: Vec<Value> = instances
+            .iter()
+            .map(|i| {
+                let since = now - i.received_at;
+                let metrics = &i.heartbeat.metrics;
+                context! {
+                    id => &i.instance_id,
+                    health => if since > STALE_AFTER { "stale" } else { "healthy" },
+                    received_at => rfc3339(i.received_at),
+                    ago => ago(lang, since),
+                    requests_per_minute => metrics.requests_per_minute,
+                    error_rate => format!("{:.1} %", metrics.error_rate * 100.0),
+                    latency_ms => format!("{:.1}", metrics.avg_response_time_ms),
+                    active_tenants => i.heartbeat.active_tenants.len(),
+                }
+            })
+            .collect();
+        shown.push(context! {
+            id => service.id,
+            name => service.name,
+            instances,
+        });
+    }
+    let alerts: Vec<Value> = match store.alerts(None, ALERTS_SHOWN).await {
+        Ok(alerts) => alerts
+            .iter()
+            .map(|a| {
+                context! {
+                    received_at => rfc3339(a.received_at),
+                    service_id => &a.alert.service_id,
+                    alert_type => &a.alert.alert_type,
+                    severity => serde_json::to_value(a.alert.severity)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default(),
+                }
+            })
+            .collect(),
+        Err(e) => return store_failed(&e),
+    };
+    page(
+        StatusCode::OK,
+        "overview.html",
+        context! {
+            lang => lang.code(),
+            t => lang.texts(),
+            title => lang.say("개요", "Overview"),
+            operator => session.operator,
+            csrf => session.csrf,
+            services => shown,
+            alerts,
+        },
+        Vec::new(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_page_renders_in_both_languages() {
+        for lang in [Lang::Ko, Lang::En] {
+            let login = TEMPLATES
+                .get_template("login.html")
+                .unwrap()
+                .render(context! {
+                    lang => lang.code(), t => lang.texts(), title => "x",
+                    operator => Value::from(()), csrf => "c", name => "<b>", error => "e",
+                })
+                .unwrap();
+            assert!(login.contains("&lt;b&gt;"), "names are escaped: {login}");
+            let overview = TEMPLATES
+                .get_template("overview.html")
+                .unwrap()
+                .render(context! {
+                    lang => lang.code(), t => lang.texts(), title => "x",
+                    operator => "op", csrf => "c", services => Vec::<Value>::new(),
+                    alerts => Vec::<Value>::new(),
+                })
+                .unwrap();
+            assert!(
+                overview
+                    .contains(lang.say("등록된 서비스가 없습니다.", "No service is registered."))
+            );
+        }
+    }
+
+    #[test]
+    fn the_language_follows_the_cookie_then_the_browser() {
+        let with = |pairs: &[(&str, &str)]| {
+            let mut headers = HeaderMap::new();
+            for (k, v) in pairs {
+                headers.append(
+                    http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                    HeaderValue::from_str(v).unwrap(),
+                );
+            }
+            Lang::of(&headers)
+        };
+        assert_eq!(with(&[]), Lang::Ko);
+        assert_eq!(with(&[("accept-language", "en-US,en;q=0.9")]), Lang::En);
+        assert_eq!(with(&[("accept-language", "ko-KR,en;q=0.5")]), Lang::Ko);
+        assert_eq!(with(&[("accept-language", "fr, en;q=0.5")]), Lang::En);
+        assert_eq!(
+            with(&[
+                ("accept-language", "en"),
+                ("cookie", "a=1; mtp_console_lang=ko")
+            ]),
+            Lang::Ko
+        );
+    }
+}

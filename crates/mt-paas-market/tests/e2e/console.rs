@@ -1,0 +1,275 @@
+//! The operator console over HTTP, as a browser sends it (cookies kept by hand, redirects
+//! not followed): sign-in, the session cookie's attributes, CSRF on every form, throttling,
+//! sign-out, the overview, and the demo password refused outside dev mode.
+
+use mt_paas_market::{DEV_PASSWORD, Market, MarketConfig, MarketError, OperatorError};
+use reqwest::{Client, StatusCode, header, redirect::Policy};
+
+use crate::helpers::{register_service, start_market};
+
+const NAME: &str = "minji";
+const PASSWORD: &str = "a long operator password";
+
+fn client() -> Client {
+    Client::builder().redirect(Policy::none()).build().unwrap()
+}
+
+/// The value the response sets for cookie `name`, and the whole `Set-Cookie` line.
+fn set_cookie(response: &reqwest::Response, name: &str) -> Option<(String, String)> {
+    response
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|line| line.starts_with(&format!("{name}=")))
+        .map(|line| {
+            let value = line[name.len() + 1..].split(';').next().unwrap().to_owned();
+            (value, line.to_owned())
+        })
+}
+
+/// The hidden CSRF field of a page.
+fn csrf_of(html: &str) -> String {
+    let at = html
+        .find("name=\"csrf\" value=\"")
+        .expect("the page has a CSRF field")
+        + 19;
+    html[at..].split('"').next().unwrap().to_owned()
+}
+
+/// The sign-in page's CSRF token and the cookie it is bound to.
+async fn login_form(url: &str) -> (String, String) {
+    let response = client()
+        .get(format!("{url}/console/login"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let (cookie, _) = set_cookie(&response, "mtp_console_login").expect("a login cookie");
+    let html = response.text().await.unwrap();
+    (csrf_of(&html), cookie)
+}
+
+async fn sign_in(
+    url: &str,
+    name: &str,
+    password: &str,
+    csrf: &str,
+    cookie: &str,
+) -> reqwest::Response {
+    client()
+        .post(format!("{url}/console/login"))
+        .header(header::COOKIE, format!("mtp_console_login={cookie}"))
+        .form(&[("name", name), ("password", password), ("csrf", csrf)])
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_signs_in_sees_the_overview_and_signs_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let market = start_market(&format!("sqlite://{}/m.db", dir.path().display()), None).await;
+    register_service(&market.url, None).await;
+    assert!(
+        mt_paas_market::put_operator(market.market.store(), NAME, PASSWORD)
+            .await
+            .unwrap()
+    );
+    let url = &market.url;
+
+    // Signed out: the console sends to the sign-in page, which is Korean by default.
+    let response = client().get(format!("{url}/console")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()[header::LOCATION], "/console/login");
+    let response = client()
+        .get(format!("{url}/console/login"))
+        .send()
+        .await
+        .unwrap();
+    let csp = response.headers()[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap();
+    assert!(
+        csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'none'"),
+        "{csp}"
+    );
+    assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+    let html = response.text().await.unwrap();
+    assert!(
+        html.contains("<html lang=\"ko\">") && html.contains("로그인"),
+        "{html}"
+    );
+    let english = client()
+        .get(format!("{url}/console/login"))
+        .header(header::ACCEPT_LANGUAGE, "en-US,en;q=0.9")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(english.contains("Sign in"), "{english}");
+
+    // A form without its cookie's token, or with another, is refused.
+    let (csrf, cookie) = login_form(url).await;
+    let forged = sign_in(url, NAME, PASSWORD, "forged-token-000000000", &cookie).await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert!(forged.text().await.unwrap().contains("CSRF"));
+    let no_cookie = client()
+        .post(format!("{url}/console/login"))
+        .form(&[
+            ("name", NAME),
+            ("password", PASSWORD),
+            ("csrf", csrf.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_cookie.status(), StatusCode::FORBIDDEN);
+
+    // A wrong password is a 401 page with the name kept and the same form token.
+    let wrong = sign_in(url, NAME, "not the password", &csrf, &cookie).await;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let html = wrong.text().await.unwrap();
+    assert!(
+        html.contains("이름 또는 비밀번호가 틀렸습니다.") && html.contains("value=\"minji\""),
+        "{html}"
+    );
+    assert_eq!(csrf_of(&html), csrf);
+
+    // Signed in: a session cookie the page's scripts cannot read and other sites cannot send.
+    let signed = sign_in(url, NAME, PASSWORD, &csrf, &cookie).await;
+    assert_eq!(signed.status(), StatusCode::SEE_OTHER);
+    assert_eq!(signed.headers()[header::LOCATION], "/console");
+    let (session, line) = set_cookie(&signed, "mtp_console").expect("a session cookie");
+    for attribute in [
+        "HttpOnly",
+        "SameSite=Strict",
+        "Path=/console",
+        "Max-Age=43200",
+    ] {
+        assert!(line.contains(attribute), "{line}");
+    }
+    assert!(!line.contains("Secure"), "http market: no Secure: {line}");
+    let (_, cleared) =
+        set_cookie(&signed, "mtp_console_login").expect("the login cookie is cleared");
+    assert!(cleared.contains("Max-Age=0"), "{cleared}");
+
+    let with_session = |path: &str| {
+        client()
+            .get(format!("{url}{path}"))
+            .header(header::COOKIE, format!("mtp_console={session}"))
+    };
+    let overview = with_session("/console").send().await.unwrap();
+    assert_eq!(overview.status(), 200);
+    let html = overview.text().await.unwrap();
+    assert!(
+        html.contains("e2e_service") && html.contains("아직 하트비트가 없습니다."),
+        "{html}"
+    );
+    assert!(html.contains(NAME), "the operator is named: {html}");
+    let page_csrf = csrf_of(&html);
+    assert_ne!(page_csrf, csrf, "the session has a token of its own");
+    // A made-up session is no session.
+    let made_up = client()
+        .get(format!("{url}/console"))
+        .header(header::COOKIE, "mtp_console=made-up-session-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made_up.status(), StatusCode::SEE_OTHER);
+
+    // Sign-out needs the session's token; then the session is over.
+    let logout = |token: String| {
+        client()
+            .post(format!("{url}/console/logout"))
+            .header(header::COOKIE, format!("mtp_console={session}"))
+            .form(&[("csrf", token)])
+            .send()
+    };
+    assert_eq!(
+        logout(csrf.clone()).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(with_session("/console").send().await.unwrap().status(), 200);
+    let out = logout(page_csrf).await.unwrap();
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+    assert_eq!(out.headers()[header::LOCATION], "/console/login");
+    assert!(
+        set_cookie(&out, "mtp_console")
+            .unwrap()
+            .1
+            .contains("Max-Age=0")
+    );
+    let after = with_session("/console").send().await.unwrap();
+    assert_eq!(after.status(), StatusCode::SEE_OTHER);
+    market.running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_is_throttled_and_a_new_password_ends_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let market = start_market(&format!("sqlite://{}/m.db", dir.path().display()), None).await;
+    mt_paas_market::put_operator(market.market.store(), NAME, PASSWORD)
+        .await
+        .unwrap();
+    let url = &market.url;
+    let (csrf, cookie) = login_form(url).await;
+    let signed = sign_in(url, NAME, PASSWORD, &csrf, &cookie).await;
+    let (session, _) = set_cookie(&signed, "mtp_console").unwrap();
+    for _ in 0..5 {
+        let wrong = sign_in(url, NAME, "not the password", &csrf, &cookie).await;
+        assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    }
+    // The sixth attempt is refused before the password is looked at, right or not.
+    let throttled = sign_in(url, NAME, PASSWORD, &csrf, &cookie).await;
+    assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(throttled.text().await.unwrap().contains("15분"));
+
+    // Setting the password again ends the operator's sessions.
+    let overview = || {
+        client()
+            .get(format!("{url}/console"))
+            .header(header::COOKIE, format!("mtp_console={session}"))
+            .send()
+    };
+    assert_eq!(overview().await.unwrap().status(), 200);
+    let new = mt_paas_market::put_operator(market.market.store(), NAME, "another long password")
+        .await
+        .unwrap();
+    assert!(!new, "the operator existed");
+    assert_eq!(overview().await.unwrap().status(), StatusCode::SEE_OTHER);
+
+    // Names and passwords that are refused, each naming its field.
+    let store = market.market.store();
+    let short = mt_paas_market::put_operator(store, "ok", "short")
+        .await
+        .unwrap_err();
+    assert!(matches!(short, OperatorError::Password), "{short}");
+    assert!(short.to_string().starts_with("password:"));
+    let bad = mt_paas_market::put_operator(store, "Minji Kim", PASSWORD)
+        .await
+        .unwrap_err();
+    assert!(bad.to_string().starts_with("name:"), "{bad}");
+    market.running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outside_dev_mode_the_demo_operator_password_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/m.db", dir.path().display());
+    let mut config = MarketConfig::with_database(&url).unwrap();
+    config.seed_dev_data = false;
+    let market = Market::start(config.clone()).await.unwrap();
+    mt_paas_market::put_operator(market.store(), "ops", DEV_PASSWORD)
+        .await
+        .unwrap();
+    market.store().close().await;
+    config.dev_mode = false;
+    let refused = Market::start(config).await.unwrap_err();
+    assert!(
+        matches!(&refused, MarketError::PublicOperatorPassword(name) if name == "ops"),
+        "{refused}"
+    );
+}
