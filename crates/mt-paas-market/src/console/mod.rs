@@ -50,6 +50,8 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("base.html", include_str!("templates/base.html")),
         ("login.html", include_str!("templates/login.html")),
         ("overview.html", include_str!("templates/overview.html")),
+        ("service.html", include_str!("templates/service.html")),
+        ("confirm.html", include_str!("templates/confirm.html")),
     ] {
         if let Err(e) = env.add_template(name, source) {
             panic!("the console's template {name} does not parse: {e:#}");
@@ -141,6 +143,49 @@ impl Lang {
             ("alert_type", "종류", "Type"),
             ("severity", "심각도", "Severity"),
             ("no_alerts", "감사 알림이 없습니다.", "No audit alerts."),
+            (
+                "subscriptions",
+                "테넌트와 구독",
+                "Tenants and subscriptions",
+            ),
+            ("tenant", "테넌트", "Tenant"),
+            ("plan", "요금제", "Plan"),
+            ("expires", "만료", "Expires"),
+            ("block", "차단", "Block"),
+            ("actions", "작업", "Actions"),
+            ("state_active", "활성", "active"),
+            ("state_suspended", "정지됨", "suspended"),
+            ("state_cancelled", "해지됨", "cancelled"),
+            (
+                "state_pending_activation",
+                "활성화 대기",
+                "pending activation",
+            ),
+            ("state_unknown", "알 수 없음", "unknown"),
+            ("suspend", "정지", "Suspend"),
+            ("reinstate", "재개", "Reinstate"),
+            ("unblock", "차단 해제", "Unblock"),
+            (
+                "block_message",
+                "사용자에게 보일 메시지",
+                "Message shown to users",
+            ),
+            ("block_now", "지금 차단", "Block now"),
+            ("no_subscriptions", "구독이 없습니다.", "No subscriptions."),
+            ("commands", "보낸 명령", "Commands sent"),
+            ("created", "만든 시각", "Created"),
+            ("command", "명령", "Command"),
+            ("delivery", "전달", "Delivery"),
+            ("delivery_pending", "대기 중", "queued"),
+            ("delivery_applied", "적용됨", "applied"),
+            ("delivery_superseded", "대체됨", "superseded"),
+            ("delivery_failed", "실패", "failed"),
+            ("attempts", "시도", "Attempts"),
+            ("detail", "내용", "Detail"),
+            ("no_commands", "보낸 명령이 없습니다.", "No commands sent."),
+            ("confirm", "확인", "Confirm"),
+            ("confirm_yes", "실행", "Do it"),
+            ("cancel", "취소", "Cancel"),
         ];
         let map: std::collections::BTreeMap<&str, &str> = pairs
             .iter()
@@ -160,6 +205,11 @@ pub(crate) fn router(market: Market) -> Router {
         .route("/console/login", get(login_form).post(login))
         .route("/console/logout", post(logout))
         .route("/console/lang/{lang}", get(set_lang))
+        .route("/console/services/{service_id}", get(service_page))
+        .route(
+            "/console/services/{service_id}/tenants/{tenant_id}/{action}",
+            post(subscription_action),
+        )
         .with_state(market)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             StatusCode::INTERNAL_SERVER_ERROR.into_response()
@@ -564,6 +614,219 @@ async fn overview(State(market): State<Market>, headers: HeaderMap) -> Response 
         },
         Vec::new(),
     )
+}
+
+/// The page of one service: its subscriptions with their actions, and its commands.
+async fn service_page(
+    State(market): State<Market>,
+    Path(service_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let lang = Lang::of(&headers);
+    let session = match session(&market, &headers).await {
+        Ok(Some(session)) => session,
+        Ok(None) => return see_other("/console/login", Vec::new()),
+        Err(e) => return store_failed(&e),
+    };
+    let store = market.store();
+    let service = match store.service(&service_id).await {
+        Ok(Some(service)) => service,
+        Ok(None) => return (StatusCode::NOT_FOUND, "no such service\n").into_response(),
+        Err(e) => return store_failed(&e),
+    };
+    let subscriptions = match store.subscriptions_since(&service.id, 0, 10_000).await {
+        Ok(mut subscriptions) => {
+            subscriptions.sort_by(|a, b| a.tenant_id.cmp(&b.tenant_id));
+            subscriptions
+        }
+        Err(e) => return store_failed(&e),
+    };
+    let subscriptions: Vec<Value> = subscriptions
+        .iter()
+        .map(|s| {
+            context! {
+                tenant_id => &s.tenant_id,
+                plan_id => &s.plan_id,
+                state => state_code(s.state),
+                expires_at => s.expires_at.map(rfc3339),
+                block => s.block.as_ref().map(|b| context! {
+                    message => &b.message,
+                    block_at => rfc3339(b.block_at),
+                }),
+            }
+        })
+        .collect();
+    let commands: Vec<Value> = match store.commands(&service.id, false, 50).await {
+        Ok(commands) => commands
+            .iter()
+            .map(|c| {
+                let kind = serde_json::to_value(&c.command)
+                    .ok()
+                    .and_then(|v| v["kind"].as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                context! {
+                    created_at => rfc3339(c.created_at),
+                    tenant_id => c.command.tenant_id(),
+                    kind,
+                    status => &c.status,
+                    attempts => c.attempts,
+                    detail => c.last_error.as_deref().or(c.detail.as_deref()).unwrap_or(""),
+                }
+            })
+            .collect(),
+        Err(e) => return store_failed(&e),
+    };
+    page(
+        StatusCode::OK,
+        "service.html",
+        context! {
+            lang => lang.code(),
+            t => lang.texts(),
+            title => &service.name,
+            operator => session.operator,
+            csrf => session.csrf,
+            service => context! { id => &service.id, name => &service.name },
+            subscriptions,
+            commands,
+        },
+        Vec::new(),
+    )
+}
+
+fn state_code(state: mt_paas_protocol::SubscriptionState) -> &'static str {
+    use mt_paas_protocol::SubscriptionState as S;
+    match state {
+        S::PendingActivation => "pending_activation",
+        S::Active => "active",
+        S::Suspended => "suspended",
+        S::Cancelled => "cancelled",
+        S::Unknown => "unknown",
+    }
+}
+
+#[derive(Deserialize)]
+struct ActionForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    confirm: String,
+    #[serde(default)]
+    message: String,
+}
+
+/// An action on a subscription: first a confirmation page, then (with `confirm=yes`) the
+/// action, and back to the service's page where its command's delivery shows.
+async fn subscription_action(
+    State(market): State<Market>,
+    Path((service_id, tenant_id, action)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    Form(form): Form<ActionForm>,
+) -> Response {
+    let lang = Lang::of(&headers);
+    let session = match session(&market, &headers).await {
+        Ok(Some(session)) => session,
+        Ok(None) => return see_other("/console/login", Vec::new()),
+        Err(e) => return store_failed(&e),
+    };
+    if !crypto::same(form.csrf.as_bytes(), session.csrf.as_bytes()) {
+        return forbidden(lang);
+    }
+    let question = match (action.as_str(), lang) {
+        ("suspend", Lang::Ko) => {
+            format!("{tenant_id}의 {service_id} 구독을 정지할까요? 그 사용자는 403을 받습니다.")
+        }
+        ("suspend", Lang::En) => {
+            format!("Suspend {tenant_id}'s subscription to {service_id}? Its users get 403.")
+        }
+        ("reinstate", Lang::Ko) => format!("{tenant_id}의 {service_id} 구독을 재개할까요?"),
+        ("reinstate", Lang::En) => format!("Reinstate {tenant_id}'s subscription to {service_id}?"),
+        ("block", Lang::Ko) => format!("{tenant_id}을(를) {service_id}에서 지금 차단할까요?"),
+        ("block", Lang::En) => format!("Block {tenant_id} on {service_id} now?"),
+        ("unblock", Lang::Ko) => format!("{tenant_id}의 {service_id} 차단을 해제할까요?"),
+        ("unblock", Lang::En) => format!("Lift {tenant_id}'s block on {service_id}?"),
+        _ => return (StatusCode::NOT_FOUND, "no such action\n").into_response(),
+    };
+    let message = form.message.trim();
+    if action == "block" && (message.is_empty() || message.chars().count() > 500) {
+        let text = lang.say(
+            "message: 사용자에게 보일 메시지를 1~500자로 적으세요.\n",
+            "message: write the message users see, 1 to 500 characters.\n",
+        );
+        return (StatusCode::BAD_REQUEST, text).into_response();
+    }
+    if form.confirm != "yes" {
+        return page(
+            StatusCode::OK,
+            "confirm.html",
+            context! {
+                lang => lang.code(),
+                t => lang.texts(),
+                title => lang.say("확인", "Confirm"),
+                operator => session.operator,
+                csrf => session.csrf,
+                question,
+                message,
+                service_id => &service_id,
+                action => format!("/console/services/{service_id}/tenants/{tenant_id}/{action}"),
+            },
+            Vec::new(),
+        );
+    }
+    let done = match action.as_str() {
+        "suspend" => market
+            .set_state(
+                &service_id,
+                &tenant_id,
+                mt_paas_protocol::SubscriptionState::Suspended,
+            )
+            .await
+            .map(drop),
+        "reinstate" => market
+            .set_state(
+                &service_id,
+                &tenant_id,
+                mt_paas_protocol::SubscriptionState::Active,
+            )
+            .await
+            .map(drop),
+        "block" => market
+            .block(
+                &service_id,
+                &tenant_id,
+                &crate::BlockRequest {
+                    reason: "operator".to_owned(),
+                    message: message.to_owned(),
+                    block_at: None,
+                    grace_period_hours: 0,
+                },
+            )
+            .await
+            .map(drop),
+        _ => market
+            .unblock(&service_id, &tenant_id, "operator")
+            .await
+            .map(drop),
+    };
+    match done {
+        Ok(()) => {
+            tracing::info!(operator = %session.operator, %service_id, %tenant_id, %action, "console action");
+            let to = format!("/console/services/{service_id}#tenant-{tenant_id}");
+            let mut response = StatusCode::SEE_OTHER.into_response();
+            if let Ok(location) = HeaderValue::from_str(&to) {
+                response.headers_mut().insert(header::LOCATION, location);
+            }
+            response
+        }
+        Err(e) => {
+            let status = match &e {
+                crate::ActionError::NotFound { .. } => StatusCode::NOT_FOUND,
+                crate::ActionError::Invalid { .. } => StatusCode::BAD_REQUEST,
+                crate::ActionError::Store(e) => return store_failed(e),
+                _ => StatusCode::CONFLICT,
+            };
+            (status, format!("{e}\n")).into_response()
+        }
+    }
 }
 
 #[cfg(test)]

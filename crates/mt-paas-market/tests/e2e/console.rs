@@ -5,7 +5,13 @@
 use mt_paas_market::{DEV_PASSWORD, Market, MarketConfig, MarketError, OperatorError};
 use reqwest::{Client, StatusCode, header, redirect::Policy};
 
-use crate::helpers::{register_service, start_market};
+use std::time::Duration;
+
+use crate::helpers::{
+    SERVICE, as_tenant, eventually, register_service, stack, start_market, subscribe,
+};
+
+const WAIT: Duration = Duration::from_secs(10);
 
 const NAME: &str = "minji";
 const PASSWORD: &str = "a long operator password";
@@ -271,5 +277,175 @@ async fn outside_dev_mode_the_demo_operator_password_is_refused() {
     assert!(
         matches!(&refused, MarketError::PublicOperatorPassword(name) if name == "ops"),
         "{refused}"
+    );
+}
+
+/// A signed-in session's cookie and its CSRF token.
+async fn signed_in(url: &str) -> (String, String) {
+    let (csrf, cookie) = login_form(url).await;
+    let signed = sign_in(url, NAME, PASSWORD, &csrf, &cookie).await;
+    let (session, _) = set_cookie(&signed, "mtp_console").expect("signed in");
+    let html = client()
+        .get(format!("{url}/console"))
+        .header(header::COOKIE, format!("mtp_console={session}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    (session, csrf_of(&html))
+}
+
+/// Submits an action form of the service page, then its confirmation, as the operator
+/// would click them; returns the confirmation page's text.
+async fn act(
+    url: &str,
+    session: &str,
+    csrf: &str,
+    tenant: &str,
+    action: &str,
+    message: &str,
+) -> String {
+    let path = format!("{url}/console/services/{SERVICE}/tenants/{tenant}/{action}");
+    let post = |fields: Vec<(&'static str, String)>| {
+        client()
+            .post(&path)
+            .header(header::COOKIE, format!("mtp_console={session}"))
+            .form(&fields)
+            .send()
+    };
+    let confirm = post(vec![
+        ("csrf", csrf.to_owned()),
+        ("message", message.to_owned()),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(confirm.status(), 200, "a confirmation comes first");
+    let question = confirm.text().await.unwrap();
+    let done = post(vec![
+        ("csrf", csrf.to_owned()),
+        ("message", message.to_owned()),
+        ("confirm", "yes".to_owned()),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(done.status(), StatusCode::SEE_OTHER, "{action} {tenant}");
+    question
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn suspending_and_blocking_from_the_console_reach_the_service() {
+    let stack = stack().await;
+    let url = stack.service.url.clone();
+    let market = &stack.market.url;
+    mt_paas_market::put_operator(stack.market.market.store(), NAME, PASSWORD)
+        .await
+        .unwrap();
+    subscribe(market, "korea", "basic", true).await;
+    subscribe(market, "snu", "basic", true).await;
+    for tenant in ["korea", "snu"] {
+        assert!(
+            eventually(WAIT, || async {
+                as_tenant(&url, tenant, "/whoami").await.0 == 200
+            })
+            .await
+        );
+    }
+    let (session, csrf) = signed_in(market).await;
+
+    // The service page lists both tenants with their actions.
+    let page = client()
+        .get(format!("{market}/console/services/{SERVICE}"))
+        .header(header::COOKIE, format!("mtp_console={session}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("id=\"tenant-korea\"") && page.contains("id=\"tenant-snu\""),
+        "{page}"
+    );
+    assert!(page.contains("/tenants/korea/suspend"), "{page}");
+
+    // A forged form changes nothing.
+    let forged = client()
+        .post(format!(
+            "{market}/console/services/{SERVICE}/tenants/korea/suspend"
+        ))
+        .header(header::COOKIE, format!("mtp_console={session}"))
+        .form(&[("csrf", "forged"), ("confirm", "yes")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert_eq!(as_tenant(&url, "korea", "/whoami").await.0, 200);
+
+    let question = act(market, &session, &csrf, "korea", "suspend", "").await;
+    assert!(
+        question.contains("korea") && question.contains("403"),
+        "{question}"
+    );
+    assert!(
+        eventually(WAIT, || async {
+            let (status, body, _) = as_tenant(&url, "korea", "/whoami").await;
+            status == 403 && body["code"] == "subscription_suspended"
+        })
+        .await,
+        "the suspension reached the service"
+    );
+    act(market, &session, &csrf, "korea", "reinstate", "").await;
+    assert!(
+        eventually(WAIT, || async {
+            as_tenant(&url, "korea", "/whoami").await.0 == 200
+        })
+        .await
+    );
+    // An action the state does not allow is a 409 that says why.
+    let again = client()
+        .post(format!(
+            "{market}/console/services/{SERVICE}/tenants/korea/reinstate"
+        ))
+        .header(header::COOKIE, format!("mtp_console={session}"))
+        .form(&[("csrf", csrf.as_str()), ("confirm", "yes")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::CONFLICT);
+    assert!(again.text().await.unwrap().contains("active"));
+
+    let message = "점검 중입니다. 곧 돌아옵니다.";
+    act(market, &session, &csrf, "snu", "block", message).await;
+    assert!(
+        eventually(WAIT, || async {
+            let (status, body, _) = as_tenant(&url, "snu", "/whoami").await;
+            status == 403 && body["code"] == "tenant_blocked" && body["detail"] == message
+        })
+        .await,
+        "the block reached the service with the operator's message"
+    );
+    // The page shows the block and its command's delivery.
+    let applied = eventually(WAIT, || async {
+        let page = client()
+            .get(format!("{market}/console/services/{SERVICE}"))
+            .header(header::COOKIE, format!("mtp_console={session}"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        page.contains(message) && page.contains("<td>block</td><td>적용됨</td>")
+    })
+    .await;
+    assert!(applied, "the block's delivery is shown as applied");
+    act(market, &session, &csrf, "snu", "unblock", "").await;
+    assert!(
+        eventually(WAIT, || async {
+            as_tenant(&url, "snu", "/whoami").await.0 == 200
+        })
+        .await
     );
 }
