@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What the test suites need, installed and started idempotently: the clients (psql, redis-cli),
 # PostgreSQL and Redis answering on 127.0.0.1, pgvector and a Chroma server
-# (.ci/vector-stores.sh), and no databases left behind by interrupted runs. A second run
+# (.ci/vector-stores.sh), Chromium and playwright-core for the console's browser test
+# (.ci/browser.sh), and no databases left behind by interrupted runs. A second run
 # takes seconds. Run by .ci/test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +30,7 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
 fi
 echo "redis: $(redis-cli -h 127.0.0.1 -p 6379 ping)"
 bash .ci/vector-stores.sh
+bash .ci/browser.sh
 
 # Databases left behind by interrupted test runs.
 psql -h 127.0.0.1 -U postgres -d postgres -Atqc \

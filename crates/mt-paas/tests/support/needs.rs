@@ -20,6 +20,9 @@ pub(crate) enum Needs {
     Pgvector,
     /// A Chroma server (`MT_PAAS_TEST_CHROMA`, default `http://127.0.0.1:8100`).
     Chroma,
+    /// Chromium (`/usr/bin/chromium`, or `CHROMIUM`), Node.js and the browser tests'
+    /// `playwright-core` (`npm ci` in `crates/mt-paas-market/tests/browser`).
+    Browser,
 }
 
 impl Needs {
@@ -28,6 +31,7 @@ impl Needs {
             Self::Nothing => "",
             Self::Pgvector => "needs pgvector",
             Self::Chroma => "needs chroma",
+            Self::Browser => "needs chromium",
         }
     }
 
@@ -51,6 +55,21 @@ impl Needs {
                     .map(|_| ())
                     .ok_or_else(|| format!("the Postgres at {url} has no `vector` extension"))
             }
+            Self::Browser => {
+                let chromium = chromium_path();
+                if !std::path::Path::new(&chromium).exists() {
+                    return Err(format!("no Chromium at {chromium}"));
+                }
+                let node = std::process::Command::new("node").arg("--version").output();
+                if !node.is_ok_and(|o| o.status.success()) {
+                    return Err("no Node.js (`node`) on the PATH".to_owned());
+                }
+                let modules = browser_tests_dir().join("node_modules/playwright-core");
+                if !modules.exists() {
+                    return Err(format!("{} is missing (npm ci)", modules.display()));
+                }
+                Ok(())
+            }
             Self::Chroma => {
                 let url = chroma_url();
                 let answer = reqwest::Client::new()
@@ -72,6 +91,18 @@ impl Needs {
 pub(crate) fn postgres_url() -> String {
     std::env::var("MT_PAAS_TEST_PG")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// The Chromium the browser tests drive (`CHROMIUM`, default Debian's `/usr/bin/chromium`).
+pub(crate) fn chromium_path() -> String {
+    std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned())
+}
+
+/// The market's browser tests (console.mjs and its package.json).
+pub(crate) fn browser_tests_dir() -> std::path::PathBuf {
+    // Every suite that includes this file is two levels below the workspace root.
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../crates/mt-paas-market/tests/browser")
 }
 
 /// The Chroma server the suites use (`MT_PAAS_TEST_CHROMA`).
