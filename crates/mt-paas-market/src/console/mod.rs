@@ -186,6 +186,24 @@ impl Lang {
             ("confirm", "확인", "Confirm"),
             ("confirm_yes", "실행", "Do it"),
             ("cancel", "취소", "Cancel"),
+            ("more_actions", "다른 작업", "More actions"),
+            ("change_plan", "요금제 변경", "Change plan"),
+            (
+                "expires_through",
+                "이 날짜까지 이용(UTC, 비우면 무기한)",
+                "Valid through (UTC; empty: no end)",
+            ),
+            ("set_expiry", "만료일 설정", "Set expiry"),
+            ("block_at", "차단 시각(UTC)", "Block at (UTC)"),
+            ("grace_hours", "유예 시간(시간)", "Grace (hours)"),
+            ("block_later", "예약 차단", "Schedule block"),
+            (
+                "block_later_message",
+                "예약 차단 때 보일 메시지",
+                "Message of the scheduled block",
+            ),
+            ("provision", "프로비저닝", "Provision"),
+            ("deprovision", "프로비저닝 해제", "Deprovision"),
         ];
         let map: std::collections::BTreeMap<&str, &str> = pairs
             .iter()
@@ -641,6 +659,13 @@ async fn service_page(
         }
         Err(e) => return store_failed(&e),
     };
+    let plans: Vec<Value> = match store.plans().await {
+        Ok(plans) => plans
+            .iter()
+            .map(|p| context! { id => &p.id, name => &p.name })
+            .collect(),
+        Err(e) => return store_failed(&e),
+    };
     let subscriptions: Vec<Value> = subscriptions
         .iter()
         .map(|s| {
@@ -649,6 +674,8 @@ async fn service_page(
                 plan_id => &s.plan_id,
                 state => state_code(s.state),
                 expires_at => s.expires_at.map(rfc3339),
+                // The last day it is valid: it ends at the next midnight, UTC.
+                expires_date => s.expires_at.map(|at| (at - time::Duration::seconds(1)).date().to_string()),
                 block => s.block.as_ref().map(|b| context! {
                     message => &b.message,
                     block_at => rfc3339(b.block_at),
@@ -686,6 +713,7 @@ async fn service_page(
             operator => session.operator,
             csrf => session.csrf,
             service => context! { id => &service.id, name => &service.name },
+            plans,
             subscriptions,
             commands,
         },
@@ -712,6 +740,247 @@ struct ActionForm {
     confirm: String,
     #[serde(default)]
     message: String,
+    #[serde(default)]
+    plan: String,
+    #[serde(default)]
+    expires: String,
+    #[serde(default)]
+    block_at: String,
+    #[serde(default)]
+    grace_period_hours: String,
+}
+
+/// An action, its fields checked.
+enum Action {
+    Suspend,
+    Reinstate,
+    Block {
+        message: String,
+        at: Option<OffsetDateTime>,
+        grace_period_hours: u64,
+    },
+    Unblock,
+    Plan(String),
+    Expiry(Option<time::Date>),
+    Provision,
+    Deprovision,
+}
+
+/// A refused action form: its status and the line that says why.
+struct Refusal(StatusCode, String);
+
+/// `field: why`, answered as a 400.
+fn bad_field(field: &str, ko: &str, en: &str, lang: Lang) -> Refusal {
+    let why = if lang == Lang::Ko { ko } else { en };
+    Refusal(StatusCode::BAD_REQUEST, format!("{field}: {why}\n"))
+}
+
+impl Action {
+    fn parse(name: &str, form: &ActionForm, lang: Lang) -> Result<Self, Refusal> {
+        Ok(match name {
+            "suspend" => Self::Suspend,
+            "reinstate" => Self::Reinstate,
+            "unblock" => Self::Unblock,
+            "provision" => Self::Provision,
+            "deprovision" => Self::Deprovision,
+            "block" => {
+                let message = form.message.trim();
+                if message.is_empty() || message.chars().count() > 500 {
+                    return Err(bad_field(
+                        "message",
+                        "사용자에게 보일 메시지를 1~500자로 적으세요.",
+                        "write the message users see, 1 to 500 characters.",
+                        lang,
+                    ));
+                }
+                let at = match form.block_at.trim() {
+                    "" => None,
+                    text => Some(parse_minute(text).ok_or_else(|| {
+                        bad_field(
+                            "block_at",
+                            "YYYY-MM-DDTHH:MM 형식의 UTC 시각이어야 합니다.",
+                            "a UTC time as YYYY-MM-DDTHH:MM.",
+                            lang,
+                        )
+                    })?),
+                };
+                let grace = form.grace_period_hours.trim();
+                let grace_period_hours = match grace {
+                    "" => 0,
+                    text => text.parse().ok().filter(|h| *h <= 8760).ok_or_else(|| {
+                        bad_field(
+                            "grace_period_hours",
+                            "0에서 8760 사이의 정수여야 합니다.",
+                            "a whole number from 0 to 8760.",
+                            lang,
+                        )
+                    })?,
+                };
+                Self::Block {
+                    message: message.to_owned(),
+                    at,
+                    grace_period_hours,
+                }
+            }
+            "plan" => {
+                let plan = form.plan.trim();
+                if plan.is_empty() || plan.len() > 100 {
+                    return Err(bad_field(
+                        "plan",
+                        "요금제를 고르세요.",
+                        "choose a plan.",
+                        lang,
+                    ));
+                }
+                Self::Plan(plan.to_owned())
+            }
+            "expiry" => match form.expires.trim() {
+                "" => Self::Expiry(None),
+                text => {
+                    let format = time::macros::format_description!("[year]-[month]-[day]");
+                    Self::Expiry(Some(time::Date::parse(text, format).map_err(|_| {
+                        bad_field(
+                            "expires",
+                            "YYYY-MM-DD 형식의 날짜여야 합니다.",
+                            "a date as YYYY-MM-DD.",
+                            lang,
+                        )
+                    })?))
+                }
+            },
+            _ => {
+                return Err(Refusal(
+                    StatusCode::NOT_FOUND,
+                    "no such action\n".to_owned(),
+                ));
+            }
+        })
+    }
+
+    fn question(&self, lang: Lang, tenant: &str, service: &str) -> String {
+        match (self, lang) {
+            (Self::Suspend, Lang::Ko) => {
+                format!("{tenant}의 {service} 구독을 정지할까요? 그 사용자는 403을 받습니다.")
+            }
+            (Self::Suspend, Lang::En) => {
+                format!("Suspend {tenant}'s subscription to {service}? Its users get 403.")
+            }
+            (Self::Reinstate, Lang::Ko) => format!("{tenant}의 {service} 구독을 재개할까요?"),
+            (Self::Reinstate, Lang::En) => {
+                format!("Reinstate {tenant}'s subscription to {service}?")
+            }
+            (Self::Block { at: None, .. }, Lang::Ko) => {
+                format!("{tenant}을(를) {service}에서 지금 차단할까요?")
+            }
+            (Self::Block { at: None, .. }, Lang::En) => format!("Block {tenant} on {service} now?"),
+            (
+                Self::Block {
+                    at: Some(at),
+                    grace_period_hours,
+                    ..
+                },
+                Lang::Ko,
+            ) => format!(
+                "{tenant}을(를) {service}에서 {} (UTC)에 차단할까요? 유예 {grace_period_hours}시간.",
+                rfc3339(*at)
+            ),
+            (
+                Self::Block {
+                    at: Some(at),
+                    grace_period_hours,
+                    ..
+                },
+                Lang::En,
+            ) => format!(
+                "Block {tenant} on {service} at {} (UTC), with {grace_period_hours} h of grace?",
+                rfc3339(*at)
+            ),
+            (Self::Unblock, Lang::Ko) => format!("{tenant}의 {service} 차단을 해제할까요?"),
+            (Self::Unblock, Lang::En) => format!("Lift {tenant}'s block on {service}?"),
+            (Self::Plan(plan), Lang::Ko) => {
+                format!("{tenant}의 {service} 요금제를 {plan}(으)로 바꿀까요?")
+            }
+            (Self::Plan(plan), Lang::En) => {
+                format!("Move {tenant}'s subscription to {service} to plan {plan}?")
+            }
+            (Self::Expiry(None), Lang::Ko) => {
+                format!("{tenant}의 {service} 구독을 무기한으로 할까요?")
+            }
+            (Self::Expiry(None), Lang::En) => {
+                format!("Let {tenant}'s subscription to {service} run with no end?")
+            }
+            (Self::Expiry(Some(date)), Lang::Ko) => {
+                format!("{tenant}의 {service} 구독을 {date}(UTC)까지로 할까요?")
+            }
+            (Self::Expiry(Some(date)), Lang::En) => {
+                format!("Make {tenant}'s subscription to {service} valid through {date} (UTC)?")
+            }
+            (Self::Provision, Lang::Ko) => {
+                format!("{service}에 {tenant}을(를) 프로비저닝하는 명령을 보낼까요?")
+            }
+            (Self::Provision, Lang::En) => {
+                format!("Send {service} the command to provision {tenant}?")
+            }
+            (Self::Deprovision, Lang::Ko) => format!(
+                "{service}에서 {tenant}을(를) 제거하는 명령을 보낼까요? 데이터는 보관 처리됩니다."
+            ),
+            (Self::Deprovision, Lang::En) => {
+                format!("Send {service} the command to remove {tenant}? Its data is archived.")
+            }
+        }
+    }
+
+    async fn run(
+        self,
+        market: &Market,
+        service: &str,
+        tenant: &str,
+    ) -> Result<(), crate::ActionError> {
+        use mt_paas_protocol::SubscriptionState as S;
+        match self {
+            Self::Suspend => market
+                .set_state(service, tenant, S::Suspended)
+                .await
+                .map(drop),
+            Self::Reinstate => market.set_state(service, tenant, S::Active).await.map(drop),
+            Self::Block {
+                message,
+                at,
+                grace_period_hours,
+            } => market
+                .block(
+                    service,
+                    tenant,
+                    &crate::BlockRequest {
+                        reason: "operator".to_owned(),
+                        message,
+                        block_at: at,
+                        grace_period_hours,
+                    },
+                )
+                .await
+                .map(drop),
+            Self::Unblock => market.unblock(service, tenant, "operator").await.map(drop),
+            Self::Plan(plan) => market.change_plan(service, tenant, &plan).await.map(drop),
+            Self::Expiry(date) => {
+                let end = date
+                    .and_then(|d| d.next_day())
+                    .map(|d| d.midnight().assume_utc());
+                market.set_expiry(service, tenant, end).await.map(drop)
+            }
+            Self::Provision => market.provision(service, tenant).await.map(drop),
+            // The tenant's data is archived, never dropped, from the console.
+            Self::Deprovision => market.deprovision(service, tenant, true).await.map(drop),
+        }
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM` (what `<input type="datetime-local">` sends), taken as UTC.
+fn parse_minute(text: &str) -> Option<OffsetDateTime> {
+    let format = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]");
+    time::PrimitiveDateTime::parse(text, format)
+        .ok()
+        .map(time::PrimitiveDateTime::assume_utc)
 }
 
 /// An action on a subscription: first a confirmation page, then (with `confirm=yes`) the
@@ -731,30 +1000,26 @@ async fn subscription_action(
     if !crypto::same(form.csrf.as_bytes(), session.csrf.as_bytes()) {
         return forbidden(lang);
     }
-    let question = match (action.as_str(), lang) {
-        ("suspend", Lang::Ko) => {
-            format!("{tenant_id}의 {service_id} 구독을 정지할까요? 그 사용자는 403을 받습니다.")
-        }
-        ("suspend", Lang::En) => {
-            format!("Suspend {tenant_id}'s subscription to {service_id}? Its users get 403.")
-        }
-        ("reinstate", Lang::Ko) => format!("{tenant_id}의 {service_id} 구독을 재개할까요?"),
-        ("reinstate", Lang::En) => format!("Reinstate {tenant_id}'s subscription to {service_id}?"),
-        ("block", Lang::Ko) => format!("{tenant_id}을(를) {service_id}에서 지금 차단할까요?"),
-        ("block", Lang::En) => format!("Block {tenant_id} on {service_id} now?"),
-        ("unblock", Lang::Ko) => format!("{tenant_id}의 {service_id} 차단을 해제할까요?"),
-        ("unblock", Lang::En) => format!("Lift {tenant_id}'s block on {service_id}?"),
-        _ => return (StatusCode::NOT_FOUND, "no such action\n").into_response(),
+    let parsed = match Action::parse(&action, &form, lang) {
+        Ok(parsed) => parsed,
+        Err(Refusal(status, why)) => return (status, why).into_response(),
     };
-    let message = form.message.trim();
-    if action == "block" && (message.is_empty() || message.chars().count() > 500) {
-        let text = lang.say(
-            "message: 사용자에게 보일 메시지를 1~500자로 적으세요.\n",
-            "message: write the message users see, 1 to 500 characters.\n",
-        );
-        return (StatusCode::BAD_REQUEST, text).into_response();
-    }
     if form.confirm != "yes" {
+        let fields: Vec<(String, String)> = [
+            ("message", form.message.as_str()),
+            ("plan", form.plan.as_str()),
+            ("expires", form.expires.as_str()),
+            ("block_at", form.block_at.as_str()),
+            ("grace_period_hours", form.grace_period_hours.as_str()),
+        ]
+        .into_iter()
+        .filter(|(_, value)| !value.is_empty())
+        .map(|(name, value)| (name.to_owned(), value.to_owned()))
+        .collect();
+        let message = match &parsed {
+            Action::Block { message, .. } => message.as_str(),
+            _ => "",
+        };
         return page(
             StatusCode::OK,
             "confirm.html",
@@ -764,49 +1029,16 @@ async fn subscription_action(
                 title => lang.say("확인", "Confirm"),
                 operator => session.operator,
                 csrf => session.csrf,
-                question,
+                question => parsed.question(lang, &tenant_id, &service_id),
                 message,
+                fields,
                 service_id => &service_id,
                 action => format!("/console/services/{service_id}/tenants/{tenant_id}/{action}"),
             },
             Vec::new(),
         );
     }
-    let done = match action.as_str() {
-        "suspend" => market
-            .set_state(
-                &service_id,
-                &tenant_id,
-                mt_paas_protocol::SubscriptionState::Suspended,
-            )
-            .await
-            .map(drop),
-        "reinstate" => market
-            .set_state(
-                &service_id,
-                &tenant_id,
-                mt_paas_protocol::SubscriptionState::Active,
-            )
-            .await
-            .map(drop),
-        "block" => market
-            .block(
-                &service_id,
-                &tenant_id,
-                &crate::BlockRequest {
-                    reason: "operator".to_owned(),
-                    message: message.to_owned(),
-                    block_at: None,
-                    grace_period_hours: 0,
-                },
-            )
-            .await
-            .map(drop),
-        _ => market
-            .unblock(&service_id, &tenant_id, "operator")
-            .await
-            .map(drop),
-    };
+    let done = parsed.run(&market, &service_id, &tenant_id).await;
     match done {
         Ok(()) => {
             tracing::info!(operator = %session.operator, %service_id, %tenant_id, %action, "console action");

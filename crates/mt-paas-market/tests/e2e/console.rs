@@ -297,8 +297,44 @@ async fn signed_in(url: &str) -> (String, String) {
     (session, csrf_of(&html))
 }
 
-/// Submits an action form of the service page, then its confirmation, as the operator
-/// would click them; returns the confirmation page's text.
+/// Submits an action form of the service page with `fields`, then its confirmation, as the
+/// operator would click them; returns the confirmation page's text.
+async fn act_with(
+    url: &str,
+    session: &str,
+    csrf: &str,
+    tenant: &str,
+    action: &str,
+    fields: &[(&str, &str)],
+) -> String {
+    let path = format!("{url}/console/services/{SERVICE}/tenants/{tenant}/{action}");
+    let mut form: Vec<(String, String)> = vec![("csrf".to_owned(), csrf.to_owned())];
+    form.extend(
+        fields
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    let confirm = client()
+        .post(&path)
+        .header(header::COOKIE, format!("mtp_console={session}"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(confirm.status(), 200, "a confirmation comes first");
+    let question = confirm.text().await.unwrap();
+    form.push(("confirm".to_owned(), "yes".to_owned()));
+    let done = client()
+        .post(&path)
+        .header(header::COOKIE, format!("mtp_console={session}"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), StatusCode::SEE_OTHER, "{action} {tenant}");
+    question
+}
+
 async fn act(
     url: &str,
     session: &str,
@@ -307,31 +343,7 @@ async fn act(
     action: &str,
     message: &str,
 ) -> String {
-    let path = format!("{url}/console/services/{SERVICE}/tenants/{tenant}/{action}");
-    let post = |fields: Vec<(&'static str, String)>| {
-        client()
-            .post(&path)
-            .header(header::COOKIE, format!("mtp_console={session}"))
-            .form(&fields)
-            .send()
-    };
-    let confirm = post(vec![
-        ("csrf", csrf.to_owned()),
-        ("message", message.to_owned()),
-    ])
-    .await
-    .unwrap();
-    assert_eq!(confirm.status(), 200, "a confirmation comes first");
-    let question = confirm.text().await.unwrap();
-    let done = post(vec![
-        ("csrf", csrf.to_owned()),
-        ("message", message.to_owned()),
-        ("confirm", "yes".to_owned()),
-    ])
-    .await
-    .unwrap();
-    assert_eq!(done.status(), StatusCode::SEE_OTHER, "{action} {tenant}");
-    question
+    act_with(url, session, csrf, tenant, action, &[("message", message)]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -447,5 +459,151 @@ async fn suspending_and_blocking_from_the_console_reach_the_service() {
             as_tenant(&url, "snu", "/whoami").await.0 == 200
         })
         .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_expiry_and_a_scheduled_block_from_the_console() {
+    let stack = stack().await;
+    let url = stack.service.url.clone();
+    let market = &stack.market.url;
+    mt_paas_market::put_operator(stack.market.market.store(), NAME, PASSWORD)
+        .await
+        .unwrap();
+    subscribe(market, "korea", "basic", true).await;
+    assert!(
+        eventually(WAIT, || async {
+            as_tenant(&url, "korea", "/whoami").await.0 == 200
+        })
+        .await
+    );
+    let (session, csrf) = signed_in(market).await;
+    let post = |action: &'static str, fields: Vec<(&'static str, &'static str)>| {
+        let mut form = vec![("csrf", csrf.as_str())];
+        form.extend(fields);
+        client()
+            .post(format!(
+                "{market}/console/services/{SERVICE}/tenants/korea/{action}"
+            ))
+            .header(header::COOKIE, format!("mtp_console={session}"))
+            .form(&form)
+            .send()
+    };
+
+    // Fields that do not parse are a 400 naming the field, before any confirmation.
+    for (action, fields, field) in [
+        ("expiry", vec![("expires", "31/12/2099")], "expires:"),
+        (
+            "block",
+            vec![("message", "점검"), ("block_at", "tomorrow")],
+            "block_at:",
+        ),
+        (
+            "block",
+            vec![("message", "점검"), ("grace_period_hours", "-1")],
+            "grace_period_hours:",
+        ),
+        ("block", vec![("message", "  ")], "message:"),
+    ] {
+        let refused = post(action, fields).await.unwrap();
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+        assert!(refused.text().await.unwrap().starts_with(field));
+    }
+    // An unknown plan is refused by the market, and says so.
+    let unknown = post("plan", vec![("plan", "platinum"), ("confirm", "yes")])
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+
+    let question = act_with(
+        market,
+        &session,
+        &csrf,
+        "korea",
+        "plan",
+        &[("plan", "premium")],
+    )
+    .await;
+    assert!(question.contains("premium"), "{question}");
+    assert!(
+        eventually(WAIT, || async {
+            as_tenant(&url, "korea", "/whoami").await.1["plan"] == "premium"
+        })
+        .await,
+        "the plan change reached the service"
+    );
+    act_with(
+        market,
+        &session,
+        &csrf,
+        "korea",
+        "expiry",
+        &[("expires", "2099-12-31")],
+    )
+    .await;
+    let (_, view) = crate::helpers::operator(
+        market,
+        reqwest::Method::GET,
+        &format!("/services/{SERVICE}/tenants/korea"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        view["subscription"]["expires_at"], "2100-01-01T00:00:00Z",
+        "{view}"
+    );
+    let page = client()
+        .get(format!("{market}/console/services/{SERVICE}"))
+        .header(header::COOKIE, format!("mtp_console={session}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("value=\"2099-12-31\""),
+        "the form shows the last valid day: {page}"
+    );
+
+    // A block a day ahead with grace: the service keeps serving, with the notice.
+    let at = (time::OffsetDateTime::now_utc() + time::Duration::days(1))
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]"
+        ))
+        .unwrap();
+    let question = act_with(
+        market,
+        &session,
+        &csrf,
+        "korea",
+        "block",
+        &[
+            ("message", "내일 점검합니다."),
+            ("block_at", &at),
+            ("grace_period_hours", "2"),
+        ],
+    )
+    .await;
+    assert!(
+        question.contains("(UTC)") && question.contains("2"),
+        "{question}"
+    );
+    let (_, view) = crate::helpers::operator(
+        market,
+        reqwest::Method::GET,
+        &format!("/services/{SERVICE}/tenants/korea"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        view["subscription"]["block"]["grace_period_hours"], 2,
+        "{view}"
+    );
+    assert_eq!(view["subscription"]["block"]["message"], "내일 점검합니다.");
+    assert_eq!(
+        as_tenant(&url, "korea", "/whoami").await.0,
+        200,
+        "not due yet"
     );
 }
