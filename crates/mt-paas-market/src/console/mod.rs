@@ -52,6 +52,8 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("overview.html", include_str!("templates/overview.html")),
         ("service.html", include_str!("templates/service.html")),
         ("confirm.html", include_str!("templates/confirm.html")),
+        ("usage.html", include_str!("templates/usage.html")),
+        ("alerts.html", include_str!("templates/alerts.html")),
     ] {
         if let Err(e) = env.add_template(name, source) {
             panic!("the console's template {name} does not parse: {e:#}");
@@ -187,6 +189,24 @@ impl Lang {
             ("confirm_yes", "실행", "Do it"),
             ("cancel", "취소", "Cancel"),
             ("more_actions", "다른 작업", "More actions"),
+            ("usage", "사용량", "Usage"),
+            (
+                "all_alerts",
+                "모든 감사 알림과 필터",
+                "All audit alerts, with filters",
+            ),
+            ("all", "전체", "all"),
+            ("since", "이 날짜부터(UTC)", "Since (UTC)"),
+            ("filter", "거르기", "Filter"),
+            ("details", "내용", "Details"),
+            ("csv", "CSV로 내려받기", "Download as CSV"),
+            ("day", "날짜(UTC)", "Day (UTC)"),
+            ("quantity", "양", "Quantity"),
+            (
+                "no_usage",
+                "보고된 사용량이 없습니다.",
+                "No usage reported.",
+            ),
             ("change_plan", "요금제 변경", "Change plan"),
             (
                 "expires_through",
@@ -223,7 +243,10 @@ pub(crate) fn router(market: Market) -> Router {
         .route("/console/login", get(login_form).post(login))
         .route("/console/logout", post(logout))
         .route("/console/lang/{lang}", get(set_lang))
+        .route("/console/alerts", get(alerts_page))
         .route("/console/services/{service_id}", get(service_page))
+        .route("/console/services/{service_id}/usage", get(usage_page))
+        .route("/console/services/{service_id}/usage.csv", get(usage_csv))
         .route(
             "/console/services/{service_id}/tenants/{tenant_id}/{action}",
             post(subscription_action),
@@ -1061,6 +1084,282 @@ async fn subscription_action(
     }
 }
 
+#[derive(Deserialize, Default)]
+struct AlertFilter {
+    #[serde(default)]
+    service: String,
+    #[serde(default)]
+    tenant: String,
+    #[serde(default, rename = "type")]
+    alert_type: String,
+    #[serde(default)]
+    severity: String,
+    #[serde(default)]
+    since: String,
+}
+
+/// Alerts looked through for a filtered list (the newest first).
+const ALERTS_SEARCHED: i64 = 1_000;
+/// Alerts listed at most.
+const ALERTS_LISTED: usize = 200;
+
+/// Whether `details` names `tenant` in any of its values (source, target, tenant...).
+fn names_tenant(details: &serde_json::Value, tenant: &str) -> bool {
+    match details {
+        serde_json::Value::String(s) => s == tenant,
+        serde_json::Value::Array(items) => items.iter().any(|v| names_tenant(v, tenant)),
+        serde_json::Value::Object(map) => map.values().any(|v| names_tenant(v, tenant)),
+        _ => false,
+    }
+}
+
+/// The audit alerts, filtered by service, tenant (named anywhere in the details), type,
+/// severity and a first UTC day.
+async fn alerts_page(
+    State(market): State<Market>,
+    headers: HeaderMap,
+    filter: Result<axum::extract::Query<AlertFilter>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let lang = Lang::of(&headers);
+    let session = match session(&market, &headers).await {
+        Ok(Some(session)) => session,
+        Ok(None) => return see_other("/console/login", Vec::new()),
+        Err(e) => return store_failed(&e),
+    };
+    let Ok(axum::extract::Query(filter)) = filter else {
+        return (StatusCode::BAD_REQUEST, "the filter does not parse\n").into_response();
+    };
+    let since = match filter.since.trim() {
+        "" => None,
+        text => {
+            let format = time::macros::format_description!("[year]-[month]-[day]");
+            match time::Date::parse(text, format) {
+                Ok(day) => Some(day.midnight().assume_utc()),
+                Err(_) => {
+                    return bad_field(
+                        "since",
+                        "YYYY-MM-DD 형식의 날짜여야 합니다.",
+                        "a date as YYYY-MM-DD.",
+                        lang,
+                    )
+                    .into_response();
+                }
+            }
+        }
+    };
+    let store = market.store();
+    let services: Vec<String> = match store.services().await {
+        Ok(services) => services.into_iter().map(|s| s.id).collect(),
+        Err(e) => return store_failed(&e),
+    };
+    let service = Some(filter.service.as_str()).filter(|s| !s.is_empty());
+    let alerts = match store.alerts(service, ALERTS_SEARCHED).await {
+        Ok(alerts) => alerts,
+        Err(e) => return store_failed(&e),
+    };
+    let severity_of = |a: &crate::store::StoredAlert| {
+        serde_json::to_value(a.alert.severity)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    };
+    let tenant = filter.tenant.trim();
+    let alert_type = filter.alert_type.trim();
+    let shown: Vec<Value> = alerts
+        .iter()
+        .filter(|a| tenant.is_empty() || names_tenant(&a.alert.details, tenant))
+        .filter(|a| alert_type.is_empty() || a.alert.alert_type == alert_type)
+        .filter(|a| filter.severity.is_empty() || severity_of(a) == filter.severity)
+        .filter(|a| since.is_none_or(|since| a.received_at >= since))
+        .take(ALERTS_LISTED)
+        .map(|a| {
+            context! {
+                received_at => rfc3339(a.received_at),
+                service_id => &a.alert.service_id,
+                alert_type => &a.alert.alert_type,
+                severity => severity_of(a),
+                details => a.alert.details.to_string(),
+            }
+        })
+        .collect();
+    page(
+        StatusCode::OK,
+        "alerts.html",
+        context! {
+            lang => lang.code(),
+            t => lang.texts(),
+            title => lang.say("감사 알림", "Audit alerts"),
+            operator => session.operator,
+            csrf => session.csrf,
+            services,
+            severities => ["low", "medium", "high", "critical"],
+            filter => context! {
+                service => &filter.service,
+                tenant => &filter.tenant,
+                type => &filter.alert_type,
+                severity => &filter.severity,
+                since => &filter.since,
+            },
+            alerts => shown,
+        },
+        Vec::new(),
+    )
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        (self.0, self.1).into_response()
+    }
+}
+
+/// A service's usage summed by UTC day, per tenant and dimension, oldest day first.
+async fn daily_usage(
+    market: &Market,
+    service_id: &str,
+) -> Result<
+    std::collections::BTreeMap<(String, String), std::collections::BTreeMap<time::Date, i64>>,
+    StoreError,
+> {
+    let mut days: std::collections::BTreeMap<_, std::collections::BTreeMap<time::Date, i64>> =
+        std::collections::BTreeMap::new();
+    for total in market.store().usage(service_id, None).await? {
+        *days
+            .entry((total.tenant_id, total.dimension))
+            .or_default()
+            .entry(total.period_start.date())
+            .or_default() += total.quantity;
+    }
+    Ok(days)
+}
+
+/// Bars of a day chart: the last 30 days that have usage.
+const CHART_DAYS: usize = 30;
+
+async fn usage_page(
+    State(market): State<Market>,
+    Path(service_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let lang = Lang::of(&headers);
+    let session = match session(&market, &headers).await {
+        Ok(Some(session)) => session,
+        Ok(None) => return see_other("/console/login", Vec::new()),
+        Err(e) => return store_failed(&e),
+    };
+    let service = match market.store().service(&service_id).await {
+        Ok(Some(service)) => service,
+        Ok(None) => return (StatusCode::NOT_FOUND, "no such service\n").into_response(),
+        Err(e) => return store_failed(&e),
+    };
+    let days = match daily_usage(&market, &service.id).await {
+        Ok(days) => days,
+        Err(e) => return store_failed(&e),
+    };
+    let charts: Vec<Value> = days
+        .iter()
+        .map(|((tenant_id, dimension), by_day)| {
+            let shown: Vec<(&time::Date, &i64)> = by_day.iter().rev().take(CHART_DAYS).collect();
+            let max = shown.iter().map(|(_, q)| **q).max().unwrap_or(0).max(1);
+            let bars: Vec<Value> = shown
+                .iter()
+                .rev()
+                .enumerate()
+                .map(|(n, (day, quantity))| {
+                    context! {
+                        x => n * 22,
+                        height => (**quantity).max(0) * 100 / max,
+                        day => day.to_string(),
+                        label => format!("{}/{}", u8::from(day.month()), day.day()),
+                        quantity => **quantity,
+                    }
+                })
+                .collect();
+            context! {
+                tenant_id,
+                dimension,
+                width => (bars.len() * 22).max(22),
+                bars,
+            }
+        })
+        .collect();
+    page(
+        StatusCode::OK,
+        "usage.html",
+        context! {
+            lang => lang.code(),
+            t => lang.texts(),
+            title => lang.say("사용량", "Usage"),
+            operator => session.operator,
+            csrf => session.csrf,
+            service => context! { id => &service.id, name => &service.name },
+            charts,
+        },
+        Vec::new(),
+    )
+}
+
+/// A CSV field, quoted when it holds a comma, quote or line break, and never read as a
+/// formula by a spreadsheet (a leading `=`, `+`, `-`, `@` gets a `'`).
+fn csv_field(value: &str) -> String {
+    let value = if value.starts_with(['=', '+', '-', '@']) {
+        format!("'{value}")
+    } else {
+        value.to_owned()
+    };
+    if value.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", value.replace('"', "\"\""))
+    } else {
+        value
+    }
+}
+
+/// `day,tenant_id,dimension,quantity`, one line per UTC day, tenant and dimension.
+async fn usage_csv(
+    State(market): State<Market>,
+    Path(service_id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    match session(&market, &headers).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return see_other("/console/login", Vec::new()),
+        Err(e) => return store_failed(&e),
+    }
+    match market.store().service(&service_id).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return (StatusCode::NOT_FOUND, "no such service\n").into_response(),
+        Err(e) => return store_failed(&e),
+    }
+    let days = match daily_usage(&market, &service_id).await {
+        Ok(days) => days,
+        Err(e) => return store_failed(&e),
+    };
+    let mut csv = String::from("day,tenant_id,dimension,quantity\r\n");
+    for ((tenant_id, dimension), by_day) in &days {
+        for (day, quantity) in by_day {
+            csv.push_str(&format!(
+                "{day},{},{},{quantity}\r\n",
+                csv_field(tenant_id),
+                csv_field(dimension)
+            ));
+        }
+    }
+    let file = format!(
+        "attachment; filename=\"usage-{}.csv\"",
+        csv_field(&service_id).replace('"', "")
+    );
+    let mut response = csv.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(value) = HeaderValue::from_str(&file) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    response
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1091,6 +1390,15 @@ mod tests {
                     .contains(lang.say("등록된 서비스가 없습니다.", "No service is registered."))
             );
         }
+    }
+
+    #[test]
+    fn csv_fields_are_quoted_and_never_formulas() {
+        assert_eq!(csv_field("hallym"), "hallym");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(csv_field("-1"), "'-1");
     }
 
     #[test]

@@ -607,3 +607,183 @@ async fn plan_expiry_and_a_scheduled_block_from_the_console() {
         "not due yet"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_by_day_as_a_chart_and_as_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let market = start_market(&format!("sqlite://{}/m.db", dir.path().display()), None).await;
+    register_service(&market.url, None).await;
+    mt_paas_market::put_operator(market.market.store(), NAME, PASSWORD)
+        .await
+        .unwrap();
+    let day = |d: u8, h: u8| {
+        time::PrimitiveDateTime::new(
+            time::Date::from_calendar_date(2026, time::Month::November, d).unwrap(),
+            time::Time::from_hms(h, 0, 0).unwrap(),
+        )
+        .assume_utc()
+    };
+    let record = |tenant: &str, d: u8, h: u8, quantity: u64| mt_paas_protocol::UsageRecord {
+        tenant_id: tenant.to_owned(),
+        dimension: "requests".to_owned(),
+        period_start: day(d, h),
+        period_seconds: 3600,
+        quantity,
+    };
+    market
+        .market
+        .store()
+        .record_usage(
+            SERVICE,
+            "replica-1",
+            &[
+                record("hallym", 30, 9, 10),
+                record("hallym", 30, 10, 5),
+                record("korea", 30, 9, 2),
+            ],
+        )
+        .await
+        .unwrap();
+    market
+        .market
+        .store()
+        .record_usage(SERVICE, "replica-2", &[record("hallym", 30, 9, 1)])
+        .await
+        .unwrap();
+    let url = &market.url;
+    let (session, _) = signed_in(url).await;
+    let get = |path: String| {
+        client()
+            .get(format!("{url}{path}"))
+            .header(header::COOKIE, format!("mtp_console={session}"))
+            .send()
+    };
+    let page = get(format!("/console/services/{SERVICE}/usage"))
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("hallym · requests") && html.contains("korea · requests"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<title>2026-11-30: 16</title>"),
+        "replicas and hours summed by day: {html}"
+    );
+    let csv = get(format!("/console/services/{SERVICE}/usage.csv"))
+        .await
+        .unwrap();
+    assert_eq!(
+        csv.headers()[header::CONTENT_TYPE],
+        "text/csv; charset=utf-8"
+    );
+    assert!(
+        csv.headers()[header::CONTENT_DISPOSITION]
+            .to_str()
+            .unwrap()
+            .contains("usage-e2e_service.csv")
+    );
+    assert_eq!(
+        csv.text().await.unwrap(),
+        "day,tenant_id,dimension,quantity\r\n2026-11-30,hallym,requests,16\r\n2026-11-30,korea,requests,2\r\n"
+    );
+    // Signed out, neither is served.
+    let anonymous = client()
+        .get(format!("{url}/console/services/{SERVICE}/usage.csv"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::SEE_OTHER);
+    market.running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_alerts_filtered_by_service_tenant_type_and_severity() {
+    use mt_paas_protocol::{AuditAlert, Severity};
+    let dir = tempfile::tempdir().unwrap();
+    let market = start_market(&format!("sqlite://{}/m.db", dir.path().display()), None).await;
+    register_service(&market.url, None).await;
+    mt_paas_market::put_operator(market.market.store(), NAME, PASSWORD)
+        .await
+        .unwrap();
+    let alert = |n: u32, kind: &str, severity, source: &str| AuditAlert {
+        service_id: SERVICE.to_owned(),
+        alert_type: kind.to_owned(),
+        severity,
+        details: serde_json::json!({"source_tenant": source, "target_tenant": "snu", "note": "<script>"}),
+        timestamp: time::OffsetDateTime::now_utc(),
+        event_id: format!("evt-{n}"),
+    };
+    let store = market.market.store();
+    store
+        .record_alert(&alert(
+            1,
+            "cross_tenant_access_attempt",
+            Severity::Critical,
+            "hallym",
+        ))
+        .await
+        .unwrap();
+    store
+        .record_alert(&alert(2, "rate_limit_exceeded", Severity::Low, "korea"))
+        .await
+        .unwrap();
+    store
+        .record_alert(&alert(
+            3,
+            "cross_tenant_access_attempt",
+            Severity::High,
+            "korea",
+        ))
+        .await
+        .unwrap();
+    let url = &market.url;
+    let (session, _) = signed_in(url).await;
+    let listed = |query: &'static str| {
+        let session = session.clone();
+        async move {
+            let html = client()
+                .get(format!("{url}/console/alerts{query}"))
+                .header(header::COOKIE, format!("mtp_console={session}"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let rows = html.matches("<td><code>").count();
+            (rows, html)
+        }
+    };
+    assert_eq!(listed("").await.0, 3);
+    assert_eq!(
+        listed("?tenant=korea").await.0,
+        2,
+        "a tenant named anywhere in the details"
+    );
+    assert_eq!(listed("?tenant=snu").await.0, 3);
+    assert_eq!(listed("?type=cross_tenant_access_attempt").await.0, 2);
+    assert_eq!(
+        listed("?type=cross_tenant_access_attempt&severity=critical")
+            .await
+            .0,
+        1
+    );
+    assert_eq!(listed("?service=another_service").await.0, 0);
+    assert_eq!(listed("?since=2999-01-01").await.0, 0);
+    let (_, html) = listed("?severity=low").await;
+    assert!(
+        html.contains("rate_limit_exceeded") && !html.contains("<script>"),
+        "details are escaped: {html}"
+    );
+    let bad = client()
+        .get(format!("{url}/console/alerts?since=yesterday"))
+        .header(header::COOKIE, format!("mtp_console={session}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    assert!(bad.text().await.unwrap().starts_with("since:"));
+    market.running.stop().await;
+}
