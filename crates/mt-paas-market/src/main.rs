@@ -2,7 +2,7 @@
 
 use std::{path::PathBuf, process::ExitCode};
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use mt_paas_market::{Market, MarketConfig, store::Store};
 
 #[derive(Debug, Parser)]
@@ -16,21 +16,28 @@ struct Cli {
     command: Command,
 }
 
+/// Where the configuration comes from.
+#[derive(Debug, Args)]
+struct ConfigArgs {
+    /// The configuration file.
+    #[arg(
+        long,
+        short,
+        env = "MT_PAAS_MARKET_CONFIG",
+        default_value = "market.yaml"
+    )]
+    config: PathBuf,
+    /// The overlay to apply (market.{env}.yaml); default: $MT_PAAS_ENV.
+    #[arg(long, short)]
+    env: Option<String>,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the market API.
     Serve {
-        /// The configuration file.
-        #[arg(
-            long,
-            short,
-            env = "MT_PAAS_MARKET_CONFIG",
-            default_value = "market.yaml"
-        )]
-        config: PathBuf,
-        /// The overlay to apply (market.{env}.yaml); default: $MT_PAAS_ENV.
-        #[arg(long, short)]
-        env: Option<String>,
+        #[command(flatten)]
+        config: ConfigArgs,
         /// Dev mode: the public demo credentials are accepted (never in production).
         #[arg(long)]
         dev: bool,
@@ -43,17 +50,8 @@ enum Command {
     },
     /// Check the configuration and exit (1 with one line per problem when invalid).
     Check {
-        /// The configuration file.
-        #[arg(
-            long,
-            short,
-            env = "MT_PAAS_MARKET_CONFIG",
-            default_value = "market.yaml"
-        )]
-        config: PathBuf,
-        /// The overlay to apply.
-        #[arg(long, short)]
-        env: Option<String>,
+        #[command(flatten)]
+        config: ConfigArgs,
         /// Check as dev mode would run.
         #[arg(long)]
         dev: bool,
@@ -66,18 +64,16 @@ enum OperatorAction {
     Add {
         /// The operator's name (a-z, 0-9, '.', '_', '-').
         name: String,
-        /// The configuration file.
-        #[arg(
-            long,
-            short,
-            env = "MT_PAAS_MARKET_CONFIG",
-            default_value = "market.yaml"
-        )]
-        config: PathBuf,
-        /// The overlay to apply.
-        #[arg(long, short)]
-        env: Option<String>,
+        #[command(flatten)]
+        config: ConfigArgs,
     },
+}
+
+/// What a command does once its configuration is loaded.
+enum Job {
+    Serve,
+    Check,
+    AddOperator(String),
 }
 
 /// `operator add`: the password from the environment or standard input, never an argument
@@ -117,25 +113,14 @@ async fn add_operator(name: &str, config: &MarketConfig) -> ExitCode {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let (config_path, env, dev, serve) = match cli.command {
-        Command::Serve { config, env, dev } => (config, env, dev, true),
-        Command::Check { config, env, dev } => (config, env, dev, false),
+    let (args, dev, job) = match Cli::parse().command {
+        Command::Serve { config, dev } => (config, dev, Job::Serve),
+        Command::Check { config, dev } => (config, dev, Job::Check),
         Command::Operator {
-            action: OperatorAction::Add { name, config, env },
-        } => {
-            return match MarketConfig::load_as(&config, env.as_deref(), false) {
-                Ok(loaded) => add_operator(&name, &loaded).await,
-                Err(e) => {
-                    for problem in &e.problems {
-                        eprintln!("{problem}");
-                    }
-                    ExitCode::FAILURE
-                }
-            };
-        }
+            action: OperatorAction::Add { name, config },
+        } => (config, false, Job::AddOperator(name)),
     };
-    let config = match MarketConfig::load_as(&config_path, env.as_deref(), dev) {
+    let config = match MarketConfig::load_as(&args.config, args.env.as_deref(), dev) {
         Ok(config) => config,
         Err(e) => {
             for problem in &e.problems {
@@ -144,9 +129,13 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if !serve {
-        eprintln!("ok: {}", config_path.display());
-        return ExitCode::SUCCESS;
+    match job {
+        Job::AddOperator(name) => return add_operator(&name, &config).await,
+        Job::Check => {
+            eprintln!("ok: {}", args.config.display());
+            return ExitCode::SUCCESS;
+        }
+        Job::Serve => {}
     }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(

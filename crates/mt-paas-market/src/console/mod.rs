@@ -27,6 +27,8 @@ use minijinja::{Environment, UndefinedBehavior, Value, context};
 use serde::Deserialize;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
+use mt_paas::http::cookie;
+
 use crate::{Market, crypto, store::StoreError, throttle};
 
 /// The session cookie.
@@ -70,30 +72,16 @@ enum Lang {
 }
 
 impl Lang {
-    /// The language cookie's, else English when the browser asks for English before Korean,
-    /// else Korean.
+    /// The language cookie's, else the browser's choice between Korean and English
+    /// ([`mt_paas::http::Locale`]), Korean by default.
     fn of(headers: &HeaderMap) -> Self {
         match cookie(headers, LANG_COOKIE) {
             Some("en") => return Self::En,
             Some("ko") => return Self::Ko,
             _ => {}
         }
-        let accept = headers
-            .get(header::ACCEPT_LANGUAGE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let first = accept
-            .split(',')
-            .map(|part| {
-                part.split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase()
-            })
-            .find(|tag| tag.starts_with("en") || tag.starts_with("ko"));
-        match first {
-            Some(tag) if tag.starts_with("en") => Self::En,
+        match mt_paas::http::Locale::from_accept_language(headers.get(header::ACCEPT_LANGUAGE)) {
+            mt_paas::http::Locale::En => Self::En,
             _ => Self::Ko,
         }
     }
@@ -264,16 +252,21 @@ struct Session {
     token_hash: String,
 }
 
-/// The value of cookie `name` in the request.
-fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value)
+/// A page or form of a signed-in operator: without a session, the answer is the way to the
+/// sign-in page.
+impl axum::extract::FromRequestParts<Market> for Session {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        market: &Market,
+    ) -> Result<Self, Response> {
+        match session(market, &parts.headers).await {
+            Ok(Some(session)) => Ok(session),
+            Ok(None) => Err(see_other("/console/login", Vec::new())),
+            Err(e) => Err(store_failed(&e)),
+        }
+    }
 }
 
 async fn session(market: &Market, headers: &HeaderMap) -> Result<Option<Session>, StoreError> {
@@ -530,14 +523,10 @@ struct CsrfForm {
 
 async fn logout(
     State(market): State<Market>,
+    session: Session,
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let session = match session(&market, &headers).await {
-        Ok(Some(session)) => session,
-        Ok(None) => return see_other("/console/login", Vec::new()),
-        Err(e) => return store_failed(&e),
-    };
     if !crypto::same(form.csrf.as_bytes(), session.csrf.as_bytes()) {
         return forbidden(Lang::of(&headers));
     }
@@ -563,6 +552,14 @@ async fn set_lang(State(market): State<Market>, Path(lang): Path<String>) -> Res
     )
 }
 
+/// A severity as the protocol spells it (`low` … `critical`).
+fn severity_name(severity: mt_paas_protocol::Severity) -> String {
+    serde_json::to_value(severity)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
 fn rfc3339(at: OffsetDateTime) -> String {
     at.format(&Rfc3339).unwrap_or_default()
 }
@@ -582,13 +579,8 @@ fn ago(lang: Lang, since: time::Duration) -> String {
     }
 }
 
-async fn overview(State(market): State<Market>, headers: HeaderMap) -> Response {
+async fn overview(State(market): State<Market>, session: Session, headers: HeaderMap) -> Response {
     let lang = Lang::of(&headers);
-    let session = match session(&market, &headers).await {
-        Ok(Some(session)) => session,
-        Ok(None) => return see_other("/console/login", Vec::new()),
-        Err(e) => return store_failed(&e),
-    };
     let store = market.store();
     let now = OffsetDateTime::now_utc();
     let services = match store.services().await {
@@ -632,10 +624,7 @@ async fn overview(State(market): State<Market>, headers: HeaderMap) -> Response 
                     received_at => rfc3339(a.received_at),
                     service_id => &a.alert.service_id,
                     alert_type => &a.alert.alert_type,
-                    severity => serde_json::to_value(a.alert.severity)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_owned))
-                        .unwrap_or_default(),
+                    severity => severity_name(a.alert.severity),
                 }
             })
             .collect(),
@@ -660,15 +649,11 @@ async fn overview(State(market): State<Market>, headers: HeaderMap) -> Response 
 /// The page of one service: its subscriptions with their actions, and its commands.
 async fn service_page(
     State(market): State<Market>,
+    session: Session,
     Path(service_id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
     let lang = Lang::of(&headers);
-    let session = match session(&market, &headers).await {
-        Ok(Some(session)) => session,
-        Ok(None) => return see_other("/console/login", Vec::new()),
-        Err(e) => return store_failed(&e),
-    };
     let store = market.store();
     let service = match store.service(&service_id).await {
         Ok(Some(service)) => service,
@@ -1010,16 +995,12 @@ fn parse_minute(text: &str) -> Option<OffsetDateTime> {
 /// action, and back to the service's page where its command's delivery shows.
 async fn subscription_action(
     State(market): State<Market>,
+    session: Session,
     Path((service_id, tenant_id, action)): Path<(String, String, String)>,
     headers: HeaderMap,
     Form(form): Form<ActionForm>,
 ) -> Response {
     let lang = Lang::of(&headers);
-    let session = match session(&market, &headers).await {
-        Ok(Some(session)) => session,
-        Ok(None) => return see_other("/console/login", Vec::new()),
-        Err(e) => return store_failed(&e),
-    };
     if !crypto::same(form.csrf.as_bytes(), session.csrf.as_bytes()) {
         return forbidden(lang);
     }
@@ -1117,15 +1098,11 @@ fn names_tenant(details: &serde_json::Value, tenant: &str) -> bool {
 /// severity and a first UTC day.
 async fn alerts_page(
     State(market): State<Market>,
+    session: Session,
     headers: HeaderMap,
     filter: Result<axum::extract::Query<AlertFilter>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let lang = Lang::of(&headers);
-    let session = match session(&market, &headers).await {
-        Ok(Some(session)) => session,
-        Ok(None) => return see_other("/console/login", Vec::new()),
-        Err(e) => return store_failed(&e),
-    };
     let Ok(axum::extract::Query(filter)) = filter else {
         return (StatusCode::BAD_REQUEST, "the filter does not parse\n").into_response();
     };
@@ -1157,12 +1134,7 @@ async fn alerts_page(
         Ok(alerts) => alerts,
         Err(e) => return store_failed(&e),
     };
-    let severity_of = |a: &crate::store::StoredAlert| {
-        serde_json::to_value(a.alert.severity)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default()
-    };
+    let severity_of = |a: &crate::store::StoredAlert| severity_name(a.alert.severity);
     let tenant = filter.tenant.trim();
     let alert_type = filter.alert_type.trim();
     let shown: Vec<Value> = alerts
@@ -1237,15 +1209,11 @@ const CHART_DAYS: usize = 30;
 
 async fn usage_page(
     State(market): State<Market>,
+    session: Session,
     Path(service_id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
     let lang = Lang::of(&headers);
-    let session = match session(&market, &headers).await {
-        Ok(Some(session)) => session,
-        Ok(None) => return see_other("/console/login", Vec::new()),
-        Err(e) => return store_failed(&e),
-    };
     let service = match market.store().service(&service_id).await {
         Ok(Some(service)) => service,
         Ok(None) => return (StatusCode::NOT_FOUND, "no such service\n").into_response(),
@@ -1316,14 +1284,9 @@ fn csv_field(value: &str) -> String {
 /// `day,tenant_id,dimension,quantity`, one line per UTC day, tenant and dimension.
 async fn usage_csv(
     State(market): State<Market>,
+    _signed_in: Session,
     Path(service_id): Path<String>,
-    headers: HeaderMap,
 ) -> Response {
-    match session(&market, &headers).await {
-        Ok(Some(_)) => {}
-        Ok(None) => return see_other("/console/login", Vec::new()),
-        Err(e) => return store_failed(&e),
-    }
     match market.store().service(&service_id).await {
         Ok(Some(_)) => {}
         Ok(None) => return (StatusCode::NOT_FOUND, "no such service\n").into_response(),

@@ -280,20 +280,25 @@ async fn outside_dev_mode_the_demo_operator_password_is_refused() {
     );
 }
 
-/// A signed-in session's cookie and its CSRF token.
-async fn signed_in(url: &str) -> (String, String) {
-    let (csrf, cookie) = login_form(url).await;
-    let signed = sign_in(url, NAME, PASSWORD, &csrf, &cookie).await;
-    let (session, _) = set_cookie(&signed, "mtp_console").expect("signed in");
-    let html = client()
-        .get(format!("{url}/console"))
+/// The page at `path` as the operator of `session` sees it.
+async fn page_text(url: &str, session: &str, path: &str) -> String {
+    client()
+        .get(format!("{url}{path}"))
         .header(header::COOKIE, format!("mtp_console={session}"))
         .send()
         .await
         .unwrap()
         .text()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// A signed-in session's cookie and its CSRF token.
+async fn signed_in(url: &str) -> (String, String) {
+    let (csrf, cookie) = login_form(url).await;
+    let signed = sign_in(url, NAME, PASSWORD, &csrf, &cookie).await;
+    let (session, _) = set_cookie(&signed, "mtp_console").expect("signed in");
+    let html = page_text(url, &session, "/console").await;
     (session, csrf_of(&html))
 }
 
@@ -367,15 +372,7 @@ async fn suspending_and_blocking_from_the_console_reach_the_service() {
     let (session, csrf) = signed_in(market).await;
 
     // The service page lists both tenants with their actions.
-    let page = client()
-        .get(format!("{market}/console/services/{SERVICE}"))
-        .header(header::COOKIE, format!("mtp_console={session}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_text(market, &session, &format!("/console/services/{SERVICE}")).await;
     assert!(
         page.contains("id=\"tenant-korea\"") && page.contains("id=\"tenant-snu\""),
         "{page}"
@@ -440,15 +437,7 @@ async fn suspending_and_blocking_from_the_console_reach_the_service() {
     );
     // The page shows the block and its command's delivery.
     let applied = eventually(WAIT, || async {
-        let page = client()
-            .get(format!("{market}/console/services/{SERVICE}"))
-            .header(header::COOKIE, format!("mtp_console={session}"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let page = page_text(market, &session, &format!("/console/services/{SERVICE}")).await;
         page.contains(message) && page.contains("<td>block</td><td>적용됨</td>")
     })
     .await;
@@ -552,15 +541,7 @@ async fn plan_expiry_and_a_scheduled_block_from_the_console() {
         view["subscription"]["expires_at"], "2100-01-01T00:00:00Z",
         "{view}"
     );
-    let page = client()
-        .get(format!("{market}/console/services/{SERVICE}"))
-        .header(header::COOKIE, format!("mtp_console={session}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = page_text(market, &session, &format!("/console/services/{SERVICE}")).await;
     assert!(
         page.contains("value=\"2099-12-31\""),
         "the form shows the last valid day: {page}"
@@ -743,15 +724,7 @@ async fn audit_alerts_filtered_by_service_tenant_type_and_severity() {
     let listed = |query: &'static str| {
         let session = session.clone();
         async move {
-            let html = client()
-                .get(format!("{url}/console/alerts{query}"))
-                .header(header::COOKIE, format!("mtp_console={session}"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let html = page_text(url, &session, &format!("/console/alerts{query}")).await;
             let rows = html.matches("<td><code>").count();
             (rows, html)
         }

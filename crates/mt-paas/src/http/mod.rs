@@ -1,4 +1,4 @@
-//! The HTTP edge: [`ApiError`] (problem+json), [`Locale`] and [`ProblemLayer`].
+//! The HTTP edge: [`ApiError`] (problem+json), [`Locale`], [`ProblemLayer`] and [`cookie`].
 
 mod client;
 mod layer;
@@ -13,3 +13,15 @@ pub use self::{
     locale::Locale,
     problem::{ApiError, PROBLEM_JSON, Param, ProblemCode},
 };
+
+/// The value of cookie `name` among a request's `Cookie` headers (the first one so named).
+pub fn cookie<'h>(headers: &'h http::HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+}

@@ -116,14 +116,7 @@ fn open<'c>(key: &hmac::Key, cookie: &'c str, state: &str, now: i64) -> Result<&
 }
 
 fn cookie_value(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == STATE_COOKIE)
-        .map(|(_, value)| value)
+    crate::http::cookie(headers, STATE_COOKIE)
 }
 
 impl Sso {
