@@ -17,7 +17,7 @@ const shots = env("SCREENSHOTS");
 mkdirSync(shots, { recursive: true });
 
 /** Polls `check` until it is true, for at most `ms`. */
-async function eventually(what, check, ms = 10000) {
+async function eventually(what, check, ms = 20000) {
   const until = Date.now() + ms;
   while (Date.now() < until) {
     if (await check()) return;
