@@ -588,6 +588,30 @@ impl Market {
         Ok(command)
     }
 
+    /// Creates or replaces a plan, its fields checked.
+    pub async fn put_plan(&self, plan: &store::Plan) -> Result<(), ActionError> {
+        check_id("id", &plan.id)?;
+        check_name("name", &plan.name)?;
+        if plan.requests_per_minute == Some(0) {
+            return Err(ActionError::Invalid {
+                field: "requests_per_minute",
+                message: "must be at least 1".to_owned(),
+            });
+        }
+        if plan.features.len() > 200 || plan.features.keys().any(|k| k.is_empty() || k.len() > 64) {
+            return Err(ActionError::Invalid {
+                field: "features",
+                message: "at most 200 features, their names 1-64 characters".to_owned(),
+            });
+        }
+        for (service_id, tenant_id, revision) in self.store().put_plan(plan).await? {
+            if let Some(service) = self.store().service(&service_id).await? {
+                delivery::hint(self.inner.clone(), service, tenant_id, revision);
+            }
+        }
+        Ok(())
+    }
+
     /// Sends a provision command for an existing subscription (again).
     pub async fn provision(
         &self,
@@ -684,7 +708,40 @@ impl Market {
     }
 }
 
-/// Prunes alerts past `alert_retention_days`, every hour, until the market is dropped.
+/// An id: 1-63 of a-z, 0-9, `_`, `-`.
+pub(crate) fn check_id(field: &'static str, id: &str) -> Result<(), ActionError> {
+    let ok = !id.is_empty()
+        && id.len() <= 63
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ActionError::Invalid {
+            field,
+            message: "1-63 of a-z, 0-9, '_', '-'".to_owned(),
+        })
+    }
+}
+
+/// A display name: 1-200 characters, no control characters.
+pub(crate) fn check_name(field: &'static str, name: &str) -> Result<(), ActionError> {
+    if name.trim().is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        Err(ActionError::Invalid {
+            field,
+            message: "1-200 characters, no control characters".to_owned(),
+        })
+    } else {
+        Ok(())
+    }
+}
+
+/// How long heartbeat samples (the console's charts) are kept.
+const SAMPLES_KEPT: time::Duration = time::Duration::hours(24);
+
+/// Prunes alerts past `alert_retention_days` and heartbeat samples past [`SAMPLES_KEPT`],
+/// every hour, until the market is dropped.
 async fn prune_alerts(market: std::sync::Weak<Inner>) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     loop {
@@ -693,14 +750,15 @@ async fn prune_alerts(market: std::sync::Weak<Inner>) {
             return;
         };
         let keep = time::Duration::days(i64::from(inner.config.alert_retention_days));
-        match inner
-            .store
-            .prune_alerts(OffsetDateTime::now_utc() - keep)
-            .await
-        {
+        let now = OffsetDateTime::now_utc();
+        match inner.store.prune_alerts(now - keep).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(alerts = n, "old alerts pruned"),
             Err(e) => tracing::warn!(error = %e, "pruning alerts failed"),
+        }
+        match inner.store.prune_samples(now - SAMPLES_KEPT).await {
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "pruning heartbeat samples failed"),
         }
     }
 }

@@ -144,7 +144,31 @@ pub struct QueuedCommand {
     /// When it was acknowledged.
     #[serde(with = "time::serde::rfc3339::option")]
     pub acked_at: Option<OffsetDateTime>,
+    /// When the next push is due (while `pending`).
+    #[serde(with = "time::serde::rfc3339")]
+    pub next_attempt_at: OffsetDateTime,
+    /// When it last went out in a heartbeat response (delivered, not yet answered).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub delivered_at: Option<OffsetDateTime>,
 }
+
+/// A service's heartbeat counters summed over its replicas in one five-minute bucket.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricBucket {
+    /// The bucket's start.
+    pub start: OffsetDateTime,
+    /// Seconds of heartbeat windows in it, summed over replicas.
+    pub window_seconds: i64,
+    /// Requests answered.
+    pub requests: i64,
+    /// Of which 5xx.
+    pub errors: i64,
+    /// Sum of their latencies, milliseconds.
+    pub latency_sum_ms: f64,
+}
+
+/// The length of a heartbeat sample bucket.
+pub const METRIC_BUCKET: time::Duration = time::Duration::minutes(5);
 
 /// A replica's last heartbeat.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -256,6 +280,8 @@ struct CommandRow {
     detail: Option<String>,
     created_at: OffsetDateTime,
     acked_at: Option<OffsetDateTime>,
+    next_attempt_at: OffsetDateTime,
+    delivered_at: Option<OffsetDateTime>,
 }
 
 impl TryFrom<CommandRow> for QueuedCommand {
@@ -275,14 +301,15 @@ impl TryFrom<CommandRow> for QueuedCommand {
             detail: row.detail,
             created_at: row.created_at,
             acked_at: row.acked_at,
+            next_attempt_at: row.next_attempt_at,
+            delivered_at: row.delivered_at,
         })
     }
 }
 
 const SUBSCRIPTION_COLUMNS: &str =
     "service_id, tenant_id, plan_id, state, expires_at, revision, sequence, block";
-const COMMAND_COLUMNS: &str =
-    "service_id, body, status, attempts, last_error, detail, created_at, acked_at";
+const COMMAND_COLUMNS: &str = "service_id, body, status, attempts, last_error, detail, created_at, acked_at, next_attempt_at, delivered_at";
 
 fn state_str(state: SubscriptionState) -> &'static str {
     match state {
@@ -335,11 +362,14 @@ impl Store {
 
     // ------------------------------------------------------------ plans
 
-    /// Creates or replaces a plan.
-    pub async fn put_plan(&self, plan: &Plan) -> Result<()> {
+    /// Creates or replaces a plan, and gives every subscription on it a new revision so
+    /// that its services fetch the changed entitlement. Returns (service, tenant, revision)
+    /// of each.
+    pub async fn put_plan(&self, plan: &Plan) -> Result<Vec<(String, String, i64)>> {
         let features = serde_json::to_string(&plan.features).unwrap_or_else(|_| "{}".into());
         let rpm = plan.requests_per_minute.map(i64::from);
-        on_pool!(&self.db, pool => {
+        let changed = on_pool!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
             sqlx::query(
                 "INSERT INTO plans (id, name, features, requests_per_minute, created_at) VALUES ($1, $2, $3, $4, $5) \
                  ON CONFLICT (id) DO UPDATE SET name = $2, features = $3, requests_per_minute = $4",
@@ -349,10 +379,34 @@ impl Store {
             .bind(&features)
             .bind(rpm)
             .bind(now())
-            .execute(pool)
+            .execute(&mut *tx)
             .await?;
+            let on_plan: Vec<(String, String)> = sqlx::query_as(
+                "SELECT service_id, tenant_id FROM subscriptions WHERE plan_id = $1 ORDER BY service_id, tenant_id",
+            )
+            .bind(&plan.id)
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut changed = Vec::with_capacity(on_plan.len());
+            // One revision each: a service reads changes in pages by revision, and a page
+            // must never end inside a revision.
+            for (service_id, tenant_id) in on_plan {
+                let revision: i64 = sqlx::query_scalar("UPDATE revision_counter SET value = value + 1 WHERE id = 1 RETURNING value")
+                    .fetch_one(&mut *tx)
+                    .await?;
+                sqlx::query("UPDATE subscriptions SET revision = $1, updated_at = $2 WHERE service_id = $3 AND tenant_id = $4")
+                    .bind(revision)
+                    .bind(now())
+                    .bind(&service_id)
+                    .bind(&tenant_id)
+                    .execute(&mut *tx)
+                    .await?;
+                changed.push((service_id, tenant_id, revision));
+            }
+            tx.commit().await?;
+            changed
         });
-        Ok(())
+        Ok(changed)
     }
 
     /// Every plan.
@@ -908,7 +962,125 @@ impl Store {
             .await?
             .rows_affected()
         });
+        if stored > 0 {
+            self.record_sample(heartbeat).await?;
+        }
         Ok(stored > 0)
+    }
+
+    /// Adds a heartbeat's window counters to its replica's five-minute bucket. The figures
+    /// are the replica's own and bounded here (a window of at most an hour, errors at most
+    /// the requests, latencies finite and not negative), so a bad replica skews only itself.
+    async fn record_sample(&self, heartbeat: &Heartbeat) -> Result<()> {
+        let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let window = &heartbeat.window;
+        let (seconds, requests, errors, latency) = if window.window_seconds > 0 {
+            (
+                window.window_seconds,
+                window.requests,
+                window.status_5xx,
+                window.latency_sum_ms,
+            )
+        } else {
+            // A replica that sends no counters: its per-minute summary stands for a minute.
+            let m = &heartbeat.metrics;
+            let requests = m.requests_per_minute;
+            (
+                60,
+                requests,
+                (m.error_rate.clamp(0.0, 1.0) * requests as f64).round() as u64,
+                m.avg_response_time_ms * requests as f64,
+            )
+        };
+        let latency = if latency.is_finite() {
+            latency.max(0.0)
+        } else {
+            0.0
+        };
+        let at = now();
+        let start =
+            at - time::Duration::seconds(
+                at.unix_timestamp()
+                    .rem_euclid(METRIC_BUCKET.whole_seconds()),
+            ) - time::Duration::nanoseconds(i64::from(at.nanosecond()));
+        on_pool!(&self.db, pool => {
+            sqlx::query(
+                "INSERT INTO heartbeat_samples (service_id, instance_id, bucket_start, window_seconds, requests, errors, latency_sum_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (service_id, instance_id, bucket_start) DO UPDATE SET \
+                 window_seconds = heartbeat_samples.window_seconds + excluded.window_seconds, \
+                 requests = heartbeat_samples.requests + excluded.requests, \
+                 errors = heartbeat_samples.errors + excluded.errors, \
+                 latency_sum_ms = heartbeat_samples.latency_sum_ms + excluded.latency_sum_ms",
+            )
+            .bind(&heartbeat.service_id)
+            .bind(&heartbeat.instance_id)
+            .bind(start)
+            .bind(clamp(seconds.min(3600)))
+            .bind(clamp(requests))
+            .bind(clamp(errors.min(requests)))
+            .bind(latency)
+            .execute(pool)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// A service's heartbeat counters by five-minute bucket since `since`, summed over its
+    /// replicas, oldest first.
+    pub async fn metric_buckets(
+        &self,
+        service_id: &str,
+        since: OffsetDateTime,
+    ) -> Result<Vec<MetricBucket>> {
+        let rows: Vec<(OffsetDateTime, i64, i64, i64, f64)> = on_pool!(&self.db, pool => {
+            sqlx::query_as(
+                "SELECT bucket_start, CAST(SUM(window_seconds) AS BIGINT), CAST(SUM(requests) AS BIGINT), \
+                 CAST(SUM(errors) AS BIGINT), CAST(SUM(latency_sum_ms) AS DOUBLE PRECISION) FROM heartbeat_samples \
+                 WHERE service_id = $1 AND bucket_start >= $2 GROUP BY bucket_start ORDER BY bucket_start",
+            )
+            .bind(service_id)
+            .bind(since)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(
+                |(start, window_seconds, requests, errors, latency_sum_ms)| MetricBucket {
+                    start,
+                    window_seconds,
+                    requests,
+                    errors,
+                    latency_sum_ms,
+                },
+            )
+            .collect())
+    }
+
+    /// Deletes heartbeat samples of buckets before `before`. Returns how many.
+    pub async fn prune_samples(&self, before: OffsetDateTime) -> Result<u64> {
+        Ok(on_pool!(&self.db, pool => {
+            sqlx::query("DELETE FROM heartbeat_samples WHERE bucket_start < $1")
+                .bind(before)
+                .execute(pool)
+                .await?
+                .rows_affected()
+        }))
+    }
+
+    /// Notes that these pending commands went out in a heartbeat response.
+    pub async fn mark_delivered(&self, ids: &[&str]) -> Result<()> {
+        let at = now();
+        on_pool!(&self.db, pool => {
+            for id in ids {
+                sqlx::query("UPDATE commands SET delivered_at = $1 WHERE id = $2 AND status = 'pending'")
+                    .bind(at)
+                    .bind(*id)
+                    .execute(pool)
+                    .await?;
+            }
+        });
+        Ok(())
     }
 
     /// A service's replicas and their last heartbeats.

@@ -15,7 +15,7 @@ mod needs;
 
 use std::{process::ExitCode, time::Duration};
 
-use helpers::{SERVICE, as_tenant, eventually, stack, subscribe};
+use helpers::{SERVICE, as_tenant, eventually, stack_with, subscribe};
 use needs::{Needs, test};
 
 const OPERATOR: &str = "minji";
@@ -30,7 +30,8 @@ fn main() -> ExitCode {
 }
 
 async fn console_in_a_real_browser() {
-    let stack = stack().await;
+    // Heartbeats every second, so that the overview's charts have figures.
+    let stack = stack_with(|config| config.marketplace.heartbeat_interval = 1).await;
     let service = stack.service.url.clone();
     let market = stack.market.url.clone();
     mt_paas_market::put_operator(stack.market.market.store(), OPERATOR, PASSWORD)
@@ -45,6 +46,11 @@ async fn console_in_a_real_browser() {
             .await,
             "{tenant} was never served"
         );
+    }
+    // Some traffic for the charts: korea's requests, a few of them to a missing page.
+    for n in 0..40 {
+        let path = if n % 8 == 0 { "/missing" } else { "/whoami" };
+        as_tenant(&service, "korea", path).await;
     }
     let shots = std::env::var("MT_PAAS_SCREENSHOTS").map_or_else(
         |_| std::env::temp_dir().join("mt-paas-console-screenshots"),
@@ -85,7 +91,9 @@ async fn console_in_a_real_browser() {
     .await;
     assert_eq!(commands[0]["command"]["kind"], "block", "{commands}");
     assert_eq!(commands[0]["command"]["tenant_id"], "snu");
-    for page in ["login", "overview", "service", "confirm"] {
+    for page in [
+        "login", "overview", "service", "confirm", "usage", "alerts", "plans", "keys",
+    ] {
         assert!(shots.join(format!("{page}.png")).exists(), "no {page}.png");
     }
 }

@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 
 use super::{invalid, not_found, operator, tenant_id};
 use crate::{
-    Market, crypto,
+    Market, check_id, check_name, crypto,
     store::{
         Instance, Plan, QueuedCommand, Service, StoredAlert, Subscription, Tenant, UsageTotal, User,
     },
@@ -160,27 +160,6 @@ async fn mint_token(
     Ok(Json(serde_json::json!({ "token": token })))
 }
 
-fn check_id(field: &'static str, id: &str) -> Result<(), ApiError> {
-    let ok = !id.is_empty()
-        && id.len() <= 63
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(invalid(field, "1-63 of a-z, 0-9, '_', '-'"))
-    }
-}
-
-fn check_name(field: &'static str, name: &str) -> Result<(), ApiError> {
-    if name.trim().is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
-        Err(invalid(field, "1-200 characters, no control characters"))
-    } else {
-        Ok(())
-    }
-}
-
 async fn plans(State(market): State<Market>) -> Result<Json<Vec<Plan>>, ApiError> {
     Ok(Json(market.store().plans().await?))
 }
@@ -201,21 +180,13 @@ async fn put_plan(
     State(market): State<Market>,
     Json(plan): Json<PlanIn>,
 ) -> Result<(StatusCode, Json<Plan>), ApiError> {
-    check_id("id", &plan.id)?;
-    check_name("name", &plan.name)?;
-    if plan.requests_per_minute == Some(0) {
-        return Err(invalid("requests_per_minute", "must be at least 1"));
-    }
-    if plan.features.keys().any(|k| k.is_empty() || k.len() > 64) {
-        return Err(invalid("features", "feature names are 1-64 characters"));
-    }
     let plan = Plan {
         id: plan.id,
         name: plan.name,
         features: plan.features,
         requests_per_minute: plan.requests_per_minute,
     };
-    market.store().put_plan(&plan).await?;
+    market.put_plan(&plan).await?;
     Ok((StatusCode::CREATED, Json(plan)))
 }
 

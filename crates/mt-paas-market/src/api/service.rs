@@ -70,13 +70,17 @@ async fn heartbeat(
     }
     let accepted = market.store().record_heartbeat(&heartbeat).await?;
     market.service_alive(&service.id).await;
-    let commands = market
+    let commands: Vec<_> = market
         .store()
         .commands(&service.id, true, MAX_PULLED)
         .await?
         .into_iter()
         .map(|queued| queued.command)
         .collect();
+    if !commands.is_empty() {
+        let ids: Vec<&str> = commands.iter().map(|c| c.command_id()).collect();
+        market.store().mark_delivered(&ids).await?;
+    }
     Ok(Json(HeartbeatResponse { accepted, commands }))
 }
 

@@ -56,6 +56,8 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("confirm.html", include_str!("templates/confirm.html")),
         ("usage.html", include_str!("templates/usage.html")),
         ("alerts.html", include_str!("templates/alerts.html")),
+        ("plans.html", include_str!("templates/plans.html")),
+        ("keys.html", include_str!("templates/keys.html")),
     ] {
         if let Err(e) = env.add_template(name, source) {
             panic!("the console's template {name} does not parse: {e:#}");
@@ -212,6 +214,59 @@ impl Lang {
             ),
             ("provision", "프로비저닝", "Provision"),
             ("deprovision", "프로비저닝 해제", "Deprovision"),
+            (
+                "last_hours",
+                "최근 6시간(5분 단위, 모든 인스턴스 합계)",
+                "Last 6 hours (5-minute buckets, all instances)",
+            ),
+            ("peak", "최대", "peak"),
+            (
+                "delivery_delivered",
+                "전달됨(응답 대기)",
+                "delivered (awaiting answer)",
+            ),
+            (
+                "delivery_retrying",
+                "전달 실패, 다음 시도",
+                "push failed, next try",
+            ),
+            (
+                "delivery_given_up",
+                "푸시 중단, 다음 하트비트로 전달",
+                "pushes stopped, goes with the next heartbeat",
+            ),
+            ("delivery_rejected", "거부됨", "rejected"),
+            ("plans", "요금제", "Plans"),
+            ("plan_id", "요금제 ID", "Plan id"),
+            ("plan_name", "이름", "Name"),
+            ("features", "기능", "Features"),
+            (
+                "rate_limit",
+                "테넌트당 분당 요청 한도",
+                "Requests per minute per tenant",
+            ),
+            ("service_default", "서비스 기본값", "service default"),
+            ("no_plans", "요금제가 없습니다.", "No plans."),
+            ("save_plan", "요금제 저장", "Save plan"),
+            ("edit", "고치기", "Edit"),
+            (
+                "features_help",
+                "켤 기능 이름, 쉼표로 구분. 끌 기능은 앞에 !를 붙입니다(예: ai_tutor, !export).",
+                "Feature names to turn on, comma-separated; prefix ! to turn one off (e.g. ai_tutor, !export).",
+            ),
+            ("put_plan", "요금제 추가 또는 변경", "Add or change a plan"),
+            ("signing_keys", "서명 키", "Signing keys"),
+            ("kid", "키 ID", "Key id"),
+            ("retired", "폐기", "Retired"),
+            ("current", "현재 서명 키", "signs new tokens"),
+            ("published", "게시됨", "published"),
+            ("rotate", "새 키로 교체", "Rotate"),
+            ("retire", "폐기", "Retire"),
+            (
+                "no_keys",
+                "아직 서명 키가 없습니다(첫 토큰을 발급할 때 만듭니다).",
+                "No signing key yet (the first is made with the first token).",
+            ),
         ];
         let map: std::collections::BTreeMap<&str, &str> = pairs
             .iter()
@@ -232,6 +287,10 @@ pub(crate) fn router(market: Market) -> Router {
         .route("/console/logout", post(logout))
         .route("/console/lang/{lang}", get(set_lang))
         .route("/console/alerts", get(alerts_page))
+        .route("/console/plans", get(plans_page).post(put_plan))
+        .route("/console/keys", get(keys_page))
+        .route("/console/keys/rotate", post(rotate_key))
+        .route("/console/keys/{kid}/retire", post(retire_key))
         .route("/console/services/{service_id}", get(service_page))
         .route("/console/services/{service_id}/usage", get(usage_page))
         .route("/console/services/{service_id}/usage.csv", get(usage_csv))
@@ -579,6 +638,103 @@ fn ago(lang: Lang, since: time::Duration) -> String {
     }
 }
 
+/// How far back the overview's charts reach.
+const CHART_SPAN: time::Duration = time::Duration::hours(6);
+
+/// A small bar chart: one bar per slot, scaled to the largest value, each with its title.
+fn bar_chart(name: &str, slots: &[(OffsetDateTime, Option<f64>)], unit: &str) -> Value {
+    const BAR: usize = 4;
+    const HEIGHT: f64 = 40.0;
+    let peak = slots.iter().filter_map(|(_, v)| *v).fold(0.0_f64, f64::max);
+    let bars: Vec<Value> = slots
+        .iter()
+        .enumerate()
+        .filter_map(|(n, (at, value))| {
+            let value = (*value)?;
+            let height = if peak > 0.0 {
+                (value / peak * HEIGHT).max(1.0)
+            } else {
+                1.0
+            };
+            Some(context! {
+                x => n * BAR,
+                y => format!("{:.1}", HEIGHT - height),
+                height => format!("{:.1}", height),
+                title => format!("{} UTC: {}", hour_minute(*at), with_unit(value, unit)),
+            })
+        })
+        .collect();
+    context! {
+        name,
+        width => slots.len() * BAR,
+        peak => with_unit(peak, unit),
+        bars,
+    }
+}
+
+fn hour_minute(at: OffsetDateTime) -> String {
+    format!("{:02}:{:02}", at.hour(), at.minute())
+}
+
+fn with_unit(value: f64, unit: &str) -> String {
+    if unit.is_empty() {
+        number(value)
+    } else {
+        format!("{} {unit}", number(value))
+    }
+}
+
+/// A figure for a chart: whole numbers as such, others to one decimal.
+fn number(value: f64) -> String {
+    if value.fract() == 0.0 && value.abs() < 1e15 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.1}")
+    }
+}
+
+/// Requests per minute, error rate and mean latency over the last [`CHART_SPAN`] in
+/// five-minute slots (a slot without heartbeats has no bar).
+fn metric_charts(
+    lang: Lang,
+    buckets: &[crate::store::MetricBucket],
+    now: OffsetDateTime,
+) -> Vec<Value> {
+    let step = crate::store::METRIC_BUCKET;
+    let slots = (CHART_SPAN.whole_seconds() / step.whole_seconds()) as usize;
+    let current = now
+        - time::Duration::seconds(now.unix_timestamp().rem_euclid(step.whole_seconds()))
+        - time::Duration::nanoseconds(i64::from(now.nanosecond()));
+    let starts: Vec<OffsetDateTime> = (0..slots)
+        .rev()
+        .map(|back| current - step * i32::try_from(back).unwrap_or(0))
+        .collect();
+    let at = |start: OffsetDateTime| buckets.iter().find(|b| b.start == start);
+    let series = |f: &dyn Fn(&crate::store::MetricBucket, f64) -> Option<f64>| -> Vec<(OffsetDateTime, Option<f64>)> {
+        starts
+            .iter()
+            .map(|start| {
+                // The current slot is still filling: its rate is over the time it has had.
+                let minutes = if *start == current {
+                    ((now - current).as_seconds_f64() / 60.0).max(1.0)
+                } else {
+                    step.as_seconds_f64() / 60.0
+                };
+                (*start, at(*start).and_then(|b| f(b, minutes)))
+            })
+            .collect()
+    };
+    let requests = series(&|b, minutes| Some(b.requests as f64 / minutes));
+    let errors =
+        series(&|b, _| (b.requests > 0).then(|| b.errors as f64 * 100.0 / b.requests as f64));
+    let latency = series(&|b, _| (b.requests > 0).then(|| b.latency_sum_ms / b.requests as f64));
+    vec![
+        bar_chart(lang.say("분당 요청", "Requests/min"), &requests, ""),
+        bar_chart(lang.say("오류율", "Error rate"), &errors, "%"),
+        bar_chart(lang.say("평균 응답 시간", "Avg. latency"), &latency, "ms"),
+    ]
+}
+
 async fn overview(State(market): State<Market>, session: Session, headers: HeaderMap) -> Response {
     let lang = Lang::of(&headers);
     let store = market.store();
@@ -610,10 +766,15 @@ async fn overview(State(market): State<Market>, session: Session, headers: Heade
                 }
             })
             .collect();
+        let buckets = match store.metric_buckets(&service.id, now - CHART_SPAN).await {
+            Ok(buckets) => buckets,
+            Err(e) => return store_failed(&e),
+        };
         shown.push(context! {
             id => service.id,
             name => service.name,
             instances,
+            charts => metric_charts(lang, &buckets, now),
         });
     }
     let alerts: Vec<Value> = match store.alerts(None, ALERTS_SHOWN).await {
@@ -691,10 +852,12 @@ async fn service_page(
             }
         })
         .collect();
+    let max_attempts = i64::from(market.config().delivery.max_attempts);
     let commands: Vec<Value> = match store.commands(&service.id, false, 50).await {
         Ok(commands) => commands
             .iter()
             .map(|c| {
+                let (delivery, next_attempt) = delivery_of(c, max_attempts);
                 let kind = serde_json::to_value(&c.command)
                     .ok()
                     .and_then(|v| v["kind"].as_str().map(str::to_owned))
@@ -703,7 +866,8 @@ async fn service_page(
                     created_at => rfc3339(c.created_at),
                     tenant_id => c.command.tenant_id(),
                     kind,
-                    status => &c.status,
+                    delivery,
+                    next_attempt,
                     attempts => c.attempts,
                     detail => c.last_error.as_deref().or(c.detail.as_deref()).unwrap_or(""),
                 }
@@ -727,6 +891,26 @@ async fn service_page(
         },
         Vec::new(),
     )
+}
+
+/// Where a command is on its way: queued, delivered (pulled with a heartbeat, not yet
+/// answered), retrying (with the next push time), given up on pushing, or the service's
+/// answer (applied, superseded, failed, rejected).
+fn delivery_of(c: &crate::store::QueuedCommand, max_attempts: i64) -> (String, Option<String>) {
+    if c.status != "pending" {
+        return (c.status.clone(), None);
+    }
+    // Pulled with a heartbeat, it reached the service whatever the pushes did.
+    if c.delivered_at.is_some() {
+        return ("delivered".to_owned(), None);
+    }
+    if c.last_error.is_some() {
+        if c.attempts >= max_attempts {
+            return ("given_up".to_owned(), None);
+        }
+        return ("retrying".to_owned(), Some(rfc3339(c.next_attempt_at)));
+    }
+    ("pending".to_owned(), None)
 }
 
 fn state_code(state: mt_paas_protocol::SubscriptionState) -> &'static str {
@@ -1035,8 +1219,9 @@ async fn subscription_action(
                 csrf => session.csrf,
                 question => parsed.question(lang, &tenant_id, &service_id),
                 message,
+                warning => Value::from(()),
                 fields,
-                service_id => &service_id,
+                back => format!("/console/services/{service_id}"),
                 action => format!("/console/services/{service_id}/tenants/{tenant_id}/{action}"),
             },
             Vec::new(),
@@ -1176,6 +1361,358 @@ async fn alerts_page(
         },
         Vec::new(),
     )
+}
+
+/// The plans with their features and limits, and a form to add or change one.
+async fn plans_page(
+    State(market): State<Market>,
+    session: Session,
+    headers: HeaderMap,
+    query: Result<axum::extract::Query<EditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let lang = Lang::of(&headers);
+    let plans = match market.store().plans().await {
+        Ok(plans) => plans,
+        Err(e) => return store_failed(&e),
+    };
+    let edit = query.ok().and_then(|q| q.0.edit);
+    // The form starts with the plan being edited, if any.
+    let editing = plans
+        .iter()
+        .find(|p| Some(&p.id) == edit.as_ref())
+        .map(plan_value)
+        .unwrap_or_else(|| Value::from(()));
+    let plans: Vec<Value> = plans.iter().map(plan_value).collect();
+    page(
+        StatusCode::OK,
+        "plans.html",
+        context! {
+            lang => lang.code(),
+            t => lang.texts(),
+            title => lang.say("요금제", "Plans"),
+            operator => session.operator,
+            csrf => session.csrf,
+            plans,
+            editing,
+        },
+        Vec::new(),
+    )
+}
+
+fn plan_value(plan: &crate::store::Plan) -> Value {
+    let named = |wanted: bool| -> Vec<String> {
+        plan.features
+            .iter()
+            .filter(|(_, on)| **on == wanted)
+            .map(|(k, _)| k.clone())
+            .collect()
+    };
+    let (on, off) = (named(true), named(false));
+    // What the form's features field shows: on ones, then off ones with `!`.
+    let text: Vec<String> = on
+        .iter()
+        .cloned()
+        .chain(off.iter().map(|k| format!("!{k}")))
+        .collect();
+    context! {
+        id => &plan.id,
+        name => &plan.name,
+        requests_per_minute => plan.requests_per_minute,
+        on,
+        off,
+        features_text => text.join(", "),
+    }
+}
+
+#[derive(Deserialize)]
+struct EditQuery {
+    edit: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PlanForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    confirm: String,
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    requests_per_minute: String,
+    #[serde(default)]
+    features: String,
+}
+
+/// `ai_tutor, !export` → `{ai_tutor: true, export: false}`.
+fn parse_features(
+    text: &str,
+    lang: Lang,
+) -> Result<std::collections::BTreeMap<String, bool>, Refusal> {
+    let mut features = std::collections::BTreeMap::new();
+    for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (name, on) = match item.strip_prefix('!') {
+            Some(name) => (name.trim(), false),
+            None => (item, true),
+        };
+        let ok = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b));
+        if !ok {
+            return Err(bad_field(
+                "features",
+                "기능 이름은 1-64자의 영문자, 숫자, '_', '-', '.', ':'입니다.",
+                "feature names are 1-64 of letters, digits, '_', '-', '.', ':'.",
+                lang,
+            ));
+        }
+        features.insert(name.to_owned(), on);
+    }
+    Ok(features)
+}
+
+/// Adds or changes a plan: first a confirmation page, then (with `confirm=yes`) the change,
+/// which reaches every subscription on the plan.
+async fn put_plan(
+    State(market): State<Market>,
+    session: Session,
+    headers: HeaderMap,
+    Form(form): Form<PlanForm>,
+) -> Response {
+    let lang = Lang::of(&headers);
+    if !crypto::same(form.csrf.as_bytes(), session.csrf.as_bytes()) {
+        return forbidden(lang);
+    }
+    let features = match parse_features(&form.features, lang) {
+        Ok(features) => features,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let requests_per_minute = match form.requests_per_minute.trim() {
+        "" => None,
+        text => match text.parse::<u32>() {
+            Ok(n) if n > 0 => Some(n),
+            _ => {
+                return bad_field(
+                    "requests_per_minute",
+                    "1 이상의 정수이거나 비어 있어야 합니다(서비스 기본값).",
+                    "a whole number of at least 1, or empty (the service's default).",
+                    lang,
+                )
+                .into_response();
+            }
+        },
+    };
+    let plan = crate::store::Plan {
+        id: form.id.trim().to_owned(),
+        name: form.name.trim().to_owned(),
+        features,
+        requests_per_minute,
+    };
+    if let Err(e) =
+        crate::check_id("id", &plan.id).and_then(|()| crate::check_name("name", &plan.name))
+    {
+        return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response();
+    }
+    if form.confirm != "yes" {
+        let existing = match market.store().plan(&plan.id).await {
+            Ok(existing) => existing,
+            Err(e) => return store_failed(&e),
+        };
+        let question = match (&existing, lang) {
+            (Some(_), Lang::Ko) => format!(
+                "요금제 {}을(를) 바꿀까요? 이 요금제의 모든 구독에 적용됩니다.",
+                plan.id
+            ),
+            (Some(_), Lang::En) => format!(
+                "Change plan {}? Every subscription on it gets the change.",
+                plan.id
+            ),
+            (None, Lang::Ko) => format!("요금제 {}을(를) 만들까요?", plan.id),
+            (None, Lang::En) => format!("Create plan {}?", plan.id),
+        };
+        let fields: Vec<(String, String)> = [
+            ("id", plan.id.clone()),
+            ("name", plan.name.clone()),
+            (
+                "requests_per_minute",
+                form.requests_per_minute.trim().to_owned(),
+            ),
+            ("features", form.features.trim().to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        return page(
+            StatusCode::OK,
+            "confirm.html",
+            context! {
+                lang => lang.code(),
+                t => lang.texts(),
+                title => lang.say("확인", "Confirm"),
+                operator => session.operator,
+                csrf => session.csrf,
+                question,
+                message => "",
+                warning => Value::from(()),
+                fields,
+                back => "/console/plans",
+                action => "/console/plans",
+            },
+            Vec::new(),
+        );
+    }
+    match market.put_plan(&plan).await {
+        Ok(()) => {
+            tracing::info!(operator = %session.operator, plan = %plan.id, "console: plan saved");
+            see_other("/console/plans", Vec::new())
+        }
+        Err(crate::ActionError::Store(e)) => store_failed(&e),
+        Err(e) => (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    }
+}
+
+/// The market's signing keys, with rotate and retire.
+async fn keys_page(State(market): State<Market>, session: Session, headers: HeaderMap) -> Response {
+    let lang = Lang::of(&headers);
+    let keys: Vec<Value> = match market.signing_keys().await {
+        Ok(keys) => keys
+            .iter()
+            .map(|k| {
+                context! {
+                    kid => &k.kid,
+                    created_at => rfc3339(k.created_at),
+                    retired_at => k.retired_at.map(rfc3339),
+                    current => k.current,
+                }
+            })
+            .collect(),
+        Err(crate::ActionError::Store(e)) => return store_failed(&e),
+        Err(e) => return (StatusCode::CONFLICT, format!("{e}\n")).into_response(),
+    };
+    page(
+        StatusCode::OK,
+        "keys.html",
+        context! {
+            lang => lang.code(),
+            t => lang.texts(),
+            title => lang.say("서명 키", "Signing keys"),
+            operator => session.operator,
+            csrf => session.csrf,
+            keys,
+        },
+        Vec::new(),
+    )
+}
+
+/// The confirmation page of a key action.
+fn confirm_key(
+    session: Session,
+    lang: Lang,
+    question: String,
+    warning: Option<&str>,
+    action: String,
+) -> Response {
+    page(
+        StatusCode::OK,
+        "confirm.html",
+        context! {
+            lang => lang.code(),
+            t => lang.texts(),
+            title => lang.say("확인", "Confirm"),
+            operator => session.operator,
+            csrf => session.csrf,
+            question,
+            message => "",
+            warning,
+            fields => Vec::<(String, String)>::new(),
+            back => "/console/keys",
+            action,
+        },
+        Vec::new(),
+    )
+}
+
+async fn rotate_key(
+    State(market): State<Market>,
+    session: Session,
+    headers: HeaderMap,
+    Form(form): Form<ActionForm>,
+) -> Response {
+    let lang = Lang::of(&headers);
+    if !crypto::same(form.csrf.as_bytes(), session.csrf.as_bytes()) {
+        return forbidden(lang);
+    }
+    if form.confirm != "yes" {
+        let question = lang.say(
+            "새 서명 키를 만들까요? 새 토큰은 새 키로 서명되고, 이전 키는 폐기할 때까지 게시되어 이미 발급된 토큰도 계속 통합니다.",
+            "Make a new signing key? New tokens are signed with it; the older keys stay published until retired, so tokens already out keep verifying.",
+        );
+        return confirm_key(
+            session,
+            lang,
+            question.to_owned(),
+            None,
+            "/console/keys/rotate".to_owned(),
+        );
+    }
+    match market.rotate_signing_key().await {
+        Ok(kid) => {
+            tracing::info!(operator = %session.operator, %kid, "console: signing key rotated");
+            see_other("/console/keys", Vec::new())
+        }
+        Err(crate::ActionError::Store(e)) => store_failed(&e),
+        Err(e) => (StatusCode::CONFLICT, format!("{e}\n")).into_response(),
+    }
+}
+
+async fn retire_key(
+    State(market): State<Market>,
+    session: Session,
+    Path(kid): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<ActionForm>,
+) -> Response {
+    let lang = Lang::of(&headers);
+    if !crypto::same(form.csrf.as_bytes(), session.csrf.as_bytes()) {
+        return forbidden(lang);
+    }
+    let keys = match market.signing_keys().await {
+        Ok(keys) => keys,
+        Err(crate::ActionError::Store(e)) => return store_failed(&e),
+        Err(e) => return (StatusCode::CONFLICT, format!("{e}\n")).into_response(),
+    };
+    let Some(key) = keys.iter().find(|k| k.kid == kid && k.retired_at.is_none()) else {
+        return (StatusCode::NOT_FOUND, "no such signing key in use\n").into_response();
+    };
+    if form.confirm != "yes" {
+        let question = match lang {
+            Lang::Ko => format!(
+                "서명 키 {kid}을(를) 폐기할까요? 서비스는 다음 키 목록을 받을 때부터 이 키로 서명된 토큰을 거부합니다."
+            ),
+            Lang::En => format!(
+                "Retire signing key {kid}? Services refuse the tokens it signed from their next fetch of the key set."
+            ),
+        };
+        let warning = key.current.then(|| {
+            lang.say(
+                "지금 새 토큰에 쓰이는 키입니다. 폐기하면 남은 키 중 가장 새 키가, 없으면 새로 만든 키가 그 일을 맡습니다.",
+                "This key signs new tokens now. Once it is retired the newest remaining key does, or a new one if none remains.",
+            )
+        });
+        let action = format!("/console/keys/{kid}/retire");
+        return confirm_key(session, lang, question, warning, action);
+    }
+    match market.retire_signing_key(&kid).await {
+        Ok(()) => {
+            tracing::info!(operator = %session.operator, %kid, "console: signing key retired");
+            see_other("/console/keys", Vec::new())
+        }
+        Err(crate::ActionError::Store(e)) => store_failed(&e),
+        Err(e) => (StatusCode::NOT_FOUND, format!("{e}\n")).into_response(),
+    }
 }
 
 impl IntoResponse for Refusal {

@@ -50,6 +50,11 @@ try {
   await page.getByLabel("비밀번호").press("Enter");
   await page.waitForURL(`${market}/console`);
   await page.getByRole("heading", { name: "서비스", exact: true }).waitFor();
+  // The service heartbeats every second: its requests show in the charts.
+  await eventually("the overview's charts have bars", async () => {
+    await page.reload();
+    return (await page.locator("figure svg rect title").count()) > 0;
+  });
   await page.screenshot({ path: `${shots}/overview.png`, fullPage: true });
 
   // Suspend korea: confirmed first, then the service answers 403 for korea.
@@ -81,6 +86,36 @@ try {
   });
   await page.reload();
   await page.locator("#tenant-snu").getByText(message).waitFor();
+
+  // Usage and audit alerts, from the navigation.
+  await page.getByRole("link", { name: "사용량" }).click();
+  await page.getByRole("heading", { name: /사용량/ }).waitFor();
+  await page.screenshot({ path: `${shots}/usage.png`, fullPage: true });
+  await page.getByRole("navigation", { name: "Service Market 운영 콘솔" }).getByRole("link", { name: "감사 알림" }).click();
+  await page.getByRole("button", { name: "거르기" }).waitFor();
+  await page.screenshot({ path: `${shots}/alerts.png`, fullPage: true });
+
+  // Plans: edit basic's limit by keyboard, confirm, and see it in the table.
+  await page.getByRole("link", { name: "요금제" }).click();
+  await page.locator("#plan-basic").getByRole("link", { name: "고치기" }).click();
+  const rpm = page.getByLabel("테넌트당 분당 요청 한도");
+  if ((await page.getByLabel("요금제 ID").inputValue()) !== "basic") throw new Error("the form did not start with basic");
+  await rpm.fill("5000");
+  await rpm.press("Enter");
+  await page.getByRole("alert").waitFor();
+  await page.getByRole("button", { name: "실행" }).click();
+  await page.waitForURL(`${market}/console/plans`);
+  await page.locator("#plan-basic").getByText("5000", { exact: true }).waitFor();
+  await page.screenshot({ path: `${shots}/plans.png`, fullPage: true });
+
+  // Signing keys: rotate, confirmed; the new key signs new tokens.
+  await page.getByRole("link", { name: "서명 키" }).click();
+  await page.getByRole("button", { name: "새 키로 교체" }).click();
+  await page.getByRole("button", { name: "실행" }).click();
+  await page.waitForURL(`${market}/console/keys`);
+  await page.getByText("현재 서명 키").waitFor();
+  await page.screenshot({ path: `${shots}/keys.png`, fullPage: true });
+  await page.goto(`${market}/console/services/${serviceId}`);
 
   // A form whose CSRF token was tampered with is refused, and nothing changes.
   await page.locator('#tenant-korea form[action$="/suspend"] input[name="csrf"]').evaluate((el) => { el.value = "tampered"; });

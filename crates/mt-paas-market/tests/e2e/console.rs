@@ -760,3 +760,292 @@ async fn audit_alerts_filtered_by_service_tenant_type_and_severity() {
     assert!(bad.text().await.unwrap().starts_with("since:"));
     market.running.stop().await;
 }
+
+/// Sends a heartbeat of `instance` with these window counters; returns the response.
+async fn heartbeat(
+    market: &str,
+    instance: &str,
+    seq: u64,
+    (requests, errors, latency_sum_ms): (u64, u64, f64),
+) -> serde_json::Value {
+    let body = serde_json::json!({
+        "service_id": SERVICE,
+        "status": "healthy",
+        "active_tenants": ["hallym"],
+        "metrics": {"requests_per_minute": requests * 2, "error_rate": 0.0, "avg_response_time_ms": 0.0},
+        "timestamp": time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap(),
+        "instance_id": instance,
+        "seq": seq,
+        "window": {"window_seconds": 30, "requests": requests, "status_4xx": 0, "status_5xx": errors,
+                   "latency_sum_ms": latency_sum_ms, "latency_buckets": []},
+    });
+    let response = reqwest::Client::new()
+        .post(format!("{market}/api/v1/services/{SERVICE}/heartbeat"))
+        .bearer_auth(crate::helpers::API_KEY)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_overview_charts_heartbeats_and_a_command_shows_its_delivery() {
+    let dir = tempfile::tempdir().unwrap();
+    let market = start_market(&format!("sqlite://{}/m.db", dir.path().display()), None).await;
+    // Pushes to this service fail at once (nothing listens on port 9).
+    register_service(&market.url, Some("http://127.0.0.1:9".to_owned())).await;
+    subscribe(&market.url, "hallym", "basic", false).await;
+    mt_paas_market::put_operator(market.market.store(), NAME, PASSWORD)
+        .await
+        .unwrap();
+    let url = &market.url;
+    let (session, csrf) = signed_in(url).await;
+    let page = page_text(url, &session, "/console").await;
+    assert!(page.contains("아직 하트비트가 없습니다."), "{page}");
+
+    // Two replicas: 1,000 requests, 100 of them 5xx, 50 ms on average, summed.
+    heartbeat(url, "replica-1", 1, (600, 60, 30_000.0)).await;
+    heartbeat(url, "replica-2", 1, (400, 40, 20_000.0)).await;
+    let page = page_text(url, &session, "/console").await;
+    assert!(
+        page.contains("replica-1") && page.contains("replica-2"),
+        "{page}"
+    );
+    assert!(
+        page.contains(" UTC: 10 %</title>") && page.contains(" UTC: 50 ms</title>"),
+        "error rate and latency over both replicas: {page}"
+    );
+    assert!(page.contains("최근 6시간"), "{page}");
+    // A replayed heartbeat (same sequence number) is not counted twice.
+    heartbeat(url, "replica-1", 1, (600, 600, 0.0)).await;
+    let page = page_text(url, &session, "/console").await;
+    assert!(page.contains(" UTC: 10 %</title>"), "{page}");
+
+    // A block whose push fails shows the next try; pulled with a heartbeat, it is delivered.
+    act(url, &session, &csrf, "hallym", "block", "점검").await;
+    let service_page = format!("/console/services/{SERVICE}");
+    let retrying = eventually(WAIT, || async {
+        let page = page_text(url, &session, &service_page).await;
+        page.contains("<td>block</td><td>전달 실패, 다음 시도 <time datetime=\"")
+    })
+    .await;
+    assert!(
+        retrying,
+        "{}",
+        page_text(url, &session, &service_page).await
+    );
+    let pulled = heartbeat(url, "replica-1", 2, (0, 0, 0.0)).await;
+    assert_eq!(pulled["commands"][0]["kind"], "block", "{pulled}");
+    let page = page_text(url, &session, &service_page).await;
+    assert!(
+        page.contains("<td>block</td><td>전달됨(응답 대기)</td>"),
+        "{page}"
+    );
+    let english = client()
+        .get(format!("{url}{service_page}"))
+        .header(
+            header::COOKIE,
+            format!("mtp_console={session}; mtp_console_lang=en"),
+        )
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(english.contains("delivered (awaiting answer)"), "{english}");
+    market.running.stop().await;
+}
+
+/// Posts a console form with the session's cookie.
+async fn post_form(
+    url: &str,
+    session: &str,
+    path: &str,
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    client()
+        .post(format!("{url}{path}"))
+        .header(header::COOKIE, format!("mtp_console={session}"))
+        .form(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plans_and_signing_keys_from_the_console() {
+    let dir = tempfile::tempdir().unwrap();
+    let market = start_market(&format!("sqlite://{}/m.db", dir.path().display()), None).await;
+    register_service(&market.url, None).await;
+    subscribe(&market.url, "hallym", "basic", false).await;
+    let store = market.market.store();
+    mt_paas_market::put_operator(store, NAME, PASSWORD)
+        .await
+        .unwrap();
+    let url = &market.url;
+    let (session, csrf) = signed_in(url).await;
+
+    let page = page_text(url, &session, "/console/plans").await;
+    assert!(
+        page.contains("id=\"plan-basic\"")
+            && page.contains("✓ ai_chat")
+            && page.contains("<s>quiz</s>"),
+        "{page}"
+    );
+    let edit = page_text(url, &session, "/console/plans?edit=basic").await;
+    assert!(
+        edit.contains("value=\"ai_chat, !quiz\""),
+        "the form starts with the plan: {edit}"
+    );
+
+    // Bad fields are a 400 naming the field; a forged form a 403; none changes the plan.
+    for (form, field) in [
+        (
+            vec![("id", "basic"), ("name", "Basic"), ("features", "ai chat")],
+            "features",
+        ),
+        (
+            vec![
+                ("id", "basic"),
+                ("name", "Basic"),
+                ("requests_per_minute", "0"),
+            ],
+            "requests_per_minute",
+        ),
+        (vec![("id", "Basic Plan"), ("name", "Basic")], "id"),
+        (vec![("id", "basic"), ("name", " ")], "name"),
+    ] {
+        let mut form = form.clone();
+        form.push(("csrf", csrf.as_str()));
+        form.push(("confirm", "yes"));
+        let refused = post_form(url, &session, "/console/plans", &form).await;
+        assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "{form:?}");
+        assert!(refused.text().await.unwrap().starts_with(field), "{form:?}");
+    }
+    let forged = post_form(
+        url,
+        &session,
+        "/console/plans",
+        &[
+            ("id", "basic"),
+            ("name", "B"),
+            ("csrf", "forged"),
+            ("confirm", "yes"),
+        ],
+    )
+    .await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+
+    // A change asks first, then reaches the plan and gives its subscriptions a new revision.
+    let before = store
+        .subscription(SERVICE, "hallym")
+        .await
+        .unwrap()
+        .unwrap()
+        .revision;
+    let fields = [
+        ("id", "basic"),
+        ("name", "Basic"),
+        ("requests_per_minute", "120"),
+        ("features", "ai_chat, quiz"),
+        ("csrf", csrf.as_str()),
+    ];
+    let confirm = post_form(url, &session, "/console/plans", &fields).await;
+    assert_eq!(confirm.status(), 200);
+    let question = confirm.text().await.unwrap();
+    assert!(
+        question.contains("basic") && question.contains("모든 구독"),
+        "{question}"
+    );
+    assert!(!store.plan("basic").await.unwrap().unwrap().features["quiz"]);
+    let mut confirmed = fields.to_vec();
+    confirmed.push(("confirm", "yes"));
+    let done = post_form(url, &session, "/console/plans", &confirmed).await;
+    assert_eq!(done.status(), StatusCode::SEE_OTHER);
+    let plan = store.plan("basic").await.unwrap().unwrap();
+    assert!(plan.features["quiz"] && plan.features["ai_chat"]);
+    assert_eq!(plan.requests_per_minute, Some(120));
+    let after = store
+        .subscription(SERVICE, "hallym")
+        .await
+        .unwrap()
+        .unwrap()
+        .revision;
+    assert!(
+        after > before,
+        "the subscription was re-announced ({before} → {after})"
+    );
+
+    // Signing keys: none until the first is made; rotate twice, retire the older.
+    let page = page_text(url, &session, "/console/keys").await;
+    assert!(page.contains("아직 서명 키가 없습니다"), "{page}");
+    for _ in 0..2 {
+        let ask = post_form(url, &session, "/console/keys/rotate", &[("csrf", &csrf)]).await;
+        assert_eq!(ask.status(), 200);
+        let done = post_form(
+            url,
+            &session,
+            "/console/keys/rotate",
+            &[("csrf", &csrf), ("confirm", "yes")],
+        )
+        .await;
+        assert_eq!(done.status(), StatusCode::SEE_OTHER);
+    }
+    let keys = market.market.signing_keys().await.unwrap();
+    assert_eq!(keys.len(), 2);
+    assert!(keys[1].current && !keys[0].current);
+    let page = page_text(url, &session, "/console/keys").await;
+    assert!(
+        page.contains(&keys[0].kid) && page.contains("현재 서명 키"),
+        "{page}"
+    );
+    let older = format!("/console/keys/{}/retire", keys[0].kid);
+    let forged = post_form(
+        url,
+        &session,
+        &older,
+        &[("csrf", "forged"), ("confirm", "yes")],
+    )
+    .await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let ask = post_form(url, &session, &older, &[("csrf", &csrf)]).await;
+    let question = ask.text().await.unwrap();
+    assert!(question.contains(&keys[0].kid), "{question}");
+    let newer = format!("/console/keys/{}/retire", keys[1].kid);
+    let warned = post_form(url, &session, &newer, &[("csrf", &csrf)])
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        warned.contains("지금 새 토큰에 쓰이는 키"),
+        "retiring the current key warns: {warned}"
+    );
+    let done = post_form(
+        url,
+        &session,
+        &older,
+        &[("csrf", &csrf), ("confirm", "yes")],
+    )
+    .await;
+    assert_eq!(done.status(), StatusCode::SEE_OTHER);
+    let jwks = market.market.jwks().await.unwrap();
+    assert_eq!(jwks.keys.len(), 1);
+    assert_eq!(jwks.keys[0].kid, keys[1].kid);
+    let again = post_form(
+        url,
+        &session,
+        &older,
+        &[("csrf", &csrf), ("confirm", "yes")],
+    )
+    .await;
+    assert_eq!(
+        again.status(),
+        StatusCode::NOT_FOUND,
+        "a retired key cannot be retired again"
+    );
+    market.running.stop().await;
+}

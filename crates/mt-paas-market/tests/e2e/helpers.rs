@@ -226,6 +226,11 @@ pub struct Stack {
 }
 
 pub async fn stack() -> Stack {
+    stack_with(|_| {}).await
+}
+
+/// A market and a service whose config `change` adjusts first.
+pub async fn stack_with(change: impl FnOnce(&mut mt_paas::config::Config)) -> Stack {
     let dir = tempfile::tempdir().unwrap();
     let market_db = format!("sqlite://{}/market.db", dir.path().display());
     let market = start_market(&market_db, None).await;
@@ -234,7 +239,8 @@ pub async fn stack() -> Stack {
     register_service(&market.url, Some(service_url)).await;
     let service_dir = dir.path().join("service");
     std::fs::create_dir_all(&service_dir).unwrap();
-    let config = service_config(&service_dir, &market.url, "");
+    let mut config = service_config(&service_dir, &market.url, "");
+    change(&mut config);
     let service = start_service(listener, config, service_dir).await;
     Stack {
         market,

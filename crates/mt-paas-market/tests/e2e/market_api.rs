@@ -332,6 +332,17 @@ async fn entitlements_heartbeats_usage_and_alerts(db_url: &str) {
         "a repeated seq is not stored again"
     );
     let command_id = commands[0]["command_id"].as_str().unwrap();
+    let pulled = market
+        .market
+        .store()
+        .command(command_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        pulled.status == "pending" && pulled.delivered_at.is_some(),
+        "a pulled command is delivered, not yet answered: {pulled:?}"
+    );
     let ack = serde_json::to_vec(&json!({"status": "applied", "instance_id": "i-1"})).unwrap();
     assert_eq!(
         call(
@@ -360,6 +371,24 @@ async fn entitlements_heartbeats_usage_and_alerts(db_url: &str) {
     )
     .await;
     assert_eq!(instances[0]["seq"], 2);
+    // The two accepted heartbeats (not the repeat) are in the console's samples, their
+    // per-minute summary standing for a minute each: 150 requests, 1.5 → 2 errors, 250 ms.
+    let buckets = market
+        .market
+        .store()
+        .metric_buckets(
+            SERVICE,
+            time::OffsetDateTime::now_utc() - time::Duration::hours(1),
+        )
+        .await
+        .unwrap();
+    let sum =
+        |f: fn(&mt_paas_market::store::MetricBucket) -> i64| buckets.iter().map(f).sum::<i64>();
+    assert_eq!(sum(|b| b.requests), 300, "{buckets:?}");
+    assert_eq!(sum(|b| b.errors), 4, "{buckets:?}");
+    assert_eq!(sum(|b| b.window_seconds), 120, "{buckets:?}");
+    let latency: f64 = buckets.iter().map(|b| b.latency_sum_ms).sum();
+    assert!((latency - 75_000.0).abs() < 1e-6, "{buckets:?}");
     assert_eq!(
         instances[0]["heartbeat"]["metrics"]["requests_per_minute"],
         150
