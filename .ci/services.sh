@@ -2,7 +2,8 @@
 # What the test suites need, installed and started idempotently: the clients (psql, redis-cli),
 # PostgreSQL and Redis answering on 127.0.0.1, pgvector and a Chroma server
 # (.ci/vector-stores.sh), Chromium and playwright-core for the console's browser test
-# (.ci/browser.sh), and no databases left behind by interrupted runs. A second run
+# (.ci/browser.sh), a Docker engine with the images of the DOCKER_PER_TENANT tests
+# (.ci/docker.sh), and no databases left behind by interrupted runs. A second run
 # takes seconds. Run by .ci/test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +32,7 @@ fi
 echo "redis: $(redis-cli -h 127.0.0.1 -p 6379 ping)"
 bash .ci/vector-stores.sh
 bash .ci/browser.sh
+bash .ci/docker.sh
 
 # Databases left behind by interrupted test runs.
 psql -h 127.0.0.1 -U postgres -d postgres -Atqc \

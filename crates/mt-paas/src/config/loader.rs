@@ -1121,6 +1121,36 @@ fn check_rules(
             "must be at least 1".to_owned(),
         );
     }
+    if ok(&["isolation.docker.start_timeout_seconds"])
+        && !(1..=3600).contains(&docker.start_timeout_seconds)
+    {
+        report(
+            "isolation.docker.start_timeout_seconds",
+            "must be 1 to 3600".to_owned(),
+        );
+    }
+    for (key, image) in [
+        ("isolation.docker.images.db", Some(&docker.images.db)),
+        ("isolation.docker.images.app", docker.images.app.as_ref()),
+        (
+            "isolation.docker.images.vector",
+            docker.images.vector.as_ref(),
+        ),
+    ] {
+        let valid = |i: &str| {
+            !i.is_empty()
+                && i.len() <= 255
+                && i.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-/:@".contains(&b))
+        };
+        if ok(&[key]) && image.is_some_and(|i| !valid(i)) {
+            report(
+                key,
+                "an image reference: 1-255 of letters, digits, '.', '_', '-', '/', ':', '@'"
+                    .to_owned(),
+            );
+        }
+    }
 
     let methods = &config.tenant_identification.methods;
     if ok(&["tenant_identification.methods"]) && methods.is_empty() {

@@ -252,6 +252,58 @@ pub struct DockerConfig {
     /// The database's port within a block: `port_range_start + index × size + offset`
     /// (DESIGN §5.6: 10202).
     pub db_port_offset: u16,
+    /// How the stack's containers are networked: `bridge` (a network per stack, ports
+    /// published on 127.0.0.1) or `host` (the host's network, each container listening on
+    /// its block's ports on 127.0.0.1: for machines where Docker may not make networks).
+    pub network: DockerNetwork,
+    /// The images the template runs.
+    pub images: DockerImages,
+    /// Whether `tenant create` brings the stack up; `false` only writes its files, for an
+    /// operator or a deploy pipeline to start (the tenant then waits in `provisioning`).
+    pub start: bool,
+    /// How long a stack may take to be healthy (compose `--wait`, then the database
+    /// accepting connections).
+    pub start_timeout_seconds: u64,
+    /// The compose program: `auto` (`docker compose`, else `docker-compose`), `v2` or `v1`.
+    pub compose: ComposeCli,
+}
+
+/// `isolation.docker.network`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DockerNetwork {
+    /// A network per stack; ports published on 127.0.0.1.
+    Bridge,
+    /// The host's network; containers listen on their block's ports on 127.0.0.1.
+    Host,
+}
+
+/// `isolation.docker.compose`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ComposeCli {
+    /// `docker compose` (v2) when it answers, else `docker-compose` (v1).
+    Auto,
+    /// `docker compose`.
+    V2,
+    /// `docker-compose`.
+    V1,
+}
+
+/// `isolation.docker.images`: what each service of a tenant's stack runs.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct DockerImages {
+    /// The tenant database: an image with the official `postgres` image's interface.
+    pub db: String,
+    /// The service's own app, one container per tenant (requests are routed to it); none
+    /// when the service serves every tenant itself.
+    #[serde(default)]
+    pub app: Option<String>,
+    /// A vector store per tenant (Qdrant); none without one.
+    #[serde(default)]
+    pub vector: Option<String>,
 }
 
 /// `database`: where data lives.

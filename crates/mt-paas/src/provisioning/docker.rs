@@ -13,7 +13,7 @@ use tokio::process::Command;
 
 use super::ProvisionError;
 use crate::{
-    config::{Config, DatabaseUrl},
+    config::{ComposeCli, Config, DatabaseUrl, DockerConfig, DockerNetwork},
     core::{database::db_port, models::TenantRecord},
 };
 
@@ -137,6 +137,10 @@ pub fn render(config: &Config, record: &TenantRecord) -> Result<RenderedStack, P
         db_user => db_user,
         db_password => db_password,
         db_name => db_name,
+        host_network => docker.network == DockerNetwork::Host,
+        db_image => docker.images.db.clone(),
+        app_image => docker.images.app.clone(),
+        vector_image => docker.images.vector.clone(),
     };
     let environment = |formatter: fn(&str) -> Result<String, minijinja::Error>| {
         let mut env = Environment::new();
@@ -226,25 +230,110 @@ pub async fn engine_available() -> bool {
     matches!(tokio::time::timeout(Duration::from_secs(5), probe).await, Ok(Ok(status)) if status.success())
 }
 
-/// `docker compose -p PROJECT up -d` (or `down -v`) in the stack's directory.
-pub async fn compose(stack_dir: &Path, project: &str, args: &[&str]) -> Result<(), ProvisionError> {
-    let output = Command::new("docker")
-        .arg("compose")
-        .arg("-p")
-        .arg(project)
+/// The compose program and its leading arguments (`docker compose` or `docker-compose`).
+async fn compose_program(cli: ComposeCli) -> (&'static str, &'static [&'static str]) {
+    static V2: tokio::sync::OnceCell<bool> = tokio::sync::OnceCell::const_new();
+    let v2 = match cli {
+        ComposeCli::V2 => true,
+        ComposeCli::V1 => false,
+        ComposeCli::Auto => {
+            *V2.get_or_init(|| async {
+                let probe = Command::new("docker")
+                    .args(["compose", "version"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .kill_on_drop(true)
+                    .status();
+                matches!(tokio::time::timeout(Duration::from_secs(10), probe).await, Ok(Ok(s)) if s.success())
+            })
+            .await
+        }
+    };
+    if v2 {
+        ("docker", &["compose"])
+    } else {
+        ("docker-compose", &[])
+    }
+}
+
+/// Runs compose for the stack in `stack_dir` (project `project`, its `docker-compose.yml`)
+/// with `args`, for at most `timeout`; returns its standard output.
+pub async fn compose(
+    cli: ComposeCli,
+    stack_dir: &Path,
+    project: &str,
+    args: &[&str],
+    timeout: Duration,
+) -> Result<String, ProvisionError> {
+    let (program, lead) = compose_program(cli).await;
+    let run = Command::new(program)
+        .args(lead)
+        .args(["-p", project, "-f", "docker-compose.yml"])
         .args(args)
         .current_dir(stack_dir)
+        .stdin(Stdio::null())
         .kill_on_drop(true)
-        .output()
-        .await
-        .map_err(|e| ProvisionError::Docker(format!("cannot run docker compose: {e}")))?;
+        .output();
+    let what = format!("{program} {} {}", lead.join(" "), args.join(" "));
+    let output = match tokio::time::timeout(timeout, run).await {
+        Ok(Ok(output)) => output,
+        Ok(Err(e)) => return Err(ProvisionError::Docker(format!("cannot run {what}: {e}"))),
+        Err(_) => {
+            return Err(ProvisionError::Docker(format!(
+                "{what} did not finish within {} s",
+                timeout.as_secs()
+            )));
+        }
+    };
     if output.status.success() {
-        Ok(())
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     } else {
         Err(ProvisionError::Docker(format!(
-            "docker compose {} failed: {}",
-            args.join(" "),
+            "{what} failed: {}",
             String::from_utf8_lossy(&output.stderr).trim()
         )))
     }
+}
+
+/// Brings the stack up and waits until its health checks pass (compose v2 `--wait`; with v1
+/// the provisioner then waits for the database itself).
+pub async fn up(config: &DockerConfig, stack: &RenderedStack) -> Result<(), ProvisionError> {
+    let timeout = Duration::from_secs(config.start_timeout_seconds.max(1));
+    let wait = timeout.as_secs().to_string();
+    let (program, _) = compose_program(config.compose).await;
+    let args: Vec<&str> = if program == "docker" {
+        vec![
+            "up",
+            "-d",
+            "--remove-orphans",
+            "--wait",
+            "--wait-timeout",
+            &wait,
+        ]
+    } else {
+        vec!["up", "-d", "--remove-orphans"]
+    };
+    // The wait is compose's own; the margin covers creating the containers.
+    compose(
+        config.compose,
+        &stack.dir,
+        &stack.project,
+        &args,
+        timeout + Duration::from_secs(60),
+    )
+    .await
+    .map(drop)
+}
+
+/// Stops and removes the stack's containers, networks and volumes.
+pub async fn down(config: &DockerConfig, stack: &RenderedStack) -> Result<(), ProvisionError> {
+    compose(
+        config.compose,
+        &stack.dir,
+        &stack.project,
+        &["down", "-v", "--remove-orphans", "--timeout", "10"],
+        Duration::from_secs(120),
+    )
+    .await
+    .map(drop)
 }

@@ -39,9 +39,6 @@ use crate::{
     vectors::{ExportedCollection, VectorStore},
 };
 
-/// How long a new Docker stack's database may take to accept connections.
-const STACK_START_TIMEOUT: Duration = Duration::from_secs(90);
-
 /// Why provisioning failed. What the attempt created has been undone.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -447,13 +444,13 @@ impl Provisioner {
                 },
             );
             docker::write(&stack)?;
-            if !docker::engine_available().await {
+            if !config.isolation.docker.start || !docker::engine_available().await {
                 return Ok(Provisioned::AwaitingDocker {
                     record,
                     dir: stack.dir,
                 });
             }
-            docker::compose(&stack.dir, &stack.project, &["up", "-d"]).await?;
+            docker::up(&config.isolation.docker, &stack).await?;
         }
         let target = Target::of(config, &record)?;
         self.step(
@@ -603,10 +600,17 @@ impl Provisioner {
         if record.isolation_or(config.isolation.mode) == IsolationMode::DockerPerTenant {
             if record.port_block.is_some() {
                 if let Ok(stack) = docker::render(config, record) {
-                    if docker::engine_available().await
-                        && stack.dir.join("docker-compose.yml").exists()
-                    {
-                        docker::compose(&stack.dir, &stack.project, &["down", "-v"]).await?;
+                    if stack.dir.join("docker-compose.yml").exists() {
+                        if docker::engine_available().await {
+                            docker::down(&config.isolation.docker, &stack).await?;
+                        } else if record.status != TenantStatus::Provisioning {
+                            // Its containers and volumes may still be there: forgetting them
+                            // would leave an orphan stack holding the port block.
+                            return Err(ProvisionError::Docker(format!(
+                                "no Docker engine answers, and the stack of tenant {id} in {} may still run; start the engine and run this again",
+                                stack.dir.display()
+                            )));
+                        }
                     }
                     match std::fs::remove_dir_all(&stack.dir) {
                         Ok(()) => {}
@@ -1104,7 +1108,14 @@ impl Provisioner {
             return false;
         };
         let admin = options.database("postgres");
-        let deadline = tokio::time::Instant::now() + STACK_START_TIMEOUT;
+        let timeout = self
+            .inner
+            .config
+            .isolation
+            .docker
+            .start_timeout_seconds
+            .max(1);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
         loop {
             if let Ok(conn) = PgConnection::connect_with(&admin).await {
                 let _ = conn.close().await;

@@ -22,7 +22,7 @@ fn templates() -> std::path::PathBuf {
 
 fn docker_yaml(db: &TestDb, extra: &str) -> String {
     format!(
-        "service:\n  id: keli_tutor\n  version: \"1.2.0\"\nisolation:\n  mode: DOCKER_PER_TENANT\n  docker:\n    port_range_start: 10200\n    port_range_size: 100\n    compose_template: \"{t}/docker-compose.template.yml\"\n    env_template: \"{t}/.env.template\"\n    tenants_dir: \"{dir}/tenants\"\n    database_url: \"postgresql://app:pa%40ss@127.0.0.1:{{db_port}}/app\"\n{extra}",
+        "service:\n  id: keli_tutor\n  version: \"1.2.0\"\nisolation:\n  mode: DOCKER_PER_TENANT\n  docker:\n    port_range_start: 10200\n    port_range_size: 100\n    compose_template: \"{t}/docker-compose.template.yml\"\n    env_template: \"{t}/.env.template\"\n    tenants_dir: \"{dir}/tenants\"\n    database_url: \"postgresql://app:pa%40ss@127.0.0.1:{{db_port}}/app\"\n    start: false\n    images:\n      db: \"postgres:16\"\n      app: \"keli_tutor:1.2.0\"\n      vector: \"qdrant/qdrant:v1.12.5\"\n{extra}",
         t = templates().display(),
         dir = db.dir.path().display(),
     )
@@ -64,7 +64,6 @@ async fn stacks_get_disjoint_port_blocks_that_are_reused() {
         let text = std::fs::read_to_string(dir.join("docker-compose.yml")).unwrap();
         let compose: Value = yaml_serde::from_str(&text).unwrap();
         let project = format!("10-keli_tutor-{tenant}");
-        assert_eq!(compose["name"].as_str(), Some(project.as_str()));
         let base = 10200 + 100 * u16::try_from(n).unwrap();
         let ports = published_ports(&compose);
         assert_eq!(
@@ -247,7 +246,7 @@ async fn names_are_unique_and_values_cannot_inject() {
         .keys()
         .map(|k| k.as_str().unwrap())
         .collect();
-    assert_eq!(keys, BTreeSet::from(["name", "services", "volumes"]));
+    assert_eq!(keys, BTreeSet::from(["services", "volumes"]));
     db.cleanup().await;
 
     // A database password with a quote or a `$` cannot be written to `.env` literally.

@@ -7,14 +7,17 @@ use std::{
     sync::atomic::{AtomicU32, Ordering},
 };
 
-use axum::{Router, body::Body};
+use axum::{Json, Router, body::Body, routing::get};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode};
 use http_body_util::BodyExt;
 use mt_paas::{
-    ServiceMarketFramework,
+    ServiceMarketFramework, Tenant, TenantDb,
     config::{Config, ConfigLoader},
+    http::ApiError,
+    with_db,
 };
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 use tempfile::TempDir;
 use tower::ServiceExt;
 
@@ -337,4 +340,79 @@ impl Answer {
         assert_eq!(self.body["status"], status);
         assert!(self.body["detail"].as_str().is_some_and(|d| !d.is_empty()));
     }
+}
+
+// ------------------------------------------------------------ the notes app
+
+#[derive(Debug, Serialize, Deserialize, sqlx::FromRow, PartialEq, Eq, PartialOrd, Ord, Clone)]
+pub struct Note {
+    pub tenant: String,
+    pub value: i64,
+}
+
+#[derive(Debug, Deserialize)]
+struct NoteIn {
+    value: i64,
+}
+
+async fn list_notes(mut db: TenantDb) -> Result<Json<Vec<Note>>, ApiError> {
+    let notes = with_db!(db, conn => {
+        sqlx::query_as::<_, Note>("SELECT tenant, value FROM notes ORDER BY id").fetch_all(conn).await
+    })
+    .map_err(ApiError::database)?;
+    Ok(Json(notes))
+}
+
+async fn add_note(
+    tenant: Tenant,
+    mut db: TenantDb,
+    Json(input): Json<NoteIn>,
+) -> Result<Json<Note>, ApiError> {
+    let note = with_db!(db, conn => {
+        sqlx::query_as::<_, Note>("INSERT INTO notes (tenant, value) VALUES ($1, $2) RETURNING tenant, value")
+            .bind(tenant.id().as_str())
+            .bind(input.value)
+            .fetch_one(conn)
+            .await
+    })
+    .map_err(ApiError::database)?;
+    Ok(Json(note))
+}
+
+/// `GET /notes` (the tenant's notes) and `POST /notes` (`{"value": n}`), on the tenant's
+/// database (the fixture migrations' `notes` table).
+pub fn notes_routes() -> Router {
+    Router::new().route("/notes", get(list_notes).post(add_note))
+}
+
+pub async fn write_note(app: &TestApp, tenant: &str, value: i64) {
+    write(app, tenant, value).await;
+}
+
+/// The (tenant, value) rows a tenant reads.
+pub async fn read_notes(app: &TestApp, tenant: &str) -> Vec<(String, i64)> {
+    read(app, tenant)
+        .await
+        .into_iter()
+        .map(|n| (n.tenant, n.value))
+        .collect()
+}
+
+pub async fn write(app: &TestApp, tenant: &str, value: i64) {
+    let request = Request::post("/notes")
+        .header("x-tenant-id", tenant)
+        .header("content-type", "application/json")
+        .body(Body::from(json!({ "value": value }).to_string()))
+        .unwrap();
+    let answer = app.send(request).await;
+    assert_eq!(answer.status, 200, "write {tenant}: {:?}", answer.body);
+    assert_eq!(answer.body["tenant"], tenant);
+}
+
+pub async fn read(app: &TestApp, tenant: &str) -> Vec<Note> {
+    let answer = app
+        .get("/notes", &[("x-tenant-id", tenant.as_bytes())])
+        .await;
+    assert_eq!(answer.status, 200, "read {tenant}: {:?}", answer.body);
+    serde_json::from_value(answer.body).unwrap()
 }

@@ -11,53 +11,13 @@ use std::{
     time::Duration,
 };
 
-use axum::{Json, Router, body::Body, routing::get};
+use axum::body::Body;
 use http::Request;
-use mt_paas::{Tenant, TenantDb, TenantId, http::ApiError, provisioning::Provisioned, with_db};
+use mt_paas::{TenantId, provisioning::Provisioned};
 use proptest::prelude::*;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::helpers::{Store, TestApp, TestDb};
-
-#[derive(Debug, Serialize, Deserialize, sqlx::FromRow, PartialEq, Eq, PartialOrd, Ord, Clone)]
-struct Note {
-    tenant: String,
-    value: i64,
-}
-
-#[derive(Debug, Deserialize)]
-struct NoteIn {
-    value: i64,
-}
-
-async fn list_notes(mut db: TenantDb) -> Result<Json<Vec<Note>>, ApiError> {
-    let notes = with_db!(db, conn => {
-        sqlx::query_as::<_, Note>("SELECT tenant, value FROM notes ORDER BY id").fetch_all(conn).await
-    })
-    .map_err(ApiError::database)?;
-    Ok(Json(notes))
-}
-
-async fn add_note(
-    tenant: Tenant,
-    mut db: TenantDb,
-    Json(input): Json<NoteIn>,
-) -> Result<Json<Note>, ApiError> {
-    let note = with_db!(db, conn => {
-        sqlx::query_as::<_, Note>("INSERT INTO notes (tenant, value) VALUES ($1, $2) RETURNING tenant, value")
-            .bind(tenant.id().as_str())
-            .bind(input.value)
-            .fetch_one(conn)
-            .await
-    })
-    .map_err(ApiError::database)?;
-    Ok(Json(note))
-}
-
-pub(crate) fn routes() -> Router {
-    Router::new().route("/notes", get(list_notes).post(add_note))
-}
+use crate::helpers::{Note, Store, TestApp, TestDb, notes_routes as routes, read, write};
 
 async fn provision(app: &TestApp, ids: &[String], concurrency: usize) {
     let provisioner = app.framework.provisioner().clone();
@@ -81,38 +41,6 @@ async fn provision(app: &TestApp, ids: &[String], concurrency: usize) {
     for t in tasks {
         t.await.unwrap();
     }
-}
-
-pub(crate) async fn write_note(app: &TestApp, tenant: &str, value: i64) {
-    write(app, tenant, value).await;
-}
-
-/// The (tenant, value) rows a tenant reads.
-pub(crate) async fn read_notes(app: &TestApp, tenant: &str) -> Vec<(String, i64)> {
-    read(app, tenant)
-        .await
-        .into_iter()
-        .map(|n| (n.tenant, n.value))
-        .collect()
-}
-
-async fn write(app: &TestApp, tenant: &str, value: i64) {
-    let request = Request::post("/notes")
-        .header("x-tenant-id", tenant)
-        .header("content-type", "application/json")
-        .body(Body::from(json!({ "value": value }).to_string()))
-        .unwrap();
-    let answer = app.send(request).await;
-    assert_eq!(answer.status, 200, "write {tenant}: {:?}", answer.body);
-    assert_eq!(answer.body["tenant"], tenant);
-}
-
-async fn read(app: &TestApp, tenant: &str) -> Vec<Note> {
-    let answer = app
-        .get("/notes", &[("x-tenant-id", tenant.as_bytes())])
-        .await;
-    assert_eq!(answer.status, 200, "read {tenant}: {:?}", answer.body);
-    serde_json::from_value(answer.body).unwrap()
 }
 
 #[derive(Debug, Clone)]

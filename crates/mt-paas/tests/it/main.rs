@@ -13,6 +13,6 @@ mod provisioning;
 mod registry;
 mod telemetry;
 
-pub(crate) use isolation::{
-    read_notes as isolation_read, routes as isolation_routes, write_note as isolation_write,
+pub(crate) use helpers::{
+    notes_routes as isolation_routes, read_notes as isolation_read, write_note as isolation_write,
 };

@@ -23,6 +23,9 @@ pub(crate) enum Needs {
     /// Chromium (`/usr/bin/chromium`, or `CHROMIUM`), Node.js and the browser tests'
     /// `playwright-core` (`npm ci` in `crates/mt-paas-market/tests/browser`).
     Browser,
+    /// A Docker engine with compose and the locally built `mt-paas/postgres:15` image
+    /// (`.ci/docker.sh`).
+    Docker,
 }
 
 impl Needs {
@@ -32,6 +35,7 @@ impl Needs {
             Self::Pgvector => "needs pgvector",
             Self::Chroma => "needs chroma",
             Self::Browser => "needs chromium",
+            Self::Docker => "needs docker",
         }
     }
 
@@ -70,6 +74,23 @@ impl Needs {
                 }
                 Ok(())
             }
+            Self::Docker => {
+                let answers = |program: &str, args: &[&str]| {
+                    std::process::Command::new(program)
+                        .args(args)
+                        .stdout(std::process::Stdio::null())
+                        .stderr(std::process::Stdio::null())
+                        .status()
+                        .is_ok_and(|s| s.success())
+                };
+                if !answers("docker", &["info"]) {
+                    return Err("no Docker engine answers (`docker info`)".to_owned());
+                }
+                if !answers("docker", &["image", "inspect", DOCKER_DB_IMAGE]) {
+                    return Err(format!("the image {DOCKER_DB_IMAGE} is not built"));
+                }
+                Ok(())
+            }
             Self::Chroma => {
                 let url = chroma_url();
                 let answer = reqwest::Client::new()
@@ -86,6 +107,9 @@ impl Needs {
         }
     }
 }
+
+/// The tenant database image the Docker tests' stacks run (built by `.ci/docker.sh`).
+pub(crate) const DOCKER_DB_IMAGE: &str = "mt-paas/postgres:15";
 
 /// The Postgres the suites use (`MT_PAAS_TEST_PG`).
 pub(crate) fn postgres_url() -> String {

@@ -1,0 +1,429 @@
+use std::{collections::BTreeSet, path::Path, process::Command, time::Duration};
+
+use mt_paas::{IsolationMode, TenantId, TenantStatus, provisioning::Provisioned};
+
+use crate::helpers::{
+    Backend, TestApp, TestDb, load, notes_migrations, notes_routes, read_notes, write_note,
+};
+
+fn id(s: &str) -> TenantId {
+    s.parse().unwrap()
+}
+
+/// A test's own service id and port range (`slot` tells the tests of one run apart; the
+/// process id, runs on one machine): ranges below 32768, out of the ephemeral ports.
+struct Stage {
+    service: String,
+    port_start: u16,
+}
+
+const BLOCK: u16 = 5;
+
+fn stage(slot: u16) -> Stage {
+    let run = u16::try_from(std::process::id() % 100).unwrap();
+    Stage {
+        service: format!("mtpd_{slot}_{}", std::process::id()),
+        port_start: 20000 + (run * 5 + slot) * 5 * BLOCK,
+    }
+}
+
+fn templates() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../templates")
+}
+
+/// A DOCKER_PER_TENANT config for `stage`: the shipped templates, host networking, the
+/// local database image, the fixture migrations; `docker_extra` goes inside
+/// `isolation.docker`.
+fn config(db: &TestDb, stage: &Stage, docker_extra: &str) -> mt_paas::config::Config {
+    let dir = db.dir.path();
+    let yaml = format!(
+        "service:\n  id: {service}\n  version: \"1.0.0\"\nisolation:\n  mode: DOCKER_PER_TENANT\n  docker:\n    port_range_start: {start}\n    port_range_size: {BLOCK}\n    compose_template: \"{t}/docker-compose.template.yml\"\n    env_template: \"{t}/.env.template\"\n    tenants_dir: \"{dir}/tenants\"\n    database_url: \"postgresql://app:stack-pw-1@127.0.0.1:{{db_port}}/app\"\n    network: host\n    images:\n      db: \"{image}\"\n    start_timeout_seconds: 60\n{docker_extra}database:\n  central:\n    url: \"{central}\"\n    pool_size: 4\n  tenant:\n    url_template: \"sqlite://{dir}/unused/{{tenant_id}}.db\"\n    max_connections: 12\n    pool_size_per_tenant: 2\n    acquire_timeout_ms: 5000\n    migrations: \"{migrations}\"\nprovisioning:\n  archive_dir: \"{dir}/archive\"\nsecurity:\n  rate_limit:\n    default_rpm: 1000000\n    anonymous_rpm: 1000000\n",
+        service = stage.service,
+        start = stage.port_start,
+        t = templates().display(),
+        dir = dir.display(),
+        image = crate::needs::DOCKER_DB_IMAGE,
+        central = db.url,
+        migrations = notes_migrations().display(),
+    );
+    let path = dir.join("mt_paas_config.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    load(&path, &[])
+}
+
+fn docker(args: &[&str]) -> String {
+    let output = Command::new("docker").args(args).output().unwrap();
+    assert!(
+        output.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The running containers of `service`'s stacks, by compose project.
+fn projects(service: &str) -> BTreeSet<String> {
+    docker(&[
+        "ps",
+        "-a",
+        "--filter",
+        "label=com.docker.compose.project",
+        "--format",
+        "{{.Label \"com.docker.compose.project\"}}",
+    ])
+    .lines()
+    .filter(|p| p.contains(&format!("-{service}-")))
+    .map(str::to_owned)
+    .collect()
+}
+
+fn volumes(service: &str) -> BTreeSet<String> {
+    docker(&["volume", "ls", "-q"])
+        .lines()
+        .filter(|v| v.contains(&format!("-{service}-")))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn project(stage: &Stage, tenant: &str) -> String {
+    mt_paas::provisioning::docker::project_name(&stage.service, tenant)
+}
+
+/// Removes whatever a failed test left (stacks and volumes of its service).
+fn sweep(stage: &Stage) {
+    for project in projects(&stage.service) {
+        let ids = docker(&[
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=com.docker.compose.project={project}"),
+        ]);
+        for container in ids.lines() {
+            let _ = Command::new("docker")
+                .args(["rm", "-f", container])
+                .output();
+        }
+    }
+    for volume in volumes(&stage.service) {
+        let _ = Command::new("docker")
+            .args(["volume", "rm", volume.as_str()])
+            .output();
+    }
+}
+
+async fn create(app: &TestApp, tenant: &str) -> mt_paas::TenantRecord {
+    match app
+        .framework
+        .provisioner()
+        .create(
+            id(tenant),
+            &format!("{tenant} 대학교"),
+            Some(IsolationMode::DockerPerTenant),
+        )
+        .await
+    {
+        Ok(Provisioned::Ready(record)) => record,
+        other => panic!("creating {tenant}: {other:?}"),
+    }
+}
+
+/// The port the tenant's database server listens on, as the server says.
+async fn server_port(app: &TestApp, tenant: &str) -> u16 {
+    let resolved = app
+        .framework
+        .tenants()
+        .resolve(&id(tenant))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut db = app.framework.databases().acquire(&resolved).await.unwrap();
+    let port: String = mt_paas::with_db!(db, conn => {
+        sqlx::query_scalar("SELECT current_setting('port')").fetch_one(conn).await
+    })
+    .unwrap();
+    port.parse().unwrap()
+}
+
+pub async fn three_tenants_each_in_their_own_stack() {
+    let stage = stage(0);
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let app = TestApp::new(config(&db, &stage, ""), notes_routes()).await;
+    let tenants = ["hallym", "korea", "snu"];
+    // Three stacks come up side by side.
+    let mut tasks = tokio::task::JoinSet::new();
+    for tenant in tenants {
+        let provisioner = app.framework.provisioner().clone();
+        tasks.spawn(async move {
+            provisioner
+                .create(id(tenant), tenant, Some(IsolationMode::DockerPerTenant))
+                .await
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        assert!(matches!(done.unwrap(), Ok(Provisioned::Ready(_))));
+    }
+    assert_eq!(
+        projects(&stage.service),
+        tenants.iter().map(|t| project(&stage, t)).collect(),
+    );
+    let mut blocks = BTreeSet::new();
+    for tenant in tenants {
+        let record = app
+            .framework
+            .tenants()
+            .get(&id(tenant))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(record.status, TenantStatus::Active);
+        let block = record.port_block.unwrap();
+        assert!(blocks.insert(block), "blocks never overlap");
+        // The tenant's database is the one in its own stack, at its block's port.
+        let expected = stage.port_start + u16::try_from(block).unwrap() * BLOCK + 2;
+        assert_eq!(server_port(&app, tenant).await, expected, "{tenant}");
+    }
+
+    // Through the whole guard, each tenant reads only what it wrote.
+    for (n, tenant) in tenants.iter().enumerate() {
+        for value in 0..3 {
+            write_note(&app, tenant, i64::try_from(n * 10).unwrap() + value).await;
+        }
+    }
+    for (n, tenant) in tenants.iter().enumerate() {
+        let base = i64::try_from(n * 10).unwrap();
+        assert_eq!(
+            read_notes(&app, tenant).await,
+            (base..base + 3)
+                .map(|v| ((*tenant).to_owned(), v))
+                .collect::<Vec<_>>(),
+        );
+    }
+
+    // A stopped stack: its tenant gets 503 with Retry-After; the others are served.
+    let korea = db.dir.path().join("tenants/korea");
+    let stopped = Command::new("docker")
+        .args(["compose", "-p", &project(&stage, "korea"), "stop"])
+        .current_dir(&korea)
+        .output()
+        .unwrap();
+    assert!(
+        stopped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stopped.stderr)
+    );
+    let answer = app.get("/notes", &[("x-tenant-id", b"korea")]).await;
+    answer.assert_problem(503, "tenant_db_unavailable");
+    assert_eq!(answer.headers["retry-after"], "5");
+    assert_eq!(read_notes(&app, "hallym").await.len(), 3);
+    assert_eq!(read_notes(&app, "snu").await.len(), 3);
+    let started = Command::new("docker")
+        .args(["compose", "-p", &project(&stage, "korea"), "start"])
+        .current_dir(&korea)
+        .output()
+        .unwrap();
+    assert!(started.status.success());
+    let mut back = false;
+    for _ in 0..60 {
+        if app.get("/notes", &[("x-tenant-id", b"korea")]).await.status == 200 {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(back, "korea is served again once its stack runs");
+    assert_eq!(
+        read_notes(&app, "korea").await.len(),
+        3,
+        "its data survived the stop"
+    );
+
+    for tenant in tenants {
+        app.framework
+            .provisioner()
+            .destroy(&id(tenant), false)
+            .await
+            .unwrap();
+    }
+    assert!(projects(&stage.service).is_empty(), "no container left");
+    assert!(volumes(&stage.service).is_empty(), "no volume left");
+    sweep(&stage);
+    db.cleanup().await;
+}
+
+pub async fn destroy_archives_and_restore_brings_the_data_back() {
+    let stage = stage(1);
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let app = TestApp::new(config(&db, &stage, ""), notes_routes()).await;
+    create(&app, "hallym").await;
+    let korea = create(&app, "korea").await;
+    write_note(&app, "korea", 42).await;
+    write_note(&app, "hallym", 7).await;
+
+    let archive = app
+        .framework
+        .provisioner()
+        .destroy(&id("korea"), true)
+        .await
+        .unwrap()
+        .expect("an archive");
+    assert!(archive.is_file(), "{}", archive.display());
+    assert!(!projects(&stage.service).contains(&project(&stage, "korea")));
+    assert!(
+        !volumes(&stage.service)
+            .iter()
+            .any(|v| v.contains("-korea-"))
+    );
+    app.get("/notes", &[("x-tenant-id", b"korea")])
+        .await
+        .assert_problem(410, "tenant_archived");
+
+    // A new tenant takes the freed block; korea comes back in a fresh stack with its data.
+    let yonsei = create(&app, "yonsei").await;
+    assert_eq!(
+        yonsei.port_block, korea.port_block,
+        "a freed block is reused"
+    );
+    let restored = app
+        .framework
+        .provisioner()
+        .restore(&id("korea"), &archive)
+        .await
+        .unwrap();
+    assert_eq!(restored.status, TenantStatus::Active);
+    assert_ne!(restored.port_block, yonsei.port_block);
+    assert_eq!(
+        read_notes(&app, "korea").await,
+        vec![("korea".to_owned(), 42)]
+    );
+    assert_eq!(
+        read_notes(&app, "hallym").await,
+        vec![("hallym".to_owned(), 7)]
+    );
+    assert!(read_notes(&app, "yonsei").await.is_empty());
+
+    for tenant in ["hallym", "korea", "yonsei"] {
+        app.framework
+            .provisioner()
+            .destroy(&id(tenant), false)
+            .await
+            .unwrap();
+    }
+    assert!(projects(&stage.service).is_empty());
+    sweep(&stage);
+    db.cleanup().await;
+}
+
+pub async fn a_stack_that_does_not_start_leaves_nothing_behind() {
+    let stage = stage(2);
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    config(&db, &stage, "");
+    let yaml_path = db.dir.path().join("mt_paas_config.yaml");
+    let yaml = std::fs::read_to_string(&yaml_path)
+        .unwrap()
+        .replace(crate::needs::DOCKER_DB_IMAGE, "mt-paas/no-such-image:0");
+    std::fs::write(&yaml_path, yaml).unwrap();
+    let app = TestApp::new(load(&yaml_path, &[]), notes_routes()).await;
+    let failed = app
+        .framework
+        .provisioner()
+        .create(id("hallym"), "Hallym", Some(IsolationMode::DockerPerTenant))
+        .await;
+    let error = failed.expect_err("an image that is not there cannot start");
+    assert!(
+        matches!(error, mt_paas::provisioning::ProvisionError::Docker(_))
+            && error.to_string().contains("compose up"),
+        "{error}"
+    );
+    assert!(projects(&stage.service).is_empty(), "no container left");
+    assert!(volumes(&stage.service).is_empty(), "no volume left");
+    assert!(
+        !db.dir.path().join("tenants/hallym").exists(),
+        "no files left"
+    );
+    assert!(
+        app.framework
+            .tenants()
+            .get(&id("hallym"))
+            .await
+            .unwrap()
+            .is_none(),
+        "no registry row left"
+    );
+    // The block is free again: the next tenant gets block 0.
+    let yaml = std::fs::read_to_string(&yaml_path)
+        .unwrap()
+        .replace("mt-paas/no-such-image:0", crate::needs::DOCKER_DB_IMAGE);
+    std::fs::write(&yaml_path, yaml).unwrap();
+    let app = TestApp::new(load(&yaml_path, &[]), notes_routes()).await;
+    assert_eq!(create(&app, "korea").await.port_block, Some(0));
+    app.framework
+        .provisioner()
+        .destroy(&id("korea"), false)
+        .await
+        .unwrap();
+    sweep(&stage);
+    db.cleanup().await;
+}
+
+pub async fn an_interrupted_create_is_resumed_by_the_same_command() {
+    let stage = stage(3);
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let app = TestApp::new(config(&db, &stage, ""), notes_routes()).await;
+    // The create is cut off while compose brings the stack up (as a kill -9 of the CLI
+    // would: compose is killed with it, the registry row stays `provisioning`).
+    let provisioner = app.framework.provisioner().clone();
+    let cut = tokio::time::timeout(
+        Duration::from_millis(1500),
+        provisioner.create(id("hallym"), "Hallym", Some(IsolationMode::DockerPerTenant)),
+    )
+    .await;
+    assert!(cut.is_err(), "the stack took longer than the cut: {cut:?}");
+    let record = app
+        .framework
+        .tenants()
+        .get(&id("hallym"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.status, TenantStatus::Provisioning);
+    let block = record.port_block;
+    // The same command finishes it, in the same block.
+    let record = create(&app, "hallym").await;
+    assert_eq!(record.port_block, block);
+    write_note(&app, "hallym", 1).await;
+    assert_eq!(read_notes(&app, "hallym").await.len(), 1);
+    assert_eq!(projects(&stage.service).len(), 1);
+    app.framework
+        .provisioner()
+        .destroy(&id("hallym"), false)
+        .await
+        .unwrap();
+    assert!(projects(&stage.service).is_empty());
+    sweep(&stage);
+    db.cleanup().await;
+}
+
+pub async fn compose_v1_runs_the_same_template() {
+    let stage = stage(4);
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let app = TestApp::new(config(&db, &stage, "    compose: v1\n"), notes_routes()).await;
+    create(&app, "hallym").await;
+    write_note(&app, "hallym", 5).await;
+    assert_eq!(
+        read_notes(&app, "hallym").await,
+        vec![("hallym".to_owned(), 5)]
+    );
+    assert_eq!(
+        projects(&stage.service),
+        BTreeSet::from([project(&stage, "hallym")])
+    );
+    app.framework
+        .provisioner()
+        .destroy(&id("hallym"), false)
+        .await
+        .unwrap();
+    assert!(projects(&stage.service).is_empty());
+    assert!(volumes(&stage.service).is_empty());
+    sweep(&stage);
+    db.cleanup().await;
+}
