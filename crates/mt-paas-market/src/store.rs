@@ -207,6 +207,12 @@ pub struct StoredAlert {
     /// When it arrived.
     #[serde(with = "time::serde::rfc3339")]
     pub received_at: OffsetDateTime,
+    /// When an operator marked it seen; `None` while it is open.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub acknowledged_at: Option<OffsetDateTime>,
+    /// The operator who did.
+    #[serde(default)]
+    pub acknowledged_by: Option<String>,
 }
 
 /// A market user (for SSO). `Debug` leaves the password hash out.
@@ -1195,9 +1201,14 @@ impl Store {
         }))
     }
 
-    /// Stored alerts, newest first.
-    pub async fn alerts(&self, service_id: Option<&str>, limit: i64) -> Result<Vec<StoredAlert>> {
-        let rows: Vec<(
+    /// Stored alerts, newest first; only those no operator acknowledged when `open_only`.
+    pub async fn alerts(
+        &self,
+        service_id: Option<&str>,
+        open_only: bool,
+        limit: i64,
+    ) -> Result<Vec<StoredAlert>> {
+        type Row = (
             String,
             String,
             String,
@@ -1205,12 +1216,17 @@ impl Store {
             String,
             OffsetDateTime,
             OffsetDateTime,
-        )> = on_pool!(&self.db, pool => {
+            Option<OffsetDateTime>,
+            Option<String>,
+        );
+        let rows: Vec<Row> = on_pool!(&self.db, pool => {
             sqlx::query_as(
-                "SELECT service_id, event_id, alert_type, severity, details, occurred_at, received_at FROM alerts \
-                 WHERE ($1 IS NULL OR service_id = $1) ORDER BY received_at DESC, event_id LIMIT $2",
+                "SELECT service_id, event_id, alert_type, severity, details, occurred_at, received_at, acknowledged_at, acknowledged_by \
+                 FROM alerts WHERE ($1 IS NULL OR service_id = $1) AND (NOT $2 OR acknowledged_at IS NULL) \
+                 ORDER BY received_at DESC, event_id LIMIT $3",
             )
             .bind(service_id)
+            .bind(open_only)
             .bind(limit)
             .fetch_all(pool)
             .await?
@@ -1225,6 +1241,8 @@ impl Store {
                     details,
                     occurred_at,
                     received_at,
+                    acknowledged_at,
+                    acknowledged_by,
                 )| {
                     Ok(StoredAlert {
                         alert: AuditAlert {
@@ -1238,10 +1256,34 @@ impl Store {
                             event_id,
                         },
                         received_at,
+                        acknowledged_at,
+                        acknowledged_by,
                     })
                 },
             )
             .collect()
+    }
+
+    /// Marks an open alert as seen by `operator`. Returns whether it was open.
+    pub async fn acknowledge_alert(
+        &self,
+        service_id: &str,
+        event_id: &str,
+        operator: &str,
+    ) -> Result<bool> {
+        Ok(on_pool!(&self.db, pool => {
+            sqlx::query(
+                "UPDATE alerts SET acknowledged_at = $1, acknowledged_by = $2 \
+                 WHERE service_id = $3 AND event_id = $4 AND acknowledged_at IS NULL",
+            )
+            .bind(now())
+            .bind(operator)
+            .bind(service_id)
+            .bind(event_id)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        }) > 0)
     }
 
     /// Stores a provisioning result; `false` when the command's result was stored before.

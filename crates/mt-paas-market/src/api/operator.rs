@@ -623,7 +623,7 @@ async fn alerts(
     Ok(Json(
         market
             .store()
-            .alerts(query.service_id.as_deref(), 1000)
+            .alerts(query.service_id.as_deref(), false, 1000)
             .await?,
     ))
 }

@@ -135,6 +135,10 @@ impl Lang {
             ("alert_type", "종류", "Type"),
             ("severity", "심각도", "Severity"),
             ("no_alerts", "감사 알림이 없습니다.", "No audit alerts."),
+            ("open_alerts", "열린 감사 알림", "Open audit alerts"),
+            ("acknowledge", "확인함으로 표시", "Mark as seen"),
+            ("acknowledged", "확인함", "Seen"),
+            ("open_only", "열린 것만", "open only"),
             (
                 "subscriptions",
                 "테넌트와 구독",
@@ -287,6 +291,7 @@ pub(crate) fn router(market: Market) -> Router {
         .route("/console/logout", post(logout))
         .route("/console/lang/{lang}", get(set_lang))
         .route("/console/alerts", get(alerts_page))
+        .route("/console/alerts/acknowledge", post(acknowledge_alert))
         .route("/console/plans", get(plans_page).post(put_plan))
         .route("/console/keys", get(keys_page))
         .route("/console/keys/rotate", post(rotate_key))
@@ -309,6 +314,17 @@ struct Session {
     operator: String,
     csrf: String,
     token_hash: String,
+}
+
+impl Session {
+    /// Whether a form carries this session's CSRF token; the refusal when not.
+    fn verify(&self, csrf: &str, lang: Lang) -> Result<(), Response> {
+        if !csrf.is_empty() && crypto::same(csrf.as_bytes(), self.csrf.as_bytes()) {
+            Ok(())
+        } else {
+            Err(forbidden(lang))
+        }
+    }
 }
 
 /// A page or form of a signed-in operator: without a session, the answer is the way to the
@@ -586,8 +602,8 @@ async fn logout(
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if !crypto::same(form.csrf.as_bytes(), session.csrf.as_bytes()) {
-        return forbidden(Lang::of(&headers));
+    if let Err(refused) = session.verify(&form.csrf, Lang::of(&headers)) {
+        return refused;
     }
     if let Err(e) = market
         .store()
@@ -777,13 +793,14 @@ async fn overview(State(market): State<Market>, session: Session, headers: Heade
             charts => metric_charts(lang, &buckets, now),
         });
     }
-    let alerts: Vec<Value> = match store.alerts(None, ALERTS_SHOWN).await {
+    let alerts: Vec<Value> = match store.alerts(None, true, ALERTS_SHOWN).await {
         Ok(alerts) => alerts
             .iter()
             .map(|a| {
                 context! {
                     received_at => rfc3339(a.received_at),
                     service_id => &a.alert.service_id,
+                    event_id => &a.alert.event_id,
                     alert_type => &a.alert.alert_type,
                     severity => severity_name(a.alert.severity),
                 }
@@ -1185,8 +1202,8 @@ async fn subscription_action(
     Form(form): Form<ActionForm>,
 ) -> Response {
     let lang = Lang::of(&headers);
-    if !crypto::same(form.csrf.as_bytes(), session.csrf.as_bytes()) {
-        return forbidden(lang);
+    if let Err(refused) = session.verify(&form.csrf, lang) {
+        return refused;
     }
     let parsed = match Action::parse(&action, &form, lang) {
         Ok(parsed) => parsed,
@@ -1262,6 +1279,9 @@ struct AlertFilter {
     severity: String,
     #[serde(default)]
     since: String,
+    /// `open` (no operator acknowledged them) or anything else for all.
+    #[serde(default)]
+    state: String,
 }
 
 /// Alerts looked through for a filtered list (the newest first).
@@ -1315,7 +1335,10 @@ async fn alerts_page(
         Err(e) => return store_failed(&e),
     };
     let service = Some(filter.service.as_str()).filter(|s| !s.is_empty());
-    let alerts = match store.alerts(service, ALERTS_SEARCHED).await {
+    let alerts = match store
+        .alerts(service, filter.state == "open", ALERTS_SEARCHED)
+        .await
+    {
         Ok(alerts) => alerts,
         Err(e) => return store_failed(&e),
     };
@@ -1336,6 +1359,12 @@ async fn alerts_page(
                 alert_type => &a.alert.alert_type,
                 severity => severity_of(a),
                 details => a.alert.details.to_string(),
+                event_id => &a.alert.event_id,
+                acknowledged => a.acknowledged_at.map(|at| format!(
+                    "{} ({})",
+                    rfc3339(at),
+                    a.acknowledged_by.as_deref().unwrap_or("")
+                )),
             }
         })
         .collect();
@@ -1356,6 +1385,7 @@ async fn alerts_page(
                 type => &filter.alert_type,
                 severity => &filter.severity,
                 since => &filter.since,
+                state => &filter.state,
             },
             alerts => shown,
         },
@@ -1483,8 +1513,8 @@ async fn put_plan(
     Form(form): Form<PlanForm>,
 ) -> Response {
     let lang = Lang::of(&headers);
-    if !crypto::same(form.csrf.as_bytes(), session.csrf.as_bytes()) {
-        return forbidden(lang);
+    if let Err(refused) = session.verify(&form.csrf, lang) {
+        return refused;
     }
     let features = match parse_features(&form.features, lang) {
         Ok(features) => features,
@@ -1642,8 +1672,8 @@ async fn rotate_key(
     Form(form): Form<ActionForm>,
 ) -> Response {
     let lang = Lang::of(&headers);
-    if !crypto::same(form.csrf.as_bytes(), session.csrf.as_bytes()) {
-        return forbidden(lang);
+    if let Err(refused) = session.verify(&form.csrf, lang) {
+        return refused;
     }
     if form.confirm != "yes" {
         let question = lang.say(
@@ -1676,8 +1706,8 @@ async fn retire_key(
     Form(form): Form<ActionForm>,
 ) -> Response {
     let lang = Lang::of(&headers);
-    if !crypto::same(form.csrf.as_bytes(), session.csrf.as_bytes()) {
-        return forbidden(lang);
+    if let Err(refused) = session.verify(&form.csrf, lang) {
+        return refused;
     }
     let keys = match market.signing_keys().await {
         Ok(keys) => keys,
@@ -1713,6 +1743,52 @@ async fn retire_key(
         Err(crate::ActionError::Store(e)) => store_failed(&e),
         Err(e) => (StatusCode::NOT_FOUND, format!("{e}\n")).into_response(),
     }
+}
+
+#[derive(Deserialize)]
+struct AcknowledgeForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    service_id: String,
+    #[serde(default)]
+    event_id: String,
+    /// `alerts` to go back to the alerts page, else the overview.
+    #[serde(default)]
+    back: String,
+}
+
+/// Marks an alert as seen: it leaves the overview's open alerts.
+async fn acknowledge_alert(
+    State(market): State<Market>,
+    session: Session,
+    headers: HeaderMap,
+    Form(form): Form<AcknowledgeForm>,
+) -> Response {
+    let (service_id, event_id) = (&form.service_id, &form.event_id);
+    let lang = Lang::of(&headers);
+    if let Err(refused) = session.verify(&form.csrf, lang) {
+        return refused;
+    }
+    match market
+        .store()
+        .acknowledge_alert(service_id, event_id, &session.operator)
+        .await
+    {
+        Ok(true) => {
+            tracing::info!(operator = %session.operator, %service_id, %event_id, "console: alert acknowledged");
+        }
+        Ok(false) => {
+            return (StatusCode::NOT_FOUND, "no such open alert\n").into_response();
+        }
+        Err(e) => return store_failed(&e),
+    }
+    let to = if form.back == "alerts" {
+        "/console/alerts"
+    } else {
+        "/console"
+    };
+    see_other(to, Vec::new())
 }
 
 impl IntoResponse for Refusal {

@@ -758,6 +758,49 @@ async fn audit_alerts_filtered_by_service_tenant_type_and_severity() {
         .unwrap();
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
     assert!(bad.text().await.unwrap().starts_with("since:"));
+
+    // Marking an alert seen takes it off the overview's open alerts, and names who did.
+    let (session, csrf) = signed_in(url).await;
+    let overview = page_text(url, &session, "/console").await;
+    assert_eq!(overview.matches("value=\"evt-").count(), 3, "{overview}");
+    let ack = |event: &'static str, csrf: String| {
+        let session = session.clone();
+        async move {
+            client()
+                .post(format!("{url}/console/alerts/acknowledge"))
+                .header(header::COOKIE, format!("mtp_console={session}"))
+                .form(&[
+                    ("csrf", csrf.as_str()),
+                    ("service_id", SERVICE),
+                    ("event_id", event),
+                    ("back", "alerts"),
+                ])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        ack("evt-1", "forged".to_owned()).await.status(),
+        StatusCode::FORBIDDEN
+    );
+    let done = ack("evt-1", csrf.clone()).await;
+    assert_eq!(done.status(), StatusCode::SEE_OTHER);
+    assert_eq!(done.headers()[header::LOCATION], "/console/alerts");
+    assert_eq!(
+        ack("evt-1", csrf.clone()).await.status(),
+        StatusCode::NOT_FOUND,
+        "an alert is acknowledged once"
+    );
+    let overview = page_text(url, &session, "/console").await;
+    assert!(
+        !overview.contains("value=\"evt-1\"") && overview.contains("value=\"evt-3\""),
+        "{overview}"
+    );
+    let (rows, html) = listed("").await;
+    assert_eq!(rows, 3, "the alerts page still lists it");
+    assert!(html.contains(&format!("({NAME})")), "{html}");
+    assert_eq!(listed("?state=open").await.0, 2);
     market.running.stop().await;
 }
 

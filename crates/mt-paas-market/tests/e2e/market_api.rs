@@ -783,5 +783,5 @@ async fn old_alerts_are_pruned() {
             .unwrap(),
         3
     );
-    assert!(store.alerts(None, 10).await.unwrap().is_empty());
+    assert!(store.alerts(None, false, 10).await.unwrap().is_empty());
 }

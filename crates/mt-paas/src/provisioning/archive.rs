@@ -11,9 +11,12 @@ use sqlx::{Connection, SqliteConnection, sqlite::SqliteConnectOptions};
 use time::{OffsetDateTime, macros::format_description};
 use tokio::process::Command;
 
-use super::ProvisionError;
+use super::{
+    ProvisionError,
+    docker::{self, RenderedStack},
+};
 use crate::{
-    config::DatabaseUrl,
+    config::{DatabaseUrl, DockerConfig},
     core::{
         database::{Target, quote_ident},
         models::{IsolationMode, TenantId, TenantRecord},
@@ -61,6 +64,7 @@ pub(crate) async fn archive(
     record: &TenantRecord,
     isolation: IsolationMode,
     dir: &Path,
+    client: PgClient<'_>,
 ) -> Result<PathBuf, ProvisionError> {
     let io = |what: String, e: std::io::Error| ProvisionError::Archive(format!("{what}: {e}"));
     std::fs::create_dir_all(dir).map_err(|e| io(dir.display().to_string(), e))?;
@@ -112,6 +116,7 @@ pub(crate) async fn archive(
                 &["--format=custom", "--no-owner"],
                 &dest,
                 None,
+                client,
             )
             .await?;
             (dest, "postgres")
@@ -125,6 +130,7 @@ pub(crate) async fn archive(
                 &["--format=custom", "--no-owner", &only],
                 &dest,
                 None,
+                client,
             )
             .await?;
             (dest, "postgres")
@@ -144,7 +150,11 @@ pub(crate) async fn archive(
 
 /// Loads `archive` into `target`, which provisioning has just created empty (a database, or
 /// nothing yet for a schema or a SQLite file).
-pub(crate) async fn restore(target: &Target, archive: &Path) -> Result<(), ProvisionError> {
+pub(crate) async fn restore(
+    target: &Target,
+    archive: &Path,
+    client: PgClient<'_>,
+) -> Result<(), ProvisionError> {
     let format = read_manifest(archive).map(|m| m.format).unwrap_or_else(|| {
         if archive.extension().is_some_and(|e| e == "db") {
             "sqlite".to_owned()
@@ -176,6 +186,7 @@ pub(crate) async fn restore(target: &Target, archive: &Path) -> Result<(), Provi
                 &["--no-owner", "--exit-on-error"],
                 archive,
                 Some(()),
+                client,
             )
             .await
         }
@@ -186,45 +197,109 @@ pub(crate) async fn restore(target: &Target, archive: &Path) -> Result<(), Provi
     }
 }
 
+/// Where `pg_dump` and `pg_restore` run.
+#[derive(Clone, Copy)]
+pub(crate) enum PgClient<'a> {
+    /// On this host, against the database's URL.
+    Host,
+    /// Inside the `db` container of a tenant's stack (`compose exec`), so that the tools are
+    /// the server's own version whatever this host has.
+    Stack(&'a DockerConfig, &'a RenderedStack),
+}
+
 /// Runs `pg_dump` (writing `file`) or `pg_restore` (reading `file`) against `url`, with the
-/// password in `PGPASSWORD` rather than on the command line.
+/// password in `PGPASSWORD` rather than on the command line; or, for a stack, in its `db`
+/// container over the container's own socket, the file streamed through compose.
 async fn pg_tool(
     tool: &str,
     url: &DatabaseUrl,
     args: &[&str],
     file: &Path,
     reading: Option<()>,
+    client: PgClient<'_>,
 ) -> Result<(), ProvisionError> {
-    // libpq does not know the `postgresql+...` variants, but does know both scheme spellings.
-    let dbname = url.without_password();
-    let file_arg = if reading.is_some() {
-        file.display().to_string()
-    } else {
-        format!("--file={}", file.display())
+    let mut command = match client {
+        PgClient::Host => {
+            // libpq does not know the `postgresql+...` variants, but does know both scheme
+            // spellings.
+            let dbname = url.without_password();
+            let file_arg = if reading.is_some() {
+                file.display().to_string()
+            } else {
+                format!("--file={}", file.display())
+            };
+            let mut command = Command::new(tool);
+            command
+                .args(args)
+                .arg(format!("--dbname={dbname}"))
+                .arg(file_arg)
+                .stdin(Stdio::null())
+                .kill_on_drop(true);
+            if let Some(password) = url.password() {
+                command.env("PGPASSWORD", password);
+            }
+            command
+        }
+        PgClient::Stack(config, stack) => {
+            let options = pg_options(url)?;
+            let user = format!("--username={}", options.get_username());
+            let database = format!("--dbname={}", options.get_database().unwrap_or("postgres"));
+            let mut exec = vec!["exec", "-T", "db", tool];
+            exec.extend_from_slice(args);
+            exec.push(&user);
+            exec.push(&database);
+            let mut command = docker::compose_command(config, stack, &exec).await;
+            let io =
+                |e: std::io::Error| ProvisionError::Archive(format!("{}: {e}", file.display()));
+            if reading.is_some() {
+                command
+                    .stdin(std::fs::File::open(file).map_err(io)?)
+                    .stdout(Stdio::null());
+            } else {
+                command
+                    .stdin(Stdio::null())
+                    .stdout(std::fs::File::create(file).map_err(io)?);
+            }
+            command
+        }
     };
-    let mut command = Command::new(tool);
-    command
-        .args(args)
-        .arg(format!("--dbname={dbname}"))
-        .arg(file_arg)
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    if let Some(password) = url.password() {
-        command.env("PGPASSWORD", password);
+    // Not `output()`: it would take standard output from the dump file.
+    if matches!(client, PgClient::Host) {
+        command.stdout(Stdio::piped());
     }
-    let output = command.output().await.map_err(|e| {
+    let cannot = |e: std::io::Error| {
         ProvisionError::Archive(format!(
             "cannot run {tool} (is the PostgreSQL client installed?): {e}"
         ))
-    })?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(ProvisionError::Archive(format!(
+    };
+    let output = command
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(cannot)?
+        .wait_with_output()
+        .await
+        .map_err(cannot)?;
+    if !output.status.success() {
+        return Err(ProvisionError::Archive(format!(
             "{tool} failed: {}",
             String::from_utf8_lossy(&output.stderr).trim()
-        )))
+        )));
     }
+    // A dump that is not one (empty, or cut short) must never count as an archive: the
+    // storage is dropped after it.
+    if reading.is_none() {
+        let mut magic = [0u8; 5];
+        let whole = std::fs::File::open(file)
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+            .is_ok();
+        if !whole || &magic != b"PGDMP" {
+            return Err(ProvisionError::Archive(format!(
+                "{tool} wrote no custom-format dump to {}",
+                file.display()
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `PgConnectOptions` for `url` (used to reach the server's maintenance database).

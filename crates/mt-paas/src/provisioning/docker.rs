@@ -256,6 +256,24 @@ async fn compose_program(cli: ComposeCli) -> (&'static str, &'static [&'static s
     }
 }
 
+/// A compose command for the stack (`docker compose -p PROJECT -f docker-compose.yml ARGS`
+/// in its directory), to run as the caller needs (its standard input and output).
+pub(crate) async fn compose_command(
+    config: &DockerConfig,
+    stack: &RenderedStack,
+    args: &[&str],
+) -> Command {
+    let (program, lead) = compose_program(config.compose).await;
+    let mut command = Command::new(program);
+    command
+        .args(lead)
+        .args(["-p", &stack.project, "-f", "docker-compose.yml"])
+        .args(args)
+        .current_dir(&stack.dir)
+        .kill_on_drop(true);
+    command
+}
+
 /// Runs compose for the stack in `stack_dir` (project `project`, its `docker-compose.yml`)
 /// with `args`, for at most `timeout`; returns its standard output.
 pub async fn compose(

@@ -426,6 +426,7 @@ impl Provisioner {
         let tenants = &self.inner.tenants;
         let id = &record.id;
         let mut record = record.clone();
+        let mut in_stack = None;
         if record.isolation_or(config.isolation.mode) == IsolationMode::DockerPerTenant {
             let block = tenants.allocate_port_block(id).await?;
             record.port_block = Some(block);
@@ -451,7 +452,12 @@ impl Provisioner {
                 });
             }
             docker::up(&config.isolation.docker, &stack).await?;
+            in_stack = Some(stack);
         }
+        let client = match &in_stack {
+            Some(stack) => archive::PgClient::Stack(&config.isolation.docker, stack),
+            None => archive::PgClient::Host,
+        };
         let target = Target::of(config, &record)?;
         self.step(
             id,
@@ -470,12 +476,12 @@ impl Provisioner {
                         ProvisionError::Storage(format!("{}: {e}", target.describe()))
                     })?;
                 }
-                archive::restore(&target, archive).await?;
+                archive::restore(&target, archive, client).await?;
             }
             (Some(archive), _) => {
                 self.drop_storage(id, &target).await?;
                 self.create_storage(id, &target).await?;
-                archive::restore(&target, archive).await?;
+                archive::restore(&target, archive, client).await?;
             }
         }
         self.step(id, Step::Migrate);
@@ -681,7 +687,16 @@ impl Provisioner {
         {
             self.step(id, Step::Archive);
             let dir = &config.provisioning.archive_dir;
-            let made = match archive::archive(target, &record, mode, dir).await {
+            // A stack's database is dumped by its own container's pg_dump (the server's
+            // version, whatever this host has).
+            let stack = (mode == IsolationMode::DockerPerTenant)
+                .then(|| docker::render(config, &record).ok())
+                .flatten();
+            let client = match &stack {
+                Some(stack) => archive::PgClient::Stack(&config.isolation.docker, stack),
+                None => archive::PgClient::Host,
+            };
+            let made = match archive::archive(target, &record, mode, dir, client).await {
                 Ok(path) => self.archive_vectors(&record, &path).await.map(|()| path),
                 Err(e) => Err(e),
             };
