@@ -317,12 +317,13 @@ struct Session {
 }
 
 impl Session {
-    /// Whether a form carries this session's CSRF token; the refusal when not.
-    fn verify(&self, csrf: &str, lang: Lang) -> Result<(), Response> {
+    /// The refusal of a form that does not carry this session's CSRF token; `None` for one
+    /// that does.
+    fn refusal(&self, csrf: &str, lang: Lang) -> Option<Response> {
         if !csrf.is_empty() && crypto::same(csrf.as_bytes(), self.csrf.as_bytes()) {
-            Ok(())
+            None
         } else {
-            Err(forbidden(lang))
+            Some(forbidden(lang))
         }
     }
 }
@@ -602,7 +603,7 @@ async fn logout(
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Err(refused) = session.verify(&form.csrf, Lang::of(&headers)) {
+    if let Some(refused) = session.refusal(&form.csrf, Lang::of(&headers)) {
         return refused;
     }
     if let Err(e) = market
@@ -1202,7 +1203,7 @@ async fn subscription_action(
     Form(form): Form<ActionForm>,
 ) -> Response {
     let lang = Lang::of(&headers);
-    if let Err(refused) = session.verify(&form.csrf, lang) {
+    if let Some(refused) = session.refusal(&form.csrf, lang) {
         return refused;
     }
     let parsed = match Action::parse(&action, &form, lang) {
@@ -1513,7 +1514,7 @@ async fn put_plan(
     Form(form): Form<PlanForm>,
 ) -> Response {
     let lang = Lang::of(&headers);
-    if let Err(refused) = session.verify(&form.csrf, lang) {
+    if let Some(refused) = session.refusal(&form.csrf, lang) {
         return refused;
     }
     let features = match parse_features(&form.features, lang) {
@@ -1672,7 +1673,7 @@ async fn rotate_key(
     Form(form): Form<ActionForm>,
 ) -> Response {
     let lang = Lang::of(&headers);
-    if let Err(refused) = session.verify(&form.csrf, lang) {
+    if let Some(refused) = session.refusal(&form.csrf, lang) {
         return refused;
     }
     if form.confirm != "yes" {
@@ -1706,7 +1707,7 @@ async fn retire_key(
     Form(form): Form<ActionForm>,
 ) -> Response {
     let lang = Lang::of(&headers);
-    if let Err(refused) = session.verify(&form.csrf, lang) {
+    if let Some(refused) = session.refusal(&form.csrf, lang) {
         return refused;
     }
     let keys = match market.signing_keys().await {
@@ -1767,7 +1768,7 @@ async fn acknowledge_alert(
 ) -> Response {
     let (service_id, event_id) = (&form.service_id, &form.event_id);
     let lang = Lang::of(&headers);
-    if let Err(refused) = session.verify(&form.csrf, lang) {
+    if let Some(refused) = session.refusal(&form.csrf, lang) {
         return refused;
     }
     match market

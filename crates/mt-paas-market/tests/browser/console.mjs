@@ -52,7 +52,7 @@ try {
   await page.getByRole("heading", { name: "서비스", exact: true }).waitFor();
   // The service heartbeats every second: its requests show in the charts.
   await eventually("the overview's charts have bars", async () => {
-    await page.reload();
+    await page.goto(`${market}/console`);
     return (await page.locator("figure svg rect title").count()) > 0;
   });
   await page.screenshot({ path: `${shots}/overview.png`, fullPage: true });
@@ -73,6 +73,7 @@ try {
   // Reinstate korea: 200 again.
   await page.locator("#tenant-korea").getByRole("button", { name: "재개" }).click();
   await page.getByRole("button", { name: "실행" }).click();
+  await page.waitForURL(new RegExp(`/console/services/${serviceId}`));
   await eventually("korea reinstated", async () => (await asTenant("korea")).status === 200);
 
   // Block snu with a message: the service answers with it.
@@ -80,11 +81,13 @@ try {
   await page.locator("#tenant-snu").getByLabel("사용자에게 보일 메시지").fill(message);
   await page.locator("#tenant-snu").getByRole("button", { name: "지금 차단" }).click();
   await page.getByRole("button", { name: "실행" }).click();
+  await page.waitForURL(new RegExp(`/console/services/${serviceId}`));
   await eventually("snu blocked with the message", async () => {
     const { status, body } = await asTenant("snu");
     return status === 403 && body.code === "tenant_blocked" && body.detail === message;
   });
-  await page.reload();
+  // A fresh load of the page (not a reload, which can race the form's redirect).
+  await page.goto(`${market}/console/services/${serviceId}`);
   await page.locator("#tenant-snu").getByText(message).waitFor();
 
   // Usage and audit alerts, from the navigation.
