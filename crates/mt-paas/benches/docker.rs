@@ -94,7 +94,7 @@ async fn main() {
     let templates = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../templates");
     let service = format!("mtpd_bench_{}", std::process::id());
     let yaml = format!(
-        "service:\n  id: {service}\nisolation:\n  mode: DOCKER_PER_TENANT\n  docker:\n    port_range_start: 31000\n    port_range_size: 5\n    compose_template: \"{t}/docker-compose.template.yml\"\n    env_template: \"{t}/.env.template\"\n    tenants_dir: \"{d}/tenants\"\n    database_url: \"postgresql://app:bench-pw@127.0.0.1:{{db_port}}/app\"\n    network: host\n    images:\n      db: \"mt-paas/postgres:15\"\ndatabase:\n  central:\n    url: \"sqlite://{d}/central.db\"\n  tenant:\n    url_template: \"sqlite://{d}/unused/{{tenant_id}}.db\"\n    migrations: \"{d}/migrations\"\nprovisioning:\n  archive_dir: \"{d}/archive\"\n",
+        "service:\n  id: {service}\nisolation:\n  mode: DOCKER_PER_TENANT\n  docker:\n    port_range_start: 32600\n    port_range_size: 5\n    compose_template: \"{t}/docker-compose.template.yml\"\n    env_template: \"{t}/.env.template\"\n    tenants_dir: \"{d}/tenants\"\n    database_url: \"postgresql://app:bench-pw@127.0.0.1:{{db_port}}/app\"\n    network: host\n    images:\n      db: \"mt-paas/postgres:15\"\ndatabase:\n  central:\n    url: \"sqlite://{d}/central.db\"\n  tenant:\n    url_template: \"sqlite://{d}/unused/{{tenant_id}}.db\"\n    migrations: \"{d}/migrations\"\nprovisioning:\n  archive_dir: \"{d}/archive\"\n",
         t = templates.display(),
         d = d.display(),
     );
