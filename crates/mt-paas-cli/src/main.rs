@@ -157,6 +157,17 @@ enum TenantCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Print a tenant's stack from isolation.docker's settings: Kubernetes manifests (a
+    /// namespace, its database, network policy, quota, secret), or the compose file of a
+    /// registered docker tenant.
+    Render {
+        /// The tenant id.
+        #[arg(value_parser = parse_tenant_id)]
+        id: TenantId,
+        /// What to render.
+        #[arg(long, value_parser = ["kubernetes", "compose"], default_value = "kubernetes")]
+        target: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -408,6 +419,28 @@ async fn tenant(config: Config, command: TenantCommand) -> anyhow::Result<ExitCo
                 print_table(&tenants, default_mode);
             }
             ExitCode::SUCCESS
+        }
+        TenantCommand::Render { id, target } => {
+            let record = manager.get(&id).await?;
+            if target == "kubernetes" {
+                let name = record
+                    .as_ref()
+                    .map_or(id.as_str(), |r| r.display_name.as_str());
+                print!(
+                    "{}",
+                    mt_paas::provisioning::kubernetes::render(&config, &id, name)?
+                );
+                ExitCode::SUCCESS
+            } else if let Some(record) = record.filter(|r| r.port_block.is_some()) {
+                print!(
+                    "{}",
+                    mt_paas::provisioning::docker::render(&config, &record)?.compose
+                );
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("error: tenant {id} has no Docker stack (create it with --mode docker)");
+                ExitCode::FAILURE
+            }
         }
         TenantCommand::Show { id, json } => match manager.get(&id).await? {
             Some(record) if json => {

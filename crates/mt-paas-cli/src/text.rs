@@ -116,6 +116,13 @@ const HELP_KO: &[(&str, &str, &str)] = &[
     ("tenant show", "id", "테넌트 ID"),
     ("tenant show", "json", "텍스트 대신 JSON으로 출력"),
     (
+        "tenant render",
+        "",
+        "isolation.docker 설정으로 테넌트 스택을 출력합니다: Kubernetes 매니페스트(네임스페이스, 데이터베이스, 네트워크 정책, 쿼터, 시크릿) 또는 등록된 docker 테넌트의 compose 파일",
+    ),
+    ("tenant render", "id", "테넌트 ID"),
+    ("tenant render", "target", "출력할 것"),
+    (
         "token",
         "",
         "auth.jwt.secret으로 서명한 JWT를 발급합니다 (개발과 테스트용)",

@@ -309,6 +309,106 @@ fn tenant_create_list_show() {
     assert!(text(&out.stderr).contains("database, schema or docker"));
 }
 
+/// `tenant render --target kubernetes` writes manifests that the Kubernetes schemas accept
+/// (`kubernetes-validate --strict`, offline; `.ci/docker.sh` installs it from PyPI): a
+/// namespace per tenant with its database, secret, network policy and quota, and the app
+/// when `images.app` is set; two tenants never share a namespace or a password.
+#[test]
+fn kubernetes_manifests_of_a_tenant_pass_the_schemas() {
+    let validate = Command::new("kubernetes-validate")
+        .arg("--version")
+        .output();
+    assert!(
+        validate.is_ok_and(|o| o.status.success()),
+        "kubernetes-validate is missing: `pip install kubernetes-validate` (or `bash .ci/docker.sh`)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("mt_paas_config.yaml"),
+        "service:\n  id: keli_tutor\n  version: \"1.2.0\"\nisolation:\n  docker:\n    database_url: \"postgresql://keli:{tenant_password}@127.0.0.1:{db_port}/keli\"\n    password_secret: \"a kubernetes test secret\"\n    images:\n      db: \"postgres:16\"\n      app: \"keli_tutor:1.2.0\"\ndatabase:\n  central:\n    url: sqlite://./data/central.db\n",
+    )
+    .unwrap();
+    let out = mt_paas(
+        d,
+        &["tenant", "create", "a_b", "--name", "에이 \"비\""],
+        &[],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut namespaces = Vec::new();
+    let mut passwords = Vec::new();
+    for tenant in ["a_b", "a-b"] {
+        let out = mt_paas(
+            d,
+            &["tenant", "render", tenant, "--target", "kubernetes"],
+            &[],
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let yaml = text(&out.stdout);
+        let file = d.join(format!("{tenant}.yaml"));
+        std::fs::write(&file, &yaml).unwrap();
+        let checked = Command::new("kubernetes-validate")
+            .args(["--strict", "--quiet", "-k", "1.30.0"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            checked.status.success(),
+            "{}{}\n{yaml}",
+            text(&checked.stdout),
+            text(&checked.stderr)
+        );
+        let kinds: Vec<&str> = yaml
+            .lines()
+            .filter_map(|l| l.strip_prefix("kind: "))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "Namespace",
+                "Secret",
+                "StatefulSet",
+                "Service",
+                "Deployment",
+                "Service",
+                "NetworkPolicy",
+                "ResourceQuota"
+            ],
+        );
+        let namespace = yaml
+            .lines()
+            .find_map(|l| l.strip_prefix("  name: mtp-"))
+            .unwrap()
+            .to_owned();
+        namespaces.push(namespace);
+        passwords.push(
+            yaml.lines()
+                .find_map(|l| l.trim().strip_prefix("POSTGRES_PASSWORD: "))
+                .unwrap()
+                .to_owned(),
+        );
+        if tenant == "a_b" {
+            assert!(
+                yaml.contains("에이 \\\"비\\\"") || yaml.contains("에이 \"비\""),
+                "the display name, quoted: {yaml}"
+            );
+        }
+    }
+    assert_ne!(
+        namespaces[0], namespaces[1],
+        "a_b and a-b get namespaces of their own"
+    );
+    assert_ne!(passwords[0], passwords[1]);
+    // The compose file needs a docker tenant.
+    let out = mt_paas(d, &["tenant", "render", "a_b", "--target", "compose"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("--mode docker"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 #[test]
 fn token_mints_a_verifiable_jwt() {
     let dir = tempfile::tempdir().unwrap();

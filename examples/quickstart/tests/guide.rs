@@ -138,6 +138,7 @@ fn guide_vars() -> HashMap<&'static str, String> {
         ),
         ("REDIS_URL", "redis://redis.internal:6379".to_owned()),
         ("TENANT_DB_PASSWORD", "tenant-db-password".to_owned()),
+        ("TENANT_DB_SECRET", "a tenant database secret".to_owned()),
     ])
 }
 

@@ -1121,6 +1121,17 @@ fn check_rules(
             "must be at least 1".to_owned(),
         );
     }
+    if ok(&[
+        "isolation.docker.password_secret",
+        "isolation.docker.database_url",
+    ]) && docker_url.expose().contains("{tenant_password}")
+        && docker.password_secret.expose().len() < 16
+    {
+        report(
+            "isolation.docker.password_secret",
+            "needs at least 16 characters: isolation.docker.database_url derives each tenant's password from it ({tenant_password})".to_owned(),
+        );
+    }
     if ok(&["isolation.docker.start_timeout_seconds"])
         && !(1..=3600).contains(&docker.start_timeout_seconds)
     {

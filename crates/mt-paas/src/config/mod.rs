@@ -252,6 +252,10 @@ pub struct DockerConfig {
     /// The database's port within a block: `port_range_start + index × size + offset`
     /// (DESIGN §5.6: 10202).
     pub db_port_offset: u16,
+    /// The key of `{tenant_password}` in `database_url`: each tenant's database password is
+    /// derived from it and the tenant id (HMAC-SHA256), so that no stack's password opens
+    /// another stack's database. At least 16 characters when `database_url` uses it.
+    pub password_secret: Secret,
     /// How the stack's containers are networked: `bridge` (a network per stack, ports
     /// published on 127.0.0.1) or `host` (the host's network, each container listening on
     /// its block's ports on 127.0.0.1: for machines where Docker may not make networks).

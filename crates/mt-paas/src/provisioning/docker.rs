@@ -13,8 +13,11 @@ use tokio::process::Command;
 
 use super::ProvisionError;
 use crate::{
-    config::{ComposeCli, Config, DatabaseUrl, DockerConfig, DockerNetwork},
-    core::{database::db_port, models::TenantRecord},
+    config::{ComposeCli, Config, DockerConfig, DockerNetwork},
+    core::{
+        database::{db_port, docker_database_url},
+        models::TenantRecord,
+    },
 };
 
 /// Offsets of the services inside a port block.
@@ -93,19 +96,13 @@ pub fn render(config: &Config, record: &TenantRecord) -> Result<RenderedStack, P
         ))
     })?;
     let port_base = db_port - docker.db_port_offset;
-    let url = config
-        .isolation
-        .docker
-        .database_url
-        .expose()
-        .replace("{db_port}", &db_port.to_string())
-        .replace("{tenant_id}", id.as_str());
-    let options = DatabaseUrl::new(url.clone())
+    let url = docker_database_url(config, id, db_port);
+    let options = url
         .pg_options()
         .map_err(|e| ProvisionError::Docker(format!("isolation.docker.database_url: {e}")))?;
     let project = project_name(&config.service.id, id.as_str());
     let db_user = options.get_username().to_owned();
-    let db_password = DatabaseUrl::new(url.clone()).password().unwrap_or_default();
+    let db_password = url.password().unwrap_or_default();
     let db_name = options.get_database().unwrap_or("app").to_owned();
     for (key, value) in [
         ("isolation.docker.database_url (user)", db_user.as_str()),

@@ -12,6 +12,7 @@
 
 mod archive;
 pub mod docker;
+pub mod kubernetes;
 mod migrations;
 
 use std::{

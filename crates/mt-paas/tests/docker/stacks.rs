@@ -37,7 +37,7 @@ fn templates() -> std::path::PathBuf {
 fn config(db: &TestDb, stage: &Stage, docker_extra: &str) -> mt_paas::config::Config {
     let dir = db.dir.path();
     let yaml = format!(
-        "service:\n  id: {service}\n  version: \"1.0.0\"\nisolation:\n  mode: DOCKER_PER_TENANT\n  docker:\n    port_range_start: {start}\n    port_range_size: {BLOCK}\n    compose_template: \"{t}/docker-compose.template.yml\"\n    env_template: \"{t}/.env.template\"\n    tenants_dir: \"{dir}/tenants\"\n    database_url: \"postgresql://app:stack-pw-1@127.0.0.1:{{db_port}}/app\"\n    network: host\n    images:\n      db: \"{image}\"\n    start_timeout_seconds: 60\n{docker_extra}database:\n  central:\n    url: \"{central}\"\n    pool_size: 4\n  tenant:\n    url_template: \"sqlite://{dir}/unused/{{tenant_id}}.db\"\n    max_connections: 12\n    pool_size_per_tenant: 2\n    acquire_timeout_ms: 5000\n    migrations: \"{migrations}\"\nprovisioning:\n  archive_dir: \"{dir}/archive\"\nsecurity:\n  rate_limit:\n    default_rpm: 1000000\n    anonymous_rpm: 1000000\n",
+        "service:\n  id: {service}\n  version: \"1.0.0\"\nisolation:\n  mode: DOCKER_PER_TENANT\n  docker:\n    port_range_start: {start}\n    port_range_size: {BLOCK}\n    compose_template: \"{t}/docker-compose.template.yml\"\n    env_template: \"{t}/.env.template\"\n    tenants_dir: \"{dir}/tenants\"\n    database_url: \"postgresql://app:{{tenant_password}}@127.0.0.1:{{db_port}}/app\"\n    password_secret: \"a test secret of the stacks\"\n    network: host\n    images:\n      db: \"{image}\"\n    start_timeout_seconds: 60\n{docker_extra}database:\n  central:\n    url: \"{central}\"\n    pool_size: 4\n  tenant:\n    url_template: \"sqlite://{dir}/unused/{{tenant_id}}.db\"\n    max_connections: 12\n    pool_size_per_tenant: 2\n    acquire_timeout_ms: 5000\n    migrations: \"{migrations}\"\nprovisioning:\n  archive_dir: \"{dir}/archive\"\nsecurity:\n  rate_limit:\n    default_rpm: 1000000\n    anonymous_rpm: 1000000\n",
         service = stage.service,
         start = stage.port_start,
         t = templates().display(),
@@ -182,6 +182,47 @@ pub async fn three_tenants_each_in_their_own_stack() {
         let expected = stage.port_start + u16::try_from(block).unwrap() * BLOCK + 2;
         assert_eq!(server_port(&app, tenant).await, expected, "{tenant}");
     }
+
+    // Each stack has its own database password: hallym's does not open korea's database.
+    let password = |tenant: &str| {
+        let env =
+            std::fs::read_to_string(db.dir.path().join(format!("tenants/{tenant}/.env"))).unwrap();
+        env.lines()
+            .find_map(|l| l.strip_prefix("POSTGRES_PASSWORD="))
+            .unwrap()
+            .to_owned()
+    };
+    assert_ne!(password("hallym"), password("korea"));
+    assert_eq!(password("hallym").len(), 32);
+    let korea_block = app
+        .framework
+        .tenants()
+        .get(&id("korea"))
+        .await
+        .unwrap()
+        .unwrap()
+        .port_block
+        .unwrap();
+    let korea_port = stage.port_start + u16::try_from(korea_block).unwrap() * BLOCK + 2;
+    let wrong = sqlx::postgres::PgConnectOptions::new()
+        .host("127.0.0.1")
+        .port(korea_port)
+        .username("app")
+        .password(&password("hallym"))
+        .database("app");
+    let refused = <sqlx::PgConnection as sqlx::Connection>::connect_with(&wrong).await;
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("password authentication failed")),
+        "another tenant's password is refused: {refused:?}"
+    );
+    let right = wrong.password(&password("korea"));
+    assert!(
+        <sqlx::PgConnection as sqlx::Connection>::connect_with(&right)
+            .await
+            .is_ok()
+    );
 
     // Through the whole guard, each tenant reads only what it wrote.
     for (n, tenant) in tenants.iter().enumerate() {

@@ -290,6 +290,26 @@ fn a_wrong_type_is_named() {
 }
 
 #[test]
+fn docker_stack_settings_are_checked() {
+    let (key, message) = single_problem(
+        "isolation:\n  docker:\n    database_url: \"postgresql://app:{tenant_password}@127.0.0.1:{db_port}/app\"\n    password_secret: short\n",
+        &[],
+    );
+    assert_eq!(key, "isolation.docker.password_secret");
+    assert!(message.contains("16 characters"), "{message}");
+    let (key, _) = single_problem("isolation:\n  docker:\n    start_timeout_seconds: 0\n", &[]);
+    assert_eq!(key, "isolation.docker.start_timeout_seconds");
+    let (key, _) = single_problem(
+        "isolation:\n  docker:\n    images:\n      db: \"postgres 16; rm\"\n",
+        &[],
+    );
+    assert_eq!(key, "isolation.docker.images.db");
+    let (key, message) = single_problem("isolation:\n  docker:\n    network: overlay\n", &[]);
+    assert_eq!(key, "isolation.docker.network");
+    assert!(message.contains("host"), "{message}");
+}
+
+#[test]
 fn a_missing_environment_variable_is_named() {
     let (key, message) = single_problem("auth:\n  jwt:\n    secret: ${JWT_SECRET}\n", &[]);
     assert_eq!(key, "auth.jwt.secret");

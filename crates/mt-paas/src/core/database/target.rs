@@ -140,8 +140,11 @@ impl Target {
                     tenant: id.clone(),
                     block,
                 })?;
-                let url = fill(&config.isolation.docker.database_url, id, Some(port));
-                Self::database("isolation.docker.database_url", url, id)
+                Self::database(
+                    "isolation.docker.database_url",
+                    docker_database_url(config, id, port),
+                    id,
+                )
             }
         }
     }
@@ -217,6 +220,30 @@ pub fn db_port(config: &Config, block: u32) -> Option<u16> {
         return None;
     }
     u16::try_from(base + u32::from(docker.db_port_offset)).ok()
+}
+
+/// The tenant database of `id`'s stack: `isolation.docker.database_url` with its `{db_port}`,
+/// `{tenant_id}` and `{tenant_password}` filled.
+pub fn docker_database_url(config: &Config, id: &TenantId, db_port: u16) -> DatabaseUrl {
+    let docker = &config.isolation.docker;
+    let url = fill(&docker.database_url, id, Some(db_port));
+    if !url.expose().contains("{tenant_password}") {
+        return url;
+    }
+    let password = tenant_password(docker.password_secret.expose(), &config.service.id, id);
+    DatabaseUrl::new(url.expose().replace("{tenant_password}", &password))
+}
+
+/// A tenant's own database password: 32 characters of HMAC-SHA256(`secret`, service and
+/// tenant), so that no stack's password opens another's database, and none is stored.
+fn tenant_password(secret: &str, service: &str, id: &TenantId) -> String {
+    use base64::Engine as _;
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret.as_bytes());
+    let message = format!("mt-paas tenant database password\0{service}\0{id}");
+    let tag = aws_lc_rs::hmac::sign(&key, message.as_bytes());
+    let mut password = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag.as_ref());
+    password.truncate(32);
+    password
 }
 
 fn fill(template: &DatabaseUrl, id: &TenantId, db_port: Option<u16>) -> DatabaseUrl {
