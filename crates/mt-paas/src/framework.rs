@@ -133,6 +133,9 @@ struct Inner {
     audit: AuditLogger,
     auth_layer: AuthLayer,
     rate_limit_layer: Option<RateLimitLayer>,
+    /// DOCKER_PER_TENANT with an app image: what the service's routes do not answer goes to
+    /// the tenant's own app.
+    app_router: Option<crate::middleware::app_router::AppRouter>,
     cipher: Option<FieldCipher>,
     sso: Option<crate::middleware::auth::sso::Sso>,
     /// The last readiness ping: when, and whether it answered.
@@ -391,9 +394,19 @@ impl ServiceMarketFramework {
             }
             CentralDb::Sqlite(pool) => spawn_change_poller(pool.clone(), feed, &background),
         }
+        let app_router = if config.isolation.docker.images.app.is_some() {
+            Some(
+                crate::middleware::app_router::AppRouter::new(config.clone()).map_err(|e| {
+                    ProvisionError::Docker(format!("the tenant router's HTTP client: {e}"))
+                })?,
+            )
+        } else {
+            None
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
+                app_router,
                 central,
                 tenants,
                 databases,
@@ -534,21 +547,34 @@ impl ServiceMarketFramework {
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics))
             .with_state(self.clone());
+        // One stack, boxed once per route: each `route_layer` would box the route again
+        // and clone the whole chain below it on every request.
+        let guard = tower::ServiceBuilder::new()
+            .layer(self.tenant_layer())
+            .layer(self.inner.auth_layer.clone())
+            .layer(self.inner.subscription_layer.clone())
+            .option_layer(self.inner.rate_limit_layer.clone())
+            .layer(axum::Extension(self.inner.activity.clone()))
+            // Inside the limiter: a refused request is not the tenant's usage.
+            .layer(UsageLayer::new(self.inner.usage.clone()));
         // route_layer panics on a router without routes; such a router has nothing to guard.
         let tenant_routes = if router.has_routes() {
-            // One stack, boxed once per route: each `route_layer` would box the route again
-            // and clone the whole chain below it on every request.
-            let guard = tower::ServiceBuilder::new()
-                .layer(self.tenant_layer())
-                .layer(self.inner.auth_layer.clone())
-                .layer(self.inner.subscription_layer.clone())
-                .option_layer(self.inner.rate_limit_layer.clone())
-                .layer(axum::Extension(self.inner.activity.clone()))
-                // Inside the limiter: a refused request is not the tenant's usage.
-                .layer(UsageLayer::new(self.inner.usage.clone()));
-            router.route_layer(guard)
+            router.route_layer(guard.clone())
         } else {
             router
+        };
+        // What the service's routes do not answer goes, through the same guard, to the
+        // tenant's own app container.
+        let tenant_routes = match &self.inner.app_router {
+            Some(app_router) => {
+                let app_router = app_router.clone();
+                let forward = tower::service_fn(move |request: axum::extract::Request| {
+                    let app_router = app_router.clone();
+                    async move { Ok::<_, std::convert::Infallible>(app_router.forward(request).await) }
+                });
+                tenant_routes.fallback_service(guard.service(forward))
+            }
+            None => tenant_routes,
         };
         let public = if self.inner.control.verifier.is_some() {
             public.merge(crate::control::router(self.inner.control.clone()))

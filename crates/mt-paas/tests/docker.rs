@@ -40,6 +40,11 @@ fn main() -> std::process::ExitCode {
             stacks::an_interrupted_create_is_resumed_by_the_same_command,
         ),
         test(
+            "stacks::the_tenant_router_sends_each_tenant_to_its_own_app",
+            Needs::Docker,
+            stacks::the_tenant_router_sends_each_tenant_to_its_own_app,
+        ),
+        test(
             "stacks::compose_v1_runs_the_same_template",
             Needs::Docker,
             stacks::compose_v1_runs_the_same_template,

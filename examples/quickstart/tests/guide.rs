@@ -456,6 +456,7 @@ fn problem_codes() -> BTreeMap<String, u16> {
         "TOO_MANY_REQUESTS" => 429,
         "INTERNAL_SERVER_ERROR" => 500,
         "SERVICE_UNAVAILABLE" => 503,
+        "GATEWAY_TIMEOUT" => 504,
         other => panic!("problem.rs uses StatusCode::{other}; add it to this test"),
     };
     assert_eq!(

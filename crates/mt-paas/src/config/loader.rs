@@ -1132,6 +1132,17 @@ fn check_rules(
             "needs at least 16 characters: isolation.docker.database_url derives each tenant's password from it ({tenant_password})".to_owned(),
         );
     }
+    if ok(&[
+        "isolation.docker.password_secret",
+        "isolation.docker.images.app",
+    ]) && docker.images.app.is_some()
+        && docker.password_secret.expose().len() < 16
+    {
+        report(
+            "isolation.docker.password_secret",
+            "needs at least 16 characters: with isolation.docker.images.app, each tenant's router key (MT_PAAS_ROUTER_KEY) is derived from it".to_owned(),
+        );
+    }
     if ok(&["isolation.docker.start_timeout_seconds"])
         && !(1..=3600).contains(&docker.start_timeout_seconds)
     {

@@ -42,6 +42,10 @@ pub enum ProblemCode {
     CentralDbUnavailable,
     /// The tenant's own database cannot be reached or is busy (503).
     TenantDbUnavailable,
+    /// The tenant's own app container (DOCKER_PER_TENANT) does not answer (503).
+    TenantAppUnavailable,
+    /// The tenant's own app container took too long to answer (504).
+    TenantAppTimeout,
     /// The market cannot be reached and nothing usable is cached (503).
     MarketUnavailable,
     /// The tenant has no subscription to this service (403).
@@ -115,6 +119,8 @@ impl ProblemCode {
             Self::FeatureNotAvailable => "feature_not_available",
             Self::CentralDbUnavailable => "central_db_unavailable",
             Self::TenantDbUnavailable => "tenant_db_unavailable",
+            Self::TenantAppUnavailable => "tenant_app_unavailable",
+            Self::TenantAppTimeout => "tenant_app_timeout",
             Self::MarketUnavailable => "market_unavailable",
             Self::SubscriptionMissing => "subscription_missing",
             Self::TenantBlocked => "tenant_blocked",
@@ -264,6 +270,20 @@ impl ProblemCode {
                 "Temporarily unavailable",
                 "테넌트 데이터베이스를 일시적으로 사용할 수 없습니다. 잠시 후 다시 시도하세요.",
                 "The tenant's database is temporarily unavailable; try again shortly.",
+            ),
+            Self::TenantAppUnavailable => t(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "일시적인 오류",
+                "Temporarily unavailable",
+                "테넌트의 서비스가 응답하지 않습니다. 잠시 후 다시 시도하세요.",
+                "The tenant's service does not answer; try again shortly.",
+            ),
+            Self::TenantAppTimeout => t(
+                StatusCode::GATEWAY_TIMEOUT,
+                "응답 시간 초과",
+                "Timed out",
+                "테넌트의 서비스가 제시간에 응답하지 않았습니다.",
+                "The tenant's service did not answer in time.",
             ),
             Self::MarketUnavailable => t(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -789,6 +809,8 @@ mod tests {
             ProblemCode::FeatureNotAvailable,
             ProblemCode::CentralDbUnavailable,
             ProblemCode::TenantDbUnavailable,
+            ProblemCode::TenantAppUnavailable,
+            ProblemCode::TenantAppTimeout,
             ProblemCode::MarketUnavailable,
             ProblemCode::SubscriptionMissing,
             ProblemCode::TenantBlocked,

@@ -1,5 +1,6 @@
 //! The request pipeline's layers (DESIGN §4).
 
+pub(crate) mod app_router;
 pub mod auth;
 pub mod rate_limit;
 pub mod subscription;

@@ -15,7 +15,7 @@ use super::ProvisionError;
 use crate::{
     config::{ComposeCli, Config, DockerConfig, DockerNetwork},
     core::{
-        database::{db_port, docker_database_url},
+        database::{db_port, docker_database_url, router_key},
         models::TenantRecord,
     },
 };
@@ -24,6 +24,13 @@ use crate::{
 pub const APP_PORT_OFFSET: u16 = 0;
 /// The vector store's offset in a block.
 pub const VECTOR_PORT_OFFSET: u16 = 3;
+
+/// The port of the app container of port block `block` (where the tenant router sends the
+/// tenant's requests).
+pub fn app_port(config: &Config, block: u32) -> Option<u16> {
+    let db = db_port(config, block)?;
+    Some(db - config.isolation.docker.db_port_offset + APP_PORT_OFFSET)
+}
 
 /// A tenant's rendered stack.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,6 +144,7 @@ pub fn render(config: &Config, record: &TenantRecord) -> Result<RenderedStack, P
         host_network => docker.network == DockerNetwork::Host,
         db_image => docker.images.db.clone(),
         app_image => docker.images.app.clone(),
+        router_key => router_key(config, id),
         vector_image => docker.images.vector.clone(),
     };
     let environment = |formatter: fn(&str) -> Result<String, minijinja::Error>| {

@@ -37,12 +37,20 @@ fn templates() -> std::path::PathBuf {
 fn config(db: &TestDb, stage: &Stage, docker_extra: &str) -> mt_paas::config::Config {
     let dir = db.dir.path();
     let yaml = format!(
-        "service:\n  id: {service}\n  version: \"1.0.0\"\nisolation:\n  mode: DOCKER_PER_TENANT\n  docker:\n    port_range_start: {start}\n    port_range_size: {BLOCK}\n    compose_template: \"{t}/docker-compose.template.yml\"\n    env_template: \"{t}/.env.template\"\n    tenants_dir: \"{dir}/tenants\"\n    database_url: \"postgresql://app:{{tenant_password}}@127.0.0.1:{{db_port}}/app\"\n    password_secret: \"a test secret of the stacks\"\n    network: host\n    images:\n      db: \"{image}\"\n    start_timeout_seconds: 60\n{docker_extra}database:\n  central:\n    url: \"{central}\"\n    pool_size: 4\n  tenant:\n    url_template: \"sqlite://{dir}/unused/{{tenant_id}}.db\"\n    max_connections: 12\n    pool_size_per_tenant: 2\n    acquire_timeout_ms: 5000\n    migrations: \"{migrations}\"\nprovisioning:\n  archive_dir: \"{dir}/archive\"\nsecurity:\n  rate_limit:\n    default_rpm: 1000000\n    anonymous_rpm: 1000000\n",
+        "service:\n  id: {service}\n  version: \"1.0.0\"\nisolation:\n  mode: DOCKER_PER_TENANT\n  docker:\n    port_range_start: {start}\n    port_range_size: {BLOCK}\n    compose_template: \"{t}/docker-compose.template.yml\"\n    env_template: \"{t}/.env.template\"\n    tenants_dir: \"{dir}/tenants\"\n    database_url: \"postgresql://app:{{tenant_password}}@127.0.0.1:{{db_port}}/app\"\n    password_secret: \"a test secret of the stacks\"\n    network: host\n{images}    start_timeout_seconds: 60\n{docker_extra}database:\n  central:\n    url: \"{central}\"\n    pool_size: 4\n  tenant:\n    url_template: \"sqlite://{dir}/unused/{{tenant_id}}.db\"\n    max_connections: 12\n    pool_size_per_tenant: 2\n    acquire_timeout_ms: 5000\n    migrations: \"{migrations}\"\nprovisioning:\n  archive_dir: \"{dir}/archive\"\nsecurity:\n  rate_limit:\n    default_rpm: 1000000\n    anonymous_rpm: 1000000\n",
         service = stage.service,
         start = stage.port_start,
         t = templates().display(),
         dir = dir.display(),
-        image = crate::needs::DOCKER_DB_IMAGE,
+        // The database image unless `docker_extra` names the images itself.
+        images = if docker_extra.contains("    images:") {
+            String::new()
+        } else {
+            format!(
+                "    images:\n      db: \"{}\"\n",
+                crate::needs::DOCKER_DB_IMAGE
+            )
+        },
         central = db.url,
         migrations = notes_migrations().display(),
     );
@@ -465,6 +473,205 @@ pub async fn compose_v1_runs_the_same_template() {
         .unwrap();
     assert!(projects(&stage.service).is_empty());
     assert!(volumes(&stage.service).is_empty());
+    sweep(&stage);
+    db.cleanup().await;
+}
+
+/// Builds the tenant router tests' app image (`tests/docker/echo-app`: Perl on the base
+/// image, an HTTP server that answers with what it received).
+fn echo_app_image() -> &'static str {
+    const IMAGE: &str = "mtpd/echo-app:1";
+    let context = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/docker/echo-app");
+    let built = Command::new("docker")
+        .args(["build", "-q", "-t", IMAGE])
+        .arg(&context)
+        .env("DOCKER_BUILDKIT", "0")
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    IMAGE
+}
+
+/// `X-MT-PaaS-Signature` as the router computes it with `key`.
+fn signature(
+    key: &str,
+    timestamp: &str,
+    tenant: &str,
+    user: &str,
+    method: &str,
+    path: &str,
+) -> String {
+    use base64::Engine as _;
+    let mac = aws_lc_rs::hmac::sign(
+        &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key.as_bytes()),
+        format!("v1\n{timestamp}\n{tenant}\n{user}\n{method}\n{path}").as_bytes(),
+    );
+    format!(
+        "v1={}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.as_ref())
+    )
+}
+
+pub async fn the_tenant_router_sends_each_tenant_to_its_own_app() {
+    use axum::body::Body;
+    use http::Request;
+    use http_body_util::BodyExt as _;
+
+    let stage = stage(5);
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let image = echo_app_image();
+    let app = TestApp::new(
+        config(
+            &db,
+            &stage,
+            &format!(
+                "    images:\n      db: \"{}\"\n      app: \"{image}\"\n",
+                crate::needs::DOCKER_DB_IMAGE
+            ),
+        ),
+        notes_routes(),
+    )
+    .await;
+    for tenant in ["hallym", "korea"] {
+        create(&app, tenant).await;
+    }
+    let key = |tenant: &str| {
+        let env =
+            std::fs::read_to_string(db.dir.path().join(format!("tenants/{tenant}/.env"))).unwrap();
+        env.lines()
+            .find_map(|l| l.strip_prefix("MT_PAAS_ROUTER_KEY="))
+            .unwrap()
+            .to_owned()
+    };
+    assert_ne!(key("hallym"), key("korea"));
+    // The app listens a moment after its container starts.
+    let mut answered = None;
+    for _ in 0..40 {
+        let answer = app.get("/hello?x=1", &[("x-tenant-id", b"hallym")]).await;
+        if answer.status == 200 {
+            answered = Some(answer);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    answered.expect("hallym's app answers");
+
+    // Through the guard to hallym's own app; what the client claimed is not passed on.
+    let request = Request::post("/upload?x=1")
+        .header("x-tenant-id", "hallym")
+        .header("x-mt-paas-tenant", "korea")
+        .header("x-mt-paas-signature", "v1=forged")
+        .header("forwarded", "for=6.6.6.6")
+        .header("connection", "keep-alive, x-drop-me")
+        .header("x-drop-me", "1")
+        .header("content-type", "text/plain")
+        .body(Body::from("안녕하세요 korea"))
+        .unwrap();
+    let answer = app.send(request).await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    let seen = &answer.body;
+    assert_eq!(
+        seen["tenant_env"], "hallym",
+        "hallym's own container: {seen}"
+    );
+    assert_eq!(seen["method"], "POST");
+    assert_eq!(seen["path"], "/upload?x=1");
+    assert_eq!(seen["body"], "안녕하세요 korea");
+    let headers = &seen["headers"];
+    assert_eq!(headers["x-mt-paas-tenant"], "hallym", "{seen}");
+    assert!(
+        headers.get("x-drop-me").is_none() && headers.get("connection").is_none(),
+        "{seen}"
+    );
+    assert!(
+        !headers["forwarded"].as_str().unwrap().contains("6.6.6.6"),
+        "{seen}"
+    );
+    let timestamp = headers["x-mt-paas-timestamp"].as_str().unwrap();
+    let sent = headers["x-mt-paas-signature"].as_str().unwrap();
+    assert_eq!(
+        sent,
+        signature(
+            &key("hallym"),
+            timestamp,
+            "hallym",
+            "",
+            "POST",
+            "/upload?x=1"
+        )
+    );
+    assert_ne!(
+        sent,
+        signature(
+            &key("korea"),
+            timestamp,
+            "hallym",
+            "",
+            "POST",
+            "/upload?x=1"
+        )
+    );
+    // The app's hop-by-hop headers stay behind; its own come through.
+    assert_eq!(answer.headers["x-echo"], "yes");
+    assert!(answer.headers.get("keep-alive").is_none());
+
+    let answer = app.get("/hello", &[("x-tenant-id", b"korea")]).await;
+    assert_eq!(answer.body["tenant_env"], "korea");
+    // The service's own routes are still its own.
+    write_note(&app, "hallym", 3).await;
+    assert_eq!(
+        read_notes(&app, "hallym").await,
+        vec![("hallym".to_owned(), 3)]
+    );
+    // The guard holds before the router: an unknown tenant never reaches an app.
+    app.get("/hello", &[("x-tenant-id", b"nobody")])
+        .await
+        .assert_problem(404, "tenant_not_found");
+
+    // Server-sent events stream through, event by event.
+    let response = tower::ServiceExt::oneshot(
+        app.router.clone(),
+        Request::get("/events")
+            .header("x-tenant-id", "korea")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut body = response.into_body();
+    let mut frames = Vec::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.unwrap().into_data() {
+            frames.push(String::from_utf8_lossy(&data).into_owned());
+        }
+    }
+    assert_eq!(frames.concat(), "data: 1\n\ndata: 2\n\ndata: 3\n\n");
+    assert!(frames.len() >= 3, "streamed, not buffered: {frames:?}");
+
+    // hallym's app stops: hallym gets 503 with Retry-After; korea is served.
+    let container = format!("{}-app-1", project(&stage, "hallym"));
+    docker(&["stop", "-t", "1", &container]);
+    let answer = app.get("/hello", &[("x-tenant-id", b"hallym")]).await;
+    answer.assert_problem(503, "tenant_app_unavailable");
+    assert_eq!(answer.headers["retry-after"], "5");
+    assert_eq!(
+        app.get("/hello", &[("x-tenant-id", b"korea")]).await.status,
+        200
+    );
+
+    for tenant in ["hallym", "korea"] {
+        app.framework
+            .provisioner()
+            .destroy(&id(tenant), false)
+            .await
+            .unwrap();
+    }
+    assert!(projects(&stage.service).is_empty());
     sweep(&stage);
     db.cleanup().await;
 }

@@ -22,7 +22,7 @@ fn templates() -> std::path::PathBuf {
 
 fn docker_yaml(db: &TestDb, extra: &str) -> String {
     format!(
-        "service:\n  id: keli_tutor\n  version: \"1.2.0\"\nisolation:\n  mode: DOCKER_PER_TENANT\n  docker:\n    port_range_start: 10200\n    port_range_size: 100\n    compose_template: \"{t}/docker-compose.template.yml\"\n    env_template: \"{t}/.env.template\"\n    tenants_dir: \"{dir}/tenants\"\n    database_url: \"postgresql://app:pa%40ss@127.0.0.1:{{db_port}}/app\"\n    start: false\n    images:\n      db: \"postgres:16\"\n      app: \"keli_tutor:1.2.0\"\n      vector: \"qdrant/qdrant:v1.12.5\"\n{extra}",
+        "service:\n  id: keli_tutor\n  version: \"1.2.0\"\nisolation:\n  mode: DOCKER_PER_TENANT\n  docker:\n    port_range_start: 10200\n    port_range_size: 100\n    compose_template: \"{t}/docker-compose.template.yml\"\n    env_template: \"{t}/.env.template\"\n    tenants_dir: \"{dir}/tenants\"\n    database_url: \"postgresql://app:pa%40ss@127.0.0.1:{{db_port}}/app\"\n    start: false\n    password_secret: \"a render test secret\"\n    images:\n      db: \"postgres:16\"\n      app: \"keli_tutor:1.2.0\"\n      vector: \"qdrant/qdrant:v1.12.5\"\n{extra}",
         t = templates().display(),
         dir = db.dir.path().display(),
     )

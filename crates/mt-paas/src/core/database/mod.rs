@@ -55,7 +55,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub(crate) use self::budget::AnyConn;
 use self::budget::{Budget, BudgetError, Lease};
-pub use self::target::{Target, TargetError, db_port, docker_database_url, quote_ident};
+pub use self::target::{
+    Target, TargetError, db_port, docker_database_url, quote_ident, router_key,
+};
 use crate::{
     config::{Config, DatabaseKind},
     core::{

@@ -237,13 +237,30 @@ pub fn docker_database_url(config: &Config, id: &TenantId, db_port: u16) -> Data
 /// A tenant's own database password: 32 characters of HMAC-SHA256(`secret`, service and
 /// tenant), so that no stack's password opens another's database, and none is stored.
 fn tenant_password(secret: &str, service: &str, id: &TenantId) -> String {
-    use base64::Engine as _;
-    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret.as_bytes());
-    let message = format!("mt-paas tenant database password\0{service}\0{id}");
-    let tag = aws_lc_rs::hmac::sign(&key, message.as_bytes());
-    let mut password = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag.as_ref());
+    let mut password = derive(secret, "tenant database password", service, id);
     password.truncate(32);
     password
+}
+
+/// The key that signs the tenant router's headers to `id`'s app container
+/// (`MT_PAAS_ROUTER_KEY` in its environment): its own, so that one tenant's app can never
+/// forge a request as another tenant.
+pub fn router_key(config: &Config, id: &TenantId) -> String {
+    derive(
+        config.isolation.docker.password_secret.expose(),
+        "tenant router key",
+        &config.service.id,
+        id,
+    )
+}
+
+/// HMAC-SHA256(`secret`, purpose, service, tenant), base64url.
+fn derive(secret: &str, purpose: &str, service: &str, id: &TenantId) -> String {
+    use base64::Engine as _;
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret.as_bytes());
+    let message = format!("mt-paas {purpose}\0{service}\0{id}");
+    let tag = aws_lc_rs::hmac::sign(&key, message.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tag.as_ref())
 }
 
 fn fill(template: &DatabaseUrl, id: &TenantId, db_port: Option<u16>) -> DatabaseUrl {
