@@ -45,6 +45,11 @@ fn main() -> std::process::ExitCode {
             stacks::the_tenant_router_sends_each_tenant_to_its_own_app,
         ),
         test(
+            "stacks::isolation_under_interleaving_across_three_stacks",
+            Needs::Docker,
+            stacks::isolation_under_interleaving_across_three_stacks,
+        ),
+        test(
             "stacks::compose_v1_runs_the_same_template",
             Needs::Docker,
             stacks::compose_v1_runs_the_same_template,

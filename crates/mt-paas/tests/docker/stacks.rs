@@ -119,6 +119,16 @@ fn sweep(stage: &Stage) {
     }
 }
 
+/// A value of `tenant`'s stack `.env`.
+fn stack_env(db: &TestDb, tenant: &str, name: &str) -> String {
+    let env =
+        std::fs::read_to_string(db.dir.path().join(format!("tenants/{tenant}/.env"))).unwrap();
+    env.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}=")))
+        .unwrap()
+        .to_owned()
+}
+
 async fn create(app: &TestApp, tenant: &str) -> mt_paas::TenantRecord {
     match app
         .framework
@@ -192,14 +202,7 @@ pub async fn three_tenants_each_in_their_own_stack() {
     }
 
     // Each stack has its own database password: hallym's does not open korea's database.
-    let password = |tenant: &str| {
-        let env =
-            std::fs::read_to_string(db.dir.path().join(format!("tenants/{tenant}/.env"))).unwrap();
-        env.lines()
-            .find_map(|l| l.strip_prefix("POSTGRES_PASSWORD="))
-            .unwrap()
-            .to_owned()
-    };
+    let password = |tenant: &str| stack_env(&db, tenant, "POSTGRES_PASSWORD");
     assert_ne!(password("hallym"), password("korea"));
     assert_eq!(password("hallym").len(), 32);
     let korea_block = app
@@ -539,14 +542,7 @@ pub async fn the_tenant_router_sends_each_tenant_to_its_own_app() {
     for tenant in ["hallym", "korea"] {
         create(&app, tenant).await;
     }
-    let key = |tenant: &str| {
-        let env =
-            std::fs::read_to_string(db.dir.path().join(format!("tenants/{tenant}/.env"))).unwrap();
-        env.lines()
-            .find_map(|l| l.strip_prefix("MT_PAAS_ROUTER_KEY="))
-            .unwrap()
-            .to_owned()
-    };
+    let key = |tenant: &str| stack_env(&db, tenant, "MT_PAAS_ROUTER_KEY");
     assert_ne!(key("hallym"), key("korea"));
     // The app listens a moment after its container starts.
     let mut answered = None;
@@ -672,6 +668,44 @@ pub async fn the_tenant_router_sends_each_tenant_to_its_own_app() {
             .unwrap();
     }
     assert!(projects(&stage.service).is_empty());
+    sweep(&stage);
+    db.cleanup().await;
+}
+
+/// The isolation property of every mode (`it/isolation.rs`), with three tenants' stacks up at
+/// once and a budget of 3 connections for all of them: random interleavings of writes and
+/// reads through the whole guard, every read its own tenant's rows only.
+pub async fn isolation_under_interleaving_across_three_stacks() {
+    let stage = stage(6);
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    // Written as the other tests' config, then with a budget of 3 for all tenants.
+    config(&db, &stage, "");
+    let path = db.dir.path().join("mt_paas_config.yaml");
+    let yaml = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("max_connections: 12", "max_connections: 3")
+        .replace("pool_size_per_tenant: 2", "pool_size_per_tenant: 1");
+    std::fs::write(&path, yaml).unwrap();
+    let app = std::sync::Arc::new(TestApp::new(load(&path, &[]), notes_routes()).await);
+    let tenants: Vec<String> = ["hallym", "korea", "snu"].map(str::to_owned).to_vec();
+    for tenant in &tenants {
+        create(&app, tenant).await;
+    }
+    let handle = tokio::runtime::Handle::current();
+    let (shared, names) = (app.clone(), tenants.clone());
+    tokio::task::spawn_blocking(move || {
+        crate::helpers::interleaved_isolation(&handle, &shared, &names, 4);
+    })
+    .await
+    .unwrap();
+    assert!(app.framework.databases().open_connections() <= 3);
+    for tenant in &tenants {
+        app.framework
+            .provisioner()
+            .destroy(&id(tenant), false)
+            .await
+            .unwrap();
+    }
     sweep(&stage);
     db.cleanup().await;
 }

@@ -16,6 +16,7 @@ use mt_paas::{
     http::ApiError,
     with_db,
 };
+use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -415,4 +416,91 @@ pub async fn read(app: &TestApp, tenant: &str) -> Vec<Note> {
         .await;
     assert_eq!(answer.status, 200, "read {tenant}: {:?}", answer.body);
     serde_json::from_value(answer.body).unwrap()
+}
+
+// ------------------------------------------------------------ isolation under interleaving
+
+#[derive(Debug, Clone)]
+pub enum Op {
+    Write(usize),
+    Read(usize),
+}
+
+pub fn ops(tenants: usize) -> impl Strategy<Value = Vec<Op>> {
+    proptest::collection::vec(
+        prop_oneof![
+            (0..tenants).prop_map(Op::Write),
+            (0..tenants).prop_map(Op::Read),
+        ],
+        40..120,
+    )
+}
+
+/// Random interleavings (proptest, `cases` runs) of writes and reads by `tenants` through
+/// HTTP, 16 at a time: every read sees only its own tenant's rows, and after each run every
+/// tenant holds exactly what it wrote. Blocks on `runtime` (call it from a thread that may
+/// block).
+pub fn interleaved_isolation(
+    runtime: &tokio::runtime::Handle,
+    app: &std::sync::Arc<TestApp>,
+    tenants: &[String],
+    cases: u32,
+) {
+    use std::{
+        collections::{BTreeMap, BTreeSet},
+        sync::{
+            Arc,
+            atomic::{AtomicUsize, Ordering},
+        },
+    };
+    let tenants: Vec<String> = tenants.to_vec();
+    let written: Arc<std::sync::Mutex<BTreeMap<usize, BTreeSet<i64>>>> = Arc::default();
+    let next_value = Arc::new(AtomicUsize::new(1));
+
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(cases));
+    runner
+        .run(&ops(tenants.len()), |ops| {
+            runtime.block_on(async {
+                for chunk in ops.chunks(16) {
+                    let mut tasks = Vec::new();
+                    for op in chunk.iter().cloned() {
+                        let app = app.clone();
+                        let tenants = tenants.clone();
+                        let written = written.clone();
+                        let next_value = next_value.clone();
+                        tasks.push(tokio::spawn(async move {
+                            match op {
+                                Op::Write(t) => {
+                                    let value =
+                                        i64::try_from(next_value.fetch_add(1, Ordering::SeqCst))
+                                            .unwrap();
+                                    write(&app, &tenants[t], value).await;
+                                    written.lock().unwrap().entry(t).or_default().insert(value);
+                                }
+                                Op::Read(t) => {
+                                    for note in read(&app, &tenants[t]).await {
+                                        assert_eq!(
+                                            note.tenant, tenants[t],
+                                            "{} read a row of {}",
+                                            tenants[t], note.tenant
+                                        );
+                                    }
+                                }
+                            }
+                        }));
+                    }
+                    for task in tasks {
+                        task.await.unwrap();
+                    }
+                }
+                for (t, name) in tenants.iter().enumerate() {
+                    let got: BTreeSet<i64> =
+                        read(app, name).await.into_iter().map(|n| n.value).collect();
+                    let want = written.lock().unwrap().get(&t).cloned().unwrap_or_default();
+                    assert_eq!(got, want, "{name} holds exactly its own rows");
+                }
+            });
+            Ok(())
+        })
+        .unwrap();
 }

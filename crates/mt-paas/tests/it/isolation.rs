@@ -3,7 +3,6 @@
 //! holds for any number of tenants.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -14,10 +13,11 @@ use std::{
 use axum::body::Body;
 use http::Request;
 use mt_paas::{TenantId, provisioning::Provisioned};
-use proptest::prelude::*;
 use serde_json::json;
 
-use crate::helpers::{Note, Store, TestApp, TestDb, notes_routes as routes, read, write};
+use crate::helpers::{
+    Note, Store, TestApp, TestDb, interleaved_isolation, notes_routes as routes, read, write,
+};
 
 async fn provision(app: &TestApp, ids: &[String], concurrency: usize) {
     let provisioner = app.framework.provisioner().clone();
@@ -43,22 +43,6 @@ async fn provision(app: &TestApp, ids: &[String], concurrency: usize) {
     }
 }
 
-#[derive(Debug, Clone)]
-enum Op {
-    Write(usize),
-    Read(usize),
-}
-
-fn ops(tenants: usize) -> impl Strategy<Value = Vec<Op>> {
-    proptest::collection::vec(
-        prop_oneof![
-            (0..tenants).prop_map(Op::Write),
-            (0..tenants).prop_map(Op::Read),
-        ],
-        40..120,
-    )
-}
-
 /// Random interleavings of writes and reads by many tenants through HTTP, 16 at a time on
 /// a budget of 3 connections (so connections pass between tenants constantly): every read
 /// sees only its own tenant's rows, and in the end every tenant holds exactly what it wrote.
@@ -78,58 +62,7 @@ fn isolation_under_interleaving(store: Store) {
     let tenants: Vec<String> = (0..12).map(|i| format!("t{i}")).collect();
     runtime.block_on(provision(&app, &tenants, 4));
     let app = Arc::new(app);
-    let written: Arc<std::sync::Mutex<BTreeMap<usize, BTreeSet<i64>>>> = Arc::default();
-    let next_value = Arc::new(AtomicUsize::new(1));
-
-    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(6));
-    runner
-        .run(&ops(tenants.len()), |ops| {
-            runtime.block_on(async {
-                for chunk in ops.chunks(16) {
-                    let mut tasks = Vec::new();
-                    for op in chunk.iter().cloned() {
-                        let app = app.clone();
-                        let tenants = tenants.clone();
-                        let written = written.clone();
-                        let next_value = next_value.clone();
-                        tasks.push(tokio::spawn(async move {
-                            match op {
-                                Op::Write(t) => {
-                                    let value =
-                                        i64::try_from(next_value.fetch_add(1, Ordering::SeqCst))
-                                            .unwrap();
-                                    write(&app, &tenants[t], value).await;
-                                    written.lock().unwrap().entry(t).or_default().insert(value);
-                                }
-                                Op::Read(t) => {
-                                    for note in read(&app, &tenants[t]).await {
-                                        assert_eq!(
-                                            note.tenant, tenants[t],
-                                            "{} read a row of {}",
-                                            tenants[t], note.tenant
-                                        );
-                                    }
-                                }
-                            }
-                        }));
-                    }
-                    for task in tasks {
-                        task.await.unwrap();
-                    }
-                }
-                for (t, name) in tenants.iter().enumerate() {
-                    let got: BTreeSet<i64> = read(&app, name)
-                        .await
-                        .into_iter()
-                        .map(|n| n.value)
-                        .collect();
-                    let want = written.lock().unwrap().get(&t).cloned().unwrap_or_default();
-                    assert_eq!(got, want, "{name} holds exactly its own rows");
-                }
-            });
-            Ok(())
-        })
-        .unwrap();
+    interleaved_isolation(runtime.handle(), &app, &tenants, 6);
     assert!(app.framework.databases().open_connections() <= 3);
     runtime.block_on(db.cleanup());
 }
