@@ -1143,6 +1143,14 @@ fn check_rules(
             "needs at least 16 characters: with isolation.docker.images.app, each tenant's router key (MT_PAAS_ROUTER_KEY) is derived from it".to_owned(),
         );
     }
+    if ok(&["isolation.docker.app_read_timeout_seconds"])
+        && !(1..=3600).contains(&docker.app_read_timeout_seconds)
+    {
+        report(
+            "isolation.docker.app_read_timeout_seconds",
+            "must be 1 to 3600".to_owned(),
+        );
+    }
     if ok(&["isolation.docker.start_timeout_seconds"])
         && !(1..=3600).contains(&docker.start_timeout_seconds)
     {

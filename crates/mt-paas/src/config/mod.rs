@@ -270,6 +270,9 @@ pub struct DockerConfig {
     pub start_timeout_seconds: u64,
     /// The compose program: `auto` (`docker compose`, else `docker-compose`), `v2` or `v1`.
     pub compose: ComposeCli,
+    /// How long the tenant router waits for each read from a tenant's app (a stream may last
+    /// longer, in parts); then 504 `tenant_app_timeout`.
+    pub app_read_timeout_seconds: u64,
 }
 
 /// `isolation.docker.network`.

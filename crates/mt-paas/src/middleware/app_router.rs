@@ -4,7 +4,8 @@
 //! container, at its block's app port on 127.0.0.1.
 //!
 //! - Bodies stream both ways (uploads, server-sent events); the connection to the app must
-//!   open within [`CONNECT_TIMEOUT`] and each read may wait [`READ_TIMEOUT`].
+//!   open within [`CONNECT_TIMEOUT`] and each read may wait
+//!   `isolation.docker.app_read_timeout_seconds`.
 //! - Hop-by-hop headers (RFC 9110 §7.6.1, and those `Connection` names) are removed both ways.
 //! - What the client sent as `Forwarded`, `X-Forwarded-*` or `X-MT-PaaS-*` is dropped; the
 //!   router sets its own: `Forwarded` (RFC 7239) and `X-Forwarded-For/-Host/-Proto`, and
@@ -42,8 +43,6 @@ use crate::{
 
 /// How long the connection to a tenant's app may take to open.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long one read from a tenant's app may wait (a stream may last longer, in parts).
-pub(crate) const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Headers that belong to one connection, never forwarded.
 const HOP_BY_HOP: &[&str] = &[
@@ -69,7 +68,9 @@ impl AppRouter {
     pub(crate) fn new(config: Arc<Config>) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
-            .read_timeout(READ_TIMEOUT)
+            .read_timeout(Duration::from_secs(
+                config.isolation.docker.app_read_timeout_seconds.max(1),
+            ))
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
             .build()?;

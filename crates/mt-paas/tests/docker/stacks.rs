@@ -532,7 +532,7 @@ pub async fn the_tenant_router_sends_each_tenant_to_its_own_app() {
             &db,
             &stage,
             &format!(
-                "    images:\n      db: \"{}\"\n      app: \"{image}\"\n",
+                "    images:\n      db: \"{}\"\n      app: \"{image}\"\n    app_read_timeout_seconds: 1\n",
                 crate::needs::DOCKER_DB_IMAGE
             ),
         ),
@@ -648,6 +648,15 @@ pub async fn the_tenant_router_sends_each_tenant_to_its_own_app() {
     }
     assert_eq!(frames.concat(), "data: 1\n\ndata: 2\n\ndata: 3\n\n");
     assert!(frames.len() >= 3, "streamed, not buffered: {frames:?}");
+
+    // An app slower than app_read_timeout_seconds: 504, and the next request is served.
+    app.get("/slow", &[("x-tenant-id", b"korea")])
+        .await
+        .assert_problem(504, "tenant_app_timeout");
+    assert_eq!(
+        app.get("/hello", &[("x-tenant-id", b"korea")]).await.status,
+        200
+    );
 
     // hallym's app stops: hallym gets 503 with Retry-After; korea is served.
     let container = format!("{}-app-1", project(&stage, "hallym"));

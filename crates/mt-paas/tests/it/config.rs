@@ -300,6 +300,17 @@ fn docker_stack_settings_are_checked() {
     let (key, _) = single_problem("isolation:\n  docker:\n    start_timeout_seconds: 0\n", &[]);
     assert_eq!(key, "isolation.docker.start_timeout_seconds");
     let (key, _) = single_problem(
+        "isolation:\n  docker:\n    app_read_timeout_seconds: 0\n",
+        &[],
+    );
+    assert_eq!(key, "isolation.docker.app_read_timeout_seconds");
+    let (key, message) = single_problem(
+        "isolation:\n  docker:\n    images:\n      db: \"postgres:16\"\n      app: \"keli:1\"\n",
+        &[],
+    );
+    assert_eq!(key, "isolation.docker.password_secret");
+    assert!(message.contains("router key"), "{message}");
+    let (key, _) = single_problem(
         "isolation:\n  docker:\n    images:\n      db: \"postgres 16; rm\"\n",
         &[],
     );

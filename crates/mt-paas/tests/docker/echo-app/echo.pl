@@ -1,6 +1,7 @@
 # A tenant's app for the tenant router's tests: an HTTP/1.1 server on 127.0.0.1:$PORT (Perl
 # from the base image, nothing else) that answers every request with what it received, as
-# JSON, and streams three server-sent events on /events, a second apart.
+# JSON, streams three server-sent events on /events, 0.4 s apart, and answers /slow after
+# three seconds.
 use strict;
 use warnings;
 use IO::Socket::INET;
@@ -39,9 +40,10 @@ while (my $client = $server->accept) {
         }
         <$client>;
     }
+    sleep 3 if $path eq '/slow';
     if ($path eq '/events') {
         print $client "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n";
-        for my $i (1 .. 3) { print $client "data: $i\n\n"; $client->flush; sleep 1; }
+        for my $i (1 .. 3) { print $client "data: $i\n\n"; $client->flush; select(undef, undef, undef, 0.4); }
         close $client;
         exit 0;
     }
