@@ -19,6 +19,9 @@ struct Stage {
 
 const BLOCK: u16 = 5;
 
+/// The HS256 secret of the tenant router test's tokens.
+const JWT_SECRET: &str = "a jwt secret for the tenant router test";
+
 fn stage(slot: u16) -> Stage {
     let run = u16::try_from(std::process::id() % 100).unwrap();
     Stage {
@@ -527,18 +530,20 @@ pub async fn the_tenant_router_sends_each_tenant_to_its_own_app() {
     let stage = stage(5);
     let db = TestDb::new(Backend::Sqlite).await.unwrap();
     let image = echo_app_image();
-    let app = TestApp::new(
-        config(
-            &db,
-            &stage,
-            &format!(
-                "    images:\n      db: \"{}\"\n      app: \"{image}\"\n    app_read_timeout_seconds: 1\n",
-                crate::needs::DOCKER_DB_IMAGE
-            ),
+    config(
+        &db,
+        &stage,
+        &format!(
+            "    images:\n      db: \"{}\"\n      app: \"{image}\"\n    app_read_timeout_seconds: 1\n",
+            crate::needs::DOCKER_DB_IMAGE
         ),
-        notes_routes(),
-    )
-    .await;
+    );
+    // Signed-in users too: the app learns who the user is.
+    let path = db.dir.path().join("mt_paas_config.yaml");
+    let mut yaml = std::fs::read_to_string(&path).unwrap();
+    yaml.push_str(&format!("auth:\n  jwt:\n    secret: \"{JWT_SECRET}\"\n"));
+    std::fs::write(&path, yaml).unwrap();
+    let app = TestApp::new(load(&path, &[]), notes_routes()).await;
     for tenant in ["hallym", "korea"] {
         create(&app, tenant).await;
     }
@@ -614,6 +619,49 @@ pub async fn the_tenant_router_sends_each_tenant_to_its_own_app() {
     // The app's hop-by-hop headers stay behind; its own come through.
     assert_eq!(answer.headers["x-echo"], "yes");
     assert!(answer.headers.get("keep-alive").is_none());
+
+    // A signed-in user is named to the app, and signed for.
+    let token = mt_paas::middleware::auth::JwtKeys::from_config(
+        &serde_json::from_value(serde_json::json!({
+            "secret": JWT_SECRET, "algorithm": "HS256", "expiry_hours": 1, "leeway_seconds": 0
+        }))
+        .unwrap(),
+    )
+    .unwrap()
+    .issue(
+        serde_json::json!({"sub": "minji", "tenant_id": "hallym"})
+            .as_object()
+            .unwrap()
+            .clone(),
+    )
+    .unwrap();
+    let bearer = format!("Bearer {token}");
+    let answer = app
+        .get(
+            "/me",
+            &[
+                ("x-tenant-id", b"hallym"),
+                ("authorization", bearer.as_bytes()),
+            ],
+        )
+        .await;
+    let headers = &answer.body["headers"];
+    assert_eq!(headers["x-mt-paas-user"], "minji", "{}", answer.body);
+    let timestamp = headers["x-mt-paas-timestamp"].as_str().unwrap();
+    assert_eq!(
+        headers["x-mt-paas-signature"].as_str().unwrap(),
+        signature(&key("hallym"), timestamp, "hallym", "minji", "GET", "/me")
+    );
+    // A token of another tenant never reaches an app.
+    app.get(
+        "/me",
+        &[
+            ("x-tenant-id", b"korea"),
+            ("authorization", bearer.as_bytes()),
+        ],
+    )
+    .await
+    .assert_problem(403, "cross_tenant_access");
 
     let answer = app.get("/hello", &[("x-tenant-id", b"korea")]).await;
     assert_eq!(answer.body["tenant_env"], "korea");
