@@ -16,7 +16,9 @@
 //!   timestamp; one tenant's app cannot sign as another tenant.
 //! - An app that does not answer is 503 `tenant_app_unavailable` with `Retry-After`; one too
 //!   slow, 504 `tenant_app_timeout`. Other tenants never notice.
-//! - WebSocket upgrades are not forwarded yet (426 would be wrong: the app is not asked).
+//! - A WebSocket upgrade is forwarded with its `Upgrade` and `Connection` headers; when the
+//!   app switches protocols, the two upgraded connections are joined byte for byte until
+//!   either side closes.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -103,7 +105,11 @@ impl AppRouter {
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip());
-        let (parts, body) = request.into_parts();
+        let (mut parts, body) = request.into_parts();
+        // A WebSocket upgrade, when the connection can be taken over (a real connection).
+        let upgrade = is_websocket_upgrade(&parts.headers)
+            .then(|| parts.extensions.remove::<hyper::upgrade::OnUpgrade>())
+            .flatten();
         let path = parts
             .uri
             .path_and_query()
@@ -163,6 +169,10 @@ impl AppRouter {
         }
         set("x-mt-paas-timestamp", &timestamp);
         set("x-mt-paas-signature", &signature);
+        if upgrade.is_some() {
+            set("connection", "upgrade");
+            set("upgrade", "websocket");
+        }
 
         let url = format!("http://127.0.0.1:{port}{path}");
         let body = reqwest::Body::wrap_stream(body.into_data_stream());
@@ -174,6 +184,42 @@ impl AppRouter {
             .send()
             .await;
         match sent {
+            Ok(answer)
+                if answer.status() == http::StatusCode::SWITCHING_PROTOCOLS
+                    && upgrade.is_some() =>
+            {
+                let mut headers = forwardable(answer.headers());
+                headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+                headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+                let tenant_id = tenant.id().clone();
+                match (answer.upgrade().await, upgrade) {
+                    (Ok(mut app_side), Some(client)) => {
+                        tokio::spawn(async move {
+                            match client.await {
+                                Ok(client) => {
+                                    let mut client = hyper_util::rt::TokioIo::new(client);
+                                    if let Err(e) =
+                                        tokio::io::copy_bidirectional(&mut client, &mut app_side)
+                                            .await
+                                    {
+                                        tracing::debug!(tenant = %tenant_id, error = %e, "a WebSocket tunnel ended");
+                                    }
+                                }
+                                Err(e) => {
+                                    tracing::debug!(tenant = %tenant_id, error = %e, "the client's upgrade failed")
+                                }
+                            }
+                        });
+                        let mut response = Response::new(Body::empty());
+                        *response.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+                        *response.headers_mut() = headers;
+                        response
+                    }
+                    _ => ApiError::new(ProblemCode::TenantAppUnavailable)
+                        .header(header::RETRY_AFTER, HeaderValue::from_static("5"))
+                        .into_response(),
+                }
+            }
             Ok(answer) => {
                 let status = answer.status();
                 let headers = forwardable(answer.headers());
@@ -195,6 +241,22 @@ impl AppRouter {
             }
         }
     }
+}
+
+/// Whether the request asks to switch to WebSocket (`Connection: upgrade`, `Upgrade:
+/// websocket`).
+fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
+    let connection_upgrade = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|v| v.trim().eq_ignore_ascii_case("upgrade"));
+    connection_upgrade
+        && headers
+            .get(header::UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
 }
 
 /// `headers` without hop-by-hop ones (and those `Connection` names), and without what only

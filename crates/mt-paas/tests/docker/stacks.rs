@@ -697,6 +697,51 @@ pub async fn the_tenant_router_sends_each_tenant_to_its_own_app() {
     assert_eq!(frames.concat(), "data: 1\n\ndata: 2\n\ndata: 3\n\n");
     assert!(frames.len() >= 3, "streamed, not buffered: {frames:?}");
 
+    // A WebSocket upgrade over a real connection: the router joins the client to korea's app.
+    {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = app.router.clone();
+        let server = tokio::spawn(async move {
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await
+        });
+        let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+        socket
+            .write_all(
+                b"GET /ws HTTP/1.1\r\nHost: service\r\nX-Tenant-ID: korea\r\nConnection: Upgrade\r\n\
+                  Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            assert_eq!(
+                socket.read(&mut byte).await.unwrap(),
+                1,
+                "the connection closed: {head:?}"
+            );
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head).to_lowercase();
+        assert!(head.starts_with("http/1.1 101"), "{head}");
+        assert!(head.contains("x-tenant: korea"), "korea's own app: {head}");
+        for message in ["ping", "안녕"] {
+            socket.write_all(message.as_bytes()).await.unwrap();
+            let want = format!("echo:{message}");
+            let mut got = vec![0u8; want.len()];
+            socket.read_exact(&mut got).await.unwrap();
+            assert_eq!(String::from_utf8(got).unwrap(), want);
+        }
+        drop(socket);
+        server.abort();
+    }
+
     // An app slower than app_read_timeout_seconds: 504, and the next request is served.
     app.get("/slow", &[("x-tenant-id", b"korea")])
         .await

@@ -1,7 +1,7 @@
 # A tenant's app for the tenant router's tests: an HTTP/1.1 server on 127.0.0.1:$PORT (Perl
 # from the base image, nothing else) that answers every request with what it received, as
-# JSON, streams three server-sent events on /events, 0.4 s apart, and answers /slow after
-# three seconds.
+# JSON, streams three server-sent events on /events, 0.4 s apart, answers /slow after three
+# seconds, and switches a WebSocket upgrade to echoing what it receives ("echo:" first).
 use strict;
 use warnings;
 use IO::Socket::INET;
@@ -39,6 +39,14 @@ while (my $client = $server->accept) {
             <$client>;
         }
         <$client>;
+    }
+    if (($header{'upgrade'} // '') =~ /websocket/i) {
+        print $client "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            . "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nX-Tenant: " . esc($ENV{MT_PAAS_TENANT_ID}) . "\r\n\r\n";
+        $client->flush;
+        while (sysread($client, my $data, 4096)) { syswrite($client, "echo:$data"); }
+        close $client;
+        exit 0;
     }
     sleep 3 if $path eq '/slow';
     if ($path eq '/events') {
