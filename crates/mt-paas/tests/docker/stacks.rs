@@ -132,6 +132,21 @@ fn stack_env(db: &TestDb, tenant: &str, name: &str) -> String {
         .to_owned()
 }
 
+/// Destroys `tenants` without archives, checks that no container of the test's service is
+/// left, and removes whatever a failure would have left.
+async fn finish(app: &TestApp, stage: &Stage, db: TestDb, tenants: &[&str]) {
+    for tenant in tenants {
+        app.framework
+            .provisioner()
+            .destroy(&id(tenant), false)
+            .await
+            .unwrap();
+    }
+    assert!(projects(&stage.service).is_empty(), "no container left");
+    sweep(stage);
+    db.cleanup().await;
+}
+
 async fn create(app: &TestApp, tenant: &str) -> mt_paas::TenantRecord {
     match app
         .framework
@@ -356,16 +371,7 @@ pub async fn destroy_archives_and_restore_brings_the_data_back() {
     );
     assert!(read_notes(&app, "yonsei").await.is_empty());
 
-    for tenant in ["hallym", "korea", "yonsei"] {
-        app.framework
-            .provisioner()
-            .destroy(&id(tenant), false)
-            .await
-            .unwrap();
-    }
-    assert!(projects(&stage.service).is_empty());
-    sweep(&stage);
-    db.cleanup().await;
+    finish(&app, &stage, db, &["hallym", "korea", "yonsei"]).await;
 }
 
 pub async fn a_stack_that_does_not_start_leaves_nothing_behind() {
@@ -762,16 +768,7 @@ pub async fn the_tenant_router_sends_each_tenant_to_its_own_app() {
         200
     );
 
-    for tenant in ["hallym", "korea"] {
-        app.framework
-            .provisioner()
-            .destroy(&id(tenant), false)
-            .await
-            .unwrap();
-    }
-    assert!(projects(&stage.service).is_empty());
-    sweep(&stage);
-    db.cleanup().await;
+    finish(&app, &stage, db, &["hallym", "korea"]).await;
 }
 
 /// The isolation property of every mode (`it/isolation.rs`), with three tenants' stacks up at
