@@ -10,10 +10,12 @@
 //! - What the client sent as `Forwarded`, `X-Forwarded-*` or `X-MT-PaaS-*` is dropped; the
 //!   router sets its own: `Forwarded` (RFC 7239) and `X-Forwarded-For/-Host/-Proto`, and
 //!   `X-MT-PaaS-Tenant`, `X-MT-PaaS-User` (the token's subject, when signed in),
-//!   `X-MT-PaaS-Timestamp` and `X-MT-PaaS-Signature: v1=` HMAC-SHA256 over
-//!   `v1\n{timestamp}\n{tenant}\n{user}\n{METHOD}\n{path and query}`, keyed with the tenant's
-//!   own router key (`MT_PAAS_ROUTER_KEY` in its stack's `.env`). An app checks it and the
-//!   timestamp; one tenant's app cannot sign as another tenant.
+//!   `X-MT-PaaS-Timestamp`, `X-MT-PaaS-Nonce` (16 random bytes) and `X-MT-PaaS-Signature: v1=`
+//!   HMAC-SHA256 over `v1\n{timestamp}\n{nonce}\n{tenant}\n{user}\n{METHOD}\n{path and
+//!   query}`, keyed with the tenant's own router key (`MT_PAAS_ROUTER_KEY` in its stack's
+//!   `.env`). An app checks them with [`RouterVerifier`]: the signature, the tenant, a
+//!   timestamp within [`MAX_SKEW_SECONDS`], and a nonce never seen before, so a captured
+//!   request cannot be replayed and one tenant's app cannot sign as another tenant.
 //! - An app that does not answer is 503 `tenant_app_unavailable` with `Retry-After`; one too
 //!   slow, 504 `tenant_app_timeout`. Other tenants never notice.
 //! - A WebSocket upgrade is forwarded with its `Upgrade` and `Connection` headers; when the
@@ -136,19 +138,16 @@ impl AppRouter {
             forwarded.push_str(&format!(";host=\"{}\"", host.replace(['"', '\\'], "")));
         }
         let timestamp = time::OffsetDateTime::now_utc().unix_timestamp().to_string();
-        let signed = format!(
-            "v1\n{timestamp}\n{}\n{user}\n{}\n{path}",
-            tenant.id(),
-            parts.method
-        );
+        let nonce = new_nonce();
         let key = router_key(&self.config, tenant.id());
-        let mac = aws_lc_rs::hmac::sign(
-            &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key.as_bytes()),
-            signed.as_bytes(),
-        );
-        let signature = format!(
-            "v1={}",
-            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.as_ref())
+        let signature = sign(
+            &key,
+            &timestamp,
+            &nonce,
+            tenant.id().as_str(),
+            &user,
+            parts.method.as_str(),
+            &path,
         );
         let mut set = |name: &'static str, value: &str| {
             if let Ok(value) = HeaderValue::from_str(value) {
@@ -168,6 +167,7 @@ impl AppRouter {
             set("x-mt-paas-user", &user);
         }
         set("x-mt-paas-timestamp", &timestamp);
+        set("x-mt-paas-nonce", &nonce);
         set("x-mt-paas-signature", &signature);
         if upgrade.is_some() {
             set("connection", "upgrade");
@@ -284,6 +284,196 @@ fn forwardable(headers: &HeaderMap) -> HeaderMap {
     out
 }
 
+/// 16 random bytes, URL-safe base64: one per forwarded request.
+fn new_nonce() -> String {
+    let mut bytes = [0u8; 16];
+    // The system source does not fail on supported platforms; a zero nonce would only be
+    // refused as a replay by the app, never accepted twice.
+    let _ = aws_lc_rs::rand::fill(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The `v1=` signature the router sends and [`RouterVerifier`] checks.
+fn sign(
+    key: &str,
+    timestamp: &str,
+    nonce: &str,
+    tenant: &str,
+    user: &str,
+    method: &str,
+    path: &str,
+) -> String {
+    let mac = aws_lc_rs::hmac::sign(
+        &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key.as_bytes()),
+        format!("v1\n{timestamp}\n{nonce}\n{tenant}\n{user}\n{method}\n{path}").as_bytes(),
+    );
+    format!(
+        "v1={}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.as_ref())
+    )
+}
+
+/// How far a forwarded request's timestamp may be from the app's clock, either way.
+pub const MAX_SKEW_SECONDS: i64 = 60;
+
+/// Nonces an app remembers at most; past it, a request is refused until old ones expire
+/// (only correctly signed requests are remembered, so only the router can fill it).
+const MAX_REMEMBERED_NONCES: usize = 200_000;
+
+/// Why a tenant's app refused a request as not coming from its router.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouterRefusal {
+    /// A header the router always sends is absent or not text.
+    #[error("the request has no valid {0} header: it did not come through the tenant router")]
+    Missing(&'static str),
+    /// The signature is not the router's for this tenant, request line and headers.
+    #[error(
+        "X-MT-PaaS-Signature does not match: the request was not signed by this tenant's router"
+    )]
+    Signature,
+    /// Signed for another tenant than the one this app serves.
+    #[error("the request is for tenant {0}, not for the tenant this app serves")]
+    OtherTenant(String),
+    /// The timestamp is further than [`MAX_SKEW_SECONDS`] from the app's clock.
+    #[error("X-MT-PaaS-Timestamp is more than {MAX_SKEW_SECONDS} s from this app's clock")]
+    Stale,
+    /// The nonce was already used: a replayed request.
+    #[error("X-MT-PaaS-Nonce was already used: a replayed request")]
+    Replayed,
+    /// Too many requests within the window to remember their nonces.
+    #[error("too many signed requests within {MAX_SKEW_SECONDS} s to check them for replays")]
+    Busy,
+}
+
+/// What the router vouches for on a verified request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutedCaller {
+    /// The tenant (always the one the app serves).
+    pub tenant: String,
+    /// The signed-in user's subject, when there is one.
+    pub user: Option<String>,
+}
+
+/// A tenant app's check that a request came from its tenant router (DOCKER_PER_TENANT):
+/// built from the app's `MT_PAAS_TENANT_ID` and `MT_PAAS_ROUTER_KEY`, it accepts each
+/// signed request once.
+pub struct RouterVerifier {
+    tenant: String,
+    key: aws_lc_rs::hmac::Key,
+    seen: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+}
+
+impl std::fmt::Debug for RouterVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouterVerifier")
+            .field("tenant", &self.tenant)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RouterVerifier {
+    /// A verifier for `tenant`'s app, with its router key.
+    pub fn new(tenant: impl Into<String>, key: &str) -> Self {
+        Self {
+            tenant: tenant.into(),
+            key: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key.as_bytes()),
+            seen: std::sync::Mutex::default(),
+        }
+    }
+
+    /// A verifier from the environment the tenant's stack gives its app; the error names
+    /// the variable that is missing or empty.
+    pub fn from_env() -> Result<Self, String> {
+        let var = |name: &str| match std::env::var(name) {
+            Ok(value) if !value.trim().is_empty() => Ok(value),
+            _ => Err(format!(
+                "{name} is not set: the tenant's stack sets it in the app's environment"
+            )),
+        };
+        let tenant = var("MT_PAAS_TENANT_ID")?;
+        let key = var("MT_PAAS_ROUTER_KEY")?;
+        Ok(Self::new(tenant, &key))
+    }
+
+    /// Checks a request (`method`, its path and query, its headers) at the current time.
+    pub fn verify(
+        &self,
+        method: &http::Method,
+        path_and_query: &str,
+        headers: &HeaderMap,
+    ) -> Result<RoutedCaller, RouterRefusal> {
+        self.verify_at(
+            method,
+            path_and_query,
+            headers,
+            time::OffsetDateTime::now_utc().unix_timestamp(),
+        )
+    }
+
+    fn verify_at(
+        &self,
+        method: &http::Method,
+        path_and_query: &str,
+        headers: &HeaderMap,
+        now: i64,
+    ) -> Result<RoutedCaller, RouterRefusal> {
+        let text = |name: &'static str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .ok_or(RouterRefusal::Missing(name))
+        };
+        let signature = text("x-mt-paas-signature")?;
+        let timestamp = text("x-mt-paas-timestamp")?;
+        let nonce = text("x-mt-paas-nonce")?;
+        let tenant = text("x-mt-paas-tenant")?;
+        let user = headers
+            .get("x-mt-paas-user")
+            .map(|v| {
+                v.to_str()
+                    .map_err(|_| RouterRefusal::Missing("x-mt-paas-user"))
+            })
+            .transpose()?
+            .unwrap_or("");
+        let mac = signature
+            .strip_prefix("v1=")
+            .and_then(|b64| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(b64)
+                    .ok()
+            })
+            .ok_or(RouterRefusal::Signature)?;
+        let signed =
+            format!("v1\n{timestamp}\n{nonce}\n{tenant}\n{user}\n{method}\n{path_and_query}");
+        aws_lc_rs::hmac::verify(&self.key, signed.as_bytes(), &mac)
+            .map_err(|_| RouterRefusal::Signature)?;
+        if tenant != self.tenant {
+            return Err(RouterRefusal::OtherTenant(tenant.to_owned()));
+        }
+        let at: i64 = timestamp.parse().map_err(|_| RouterRefusal::Stale)?;
+        if (now - at).abs() > MAX_SKEW_SECONDS {
+            return Err(RouterRefusal::Stale);
+        }
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seen.len() >= MAX_REMEMBERED_NONCES {
+            seen.retain(|_, at| (now - *at).abs() <= MAX_SKEW_SECONDS);
+            if seen.len() >= MAX_REMEMBERED_NONCES {
+                return Err(RouterRefusal::Busy);
+            }
+        }
+        if seen.insert(nonce.to_owned(), at).is_some() {
+            return Err(RouterRefusal::Replayed);
+        }
+        Ok(RoutedCaller {
+            tenant: tenant.to_owned(),
+            user: (!user.is_empty()).then(|| user.to_owned()),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,5 +501,124 @@ mod tests {
         let forwarded = forwardable(&headers);
         let kept: Vec<&str> = forwarded.keys().map(HeaderName::as_str).collect();
         assert_eq!(kept, ["content-type", "accept"]);
+    }
+
+    /// The headers the router sends for `tenant`, signed with `key`, at `timestamp`.
+    fn routed(key: &str, tenant: &str, user: &str, timestamp: i64, nonce: &str) -> HeaderMap {
+        let ts = timestamp.to_string();
+        let mut headers = HeaderMap::new();
+        let signature = sign(key, &ts, nonce, tenant, user, "POST", "/ask?x=1");
+        for (name, value) in [
+            ("x-mt-paas-tenant", tenant),
+            ("x-mt-paas-timestamp", ts.as_str()),
+            ("x-mt-paas-nonce", nonce),
+            ("x-mt-paas-signature", signature.as_str()),
+        ] {
+            headers.insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        if !user.is_empty() {
+            headers.insert("x-mt-paas-user", HeaderValue::from_str(user).unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn an_app_accepts_its_routers_requests_once_and_nothing_else() {
+        let now = 1_800_000_000;
+        let post = http::Method::POST;
+        let app = RouterVerifier::new("hallym", "hallym-key");
+        let ok = routed("hallym-key", "hallym", "minji", now, "n1");
+        assert_eq!(
+            app.verify_at(&post, "/ask?x=1", &ok, now),
+            Ok(RoutedCaller {
+                tenant: "hallym".into(),
+                user: Some("minji".into())
+            })
+        );
+        // The same request again is a replay.
+        assert_eq!(
+            app.verify_at(&post, "/ask?x=1", &ok, now + 1),
+            Err(RouterRefusal::Replayed)
+        );
+        // Another path, method or user than signed.
+        let fresh = routed("hallym-key", "hallym", "minji", now, "n2");
+        assert_eq!(
+            app.verify_at(&post, "/ask?x=2", &fresh, now),
+            Err(RouterRefusal::Signature)
+        );
+        assert_eq!(
+            app.verify_at(&http::Method::GET, "/ask?x=1", &fresh, now),
+            Err(RouterRefusal::Signature)
+        );
+        let mut other_user = fresh.clone();
+        other_user.insert("x-mt-paas-user", HeaderValue::from_static("admin"));
+        assert_eq!(
+            app.verify_at(&post, "/ask?x=1", &other_user, now),
+            Err(RouterRefusal::Signature)
+        );
+        // A refused request does not use up its nonce.
+        assert!(app.verify_at(&post, "/ask?x=1", &fresh, now).is_ok());
+        // Another tenant's key, even naming this tenant; another tenant's own request.
+        let forged = routed("korea-key", "hallym", "", now, "n3");
+        assert_eq!(
+            app.verify_at(&post, "/ask?x=1", &forged, now),
+            Err(RouterRefusal::Signature)
+        );
+        let korea = RouterVerifier::new("korea", "hallym-key");
+        assert_eq!(
+            korea.verify_at(
+                &post,
+                "/ask?x=1",
+                &routed("hallym-key", "hallym", "", now, "n4"),
+                now
+            ),
+            Err(RouterRefusal::OtherTenant("hallym".into()))
+        );
+        // Too old or from the future.
+        for at in [now - MAX_SKEW_SECONDS - 1, now + MAX_SKEW_SECONDS + 1] {
+            assert_eq!(
+                app.verify_at(
+                    &post,
+                    "/ask?x=1",
+                    &routed("hallym-key", "hallym", "", at, "n5"),
+                    now
+                ),
+                Err(RouterRefusal::Stale)
+            );
+        }
+        // Headers missing, or a signature in another scheme.
+        let mut bare = routed("hallym-key", "hallym", "", now, "n6");
+        bare.remove("x-mt-paas-nonce");
+        assert_eq!(
+            app.verify_at(&post, "/ask?x=1", &bare, now),
+            Err(RouterRefusal::Missing("x-mt-paas-nonce"))
+        );
+        let mut v2 = routed("hallym-key", "hallym", "", now, "n7");
+        v2.insert("x-mt-paas-signature", HeaderValue::from_static("v2=abc"));
+        assert_eq!(
+            app.verify_at(&post, "/ask?x=1", &v2, now),
+            Err(RouterRefusal::Signature)
+        );
+        // Anonymous callers pass with no user.
+        assert_eq!(
+            app.verify_at(
+                &post,
+                "/ask?x=1",
+                &routed("hallym-key", "hallym", "", now, "n8"),
+                now
+            )
+            .map(|c| c.user),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn the_router_signs_each_request_with_a_fresh_nonce() {
+        let (a, b) = (new_nonce(), new_nonce());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 22);
     }
 }

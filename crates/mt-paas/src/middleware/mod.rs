@@ -5,3 +5,5 @@ pub mod auth;
 pub mod rate_limit;
 pub mod subscription;
 pub mod tenant;
+
+pub use self::app_router::{MAX_SKEW_SECONDS, RoutedCaller, RouterRefusal, RouterVerifier};
