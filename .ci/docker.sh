@@ -61,7 +61,7 @@ if ! docker image inspect mt-paas/debian:bookworm >/dev/null 2>&1; then
     mv "$cache/debian-bookworm.tar.partial" "$cache/debian-bookworm.tar"
     rm -rf "$root"
   fi
-  docker import -q "$cache/debian-bookworm.tar" mt-paas/debian:bookworm >/dev/null
+  docker import "$cache/debian-bookworm.tar" mt-paas/debian:bookworm >/dev/null
 fi
 # Layers are cached: a rebuild without changes takes a second.
 log=$(mktemp)
