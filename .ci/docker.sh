@@ -6,6 +6,8 @@
 #   mt-paas/debian:bookworm  debootstrap --variant=minbase, imported (cached as a tarball)
 #   mt-paas/postgres:15      .ci/images/postgres: Debian's PostgreSQL with the official
 #                            postgres image's interface
+#   mt-paas/app-base:bookworm  .ci/images/app-base: the base with CA certificates, for the
+#                            service app images the tests build (keli_tutor's)
 # and kubernetes-validate (PyPI), which checks `tenant render --target kubernetes` offline.
 # The engine it starts changes nothing in the host's network (no docker0, no iptables, no
 # ip_forward): the tests' stacks use host networking on 127.0.0.1 only. A second run takes a
@@ -65,10 +67,12 @@ if ! docker image inspect mt-paas/debian:bookworm >/dev/null 2>&1; then
 fi
 # Layers are cached: a rebuild without changes takes a second.
 log=$(mktemp)
-if ! DOCKER_BUILDKIT=0 docker build -q --network host -t mt-paas/postgres:15 .ci/images/postgres >"$log" 2>&1; then
-  cat "$log"
-  exit 1
-fi
+for image in postgres:15 app-base:bookworm; do
+  if ! DOCKER_BUILDKIT=0 docker build -q --network host -t "mt-paas/$image" ".ci/images/${image%%:*}" >"$log" 2>&1; then
+    cat "$log"
+    exit 1
+  fi
+done
 rm -f "$log"
 echo "images: $(docker images --format '{{.Repository}}:{{.Tag}}' | grep '^mt-paas/' | sort | tr '\n' ' ')"
 

@@ -136,6 +136,8 @@ struct Inner {
     /// DOCKER_PER_TENANT with an app image: what the service's routes do not answer goes to
     /// the tenant's own app.
     app_router: Option<crate::middleware::app_router::AppRouter>,
+    /// A tenant's own app: the router's signed requests only, in place of the guard.
+    tenant_app: Option<crate::middleware::tenant_app::TenantAppLayer>,
     cipher: Option<FieldCipher>,
     sso: Option<crate::middleware::auth::sso::Sso>,
     /// The last readiness ping: when, and whether it answered.
@@ -168,7 +170,8 @@ impl ServiceMarketFramework {
     /// Starts from a loaded configuration (no logging set-up). With
     /// `database.tenant.migrate_on_start`, every tenant is brought to the newest migration
     /// first (a tenant that fails is logged and keeps serving at its current version).
-    pub async fn from_config(config: Config) -> Result<Self, Error> {
+    pub async fn from_config(mut config: Config) -> Result<Self, Error> {
+        config.run_as_tenant_app();
         let central = CentralDb::connect(&config.database.central).await?;
         let background = Background::default();
         let tenants = TenantManager::new(
@@ -251,6 +254,15 @@ impl ServiceMarketFramework {
                     &config.logging.activity_log,
                     Duration::from_millis(market.request_timeout_ms.max(5000)),
                 )
+                .map_err(|message| {
+                    Error::Config(ConfigError {
+                        problems: vec![crate::config::ConfigProblem {
+                            file: config.sources.base.display().to_string(),
+                            key: "logging.activity_log.endpoint".to_owned(),
+                            message,
+                        }],
+                    })
+                })?
             } else {
                 None
             },
@@ -394,6 +406,10 @@ impl ServiceMarketFramework {
             }
             CentralDb::Sqlite(pool) => spawn_change_poller(pool.clone(), feed, &background),
         }
+        let tenant_app = config.tenant_app.clone().map(|app| {
+            tracing::info!(tenant = %app.tenant, "serving one tenant as its own app, behind its tenant router");
+            crate::middleware::tenant_app::TenantAppLayer::new(app, databases.clone(), vectors.clone())
+        });
         let app_router = if config.isolation.docker.images.app.is_some() {
             Some(
                 crate::middleware::app_router::AppRouter::new(config.clone()).map_err(|e| {
@@ -407,6 +423,7 @@ impl ServiceMarketFramework {
             inner: Arc::new(Inner {
                 config,
                 app_router,
+                tenant_app,
                 central,
                 tenants,
                 databases,
@@ -529,6 +546,18 @@ impl ServiceMarketFramework {
         crate::current_tenant().is_some_and(|t| t.has_feature(feature))
     }
 
+    /// Whether requests the service's routes do not answer go to each tenant's own app
+    /// (DOCKER_PER_TENANT with `isolation.docker.images.app`): a service whose routes all
+    /// run in the tenants' apps gives [`create_app`](Self::create_app) no routes of its own.
+    pub fn routes_to_tenant_apps(&self) -> bool {
+        self.inner.app_router.is_some()
+    }
+
+    /// The tenant this process serves as its own app (`MT_PAAS_TENANT_ID`), if it is one.
+    pub fn tenant_app(&self) -> Option<&crate::config::TenantAppConfig> {
+        self.inner.config.tenant_app.as_ref()
+    }
+
     /// The tenant layer, for composing routers by hand.
     pub fn tenant_layer(&self) -> TenantLayer {
         self.inner.tenant_layer.clone()
@@ -558,10 +587,15 @@ impl ServiceMarketFramework {
             // Inside the limiter: a refused request is not the tenant's usage.
             .layer(UsageLayer::new(self.inner.usage.clone()));
         // route_layer panics on a router without routes; such a router has nothing to guard.
-        let tenant_routes = if router.has_routes() {
-            router.route_layer(guard.clone())
-        } else {
-            router
+        let tenant_routes = match &self.inner.tenant_app {
+            _ if !router.has_routes() => router,
+            // A tenant's own app: its router has run the guard; what it signed is admitted.
+            Some(tenant_app) => router.route_layer(
+                tower::ServiceBuilder::new()
+                    .layer(tenant_app.clone())
+                    .layer(axum::Extension(self.inner.activity.clone())),
+            ),
+            None => router.route_layer(guard.clone()),
         };
         // What the service's routes do not answer goes, through the same guard, to the
         // tenant's own app container.

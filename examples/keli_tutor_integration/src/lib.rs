@@ -12,6 +12,9 @@
 //!   `custom.llm.default_model` and quotes the best chunk); logs an xAPI `asked` statement;
 //! - `GET /quiz`: a quiz from the tenant's documents, for plans with the `quiz` feature.
 //!
+//! In production shape (`mt_paas_config.yaml`) the process the market talks to routes each
+//! tenant to its own container running this same binary ([`app`]).
+//!
 //! Without `database.vector` (the embedded defaults: SQLite, no vector store) the chunks'
 //! embeddings are searched in the tenant's own database instead, with the same results.
 
@@ -106,6 +109,19 @@ pub fn config_path() -> PathBuf {
         .unwrap_or_else(|| {
             PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/mt_paas_config.yaml"))
         })
+}
+
+/// The whole service as it serves: its routes behind the framework's pipeline, or, where
+/// each tenant's requests go to its own keli_tutor container (DOCKER_PER_TENANT with
+/// `isolation.docker.images.app`), no routes here: the tenant router sends everything, after
+/// the whole guard, to the tenant's app, which is this same binary run with
+/// `MT_PAAS_TENANT_ID` and serves the routes to that tenant alone.
+pub fn app(framework: &ServiceMarketFramework, settings: Settings) -> Router {
+    if framework.routes_to_tenant_apps() {
+        framework.create_app(Router::new())
+    } else {
+        framework.create_app(router(settings))
+    }
 }
 
 /// The service's routes.

@@ -16,7 +16,7 @@ use std::{
 };
 
 use axum::{Json, Router, body::Bytes, extract::State, routing::post};
-use keli_tutor_integration::{COLLECTION, Settings, router};
+use keli_tutor_integration::{COLLECTION, Settings};
 use mt_paas::{
     ServiceMarketFramework,
     config::{Config, ConfigLoader, VectorConfig},
@@ -105,6 +105,10 @@ async fn three_tenants_get_disjoint_port_blocks_and_their_own_volumes() {
             .map(String::as_str)
             .collect();
         assert_eq!(services, BTreeSet::from(["app", "db", "vector"]));
+        assert!(
+            compose["services"]["app"]["healthcheck"].is_object(),
+            "create waits for the app"
+        );
         assert_eq!(compose["services"]["db"]["image"], "pgvector/pgvector:pg16");
         assert_eq!(
             compose["services"]["app"]["environment"]["MT_PAAS_TENANT_ID"],
@@ -119,6 +123,7 @@ async fn three_tenants_get_disjoint_port_blocks_and_their_own_volumes() {
         assert_eq!(
             volumes,
             BTreeSet::from([
+                format!("10-keli_tutor-{id}-app"),
                 format!("10-keli_tutor-{id}-db"),
                 format!("10-keli_tutor-{id}-vector")
             ])
@@ -185,9 +190,17 @@ struct Stack {
     _stops: Vec<oneshot::Sender<()>>,
 }
 
-/// The market with its dev data, an LRS, and keli_tutor on `MT_PAAS_ENV=local` with
-/// `vector` as its vector store (none: the tenant databases are searched).
-async fn stack(vector: Option<VectorConfig>) -> Stack {
+/// The reference market with its dev data (hallym premium, korea basic) and an LRS, each
+/// on a random port, for keli_tutor to talk to.
+struct Services {
+    dir: tempfile::TempDir,
+    market: SocketAddr,
+    lrs: SocketAddr,
+    statements: Statements,
+    stops: Vec<oneshot::Sender<()>>,
+}
+
+async fn services() -> Services {
     let dir = tempfile::tempdir().unwrap();
     let mut market_config =
         MarketConfig::with_database(&format!("sqlite://{}/market.db", dir.path().display()))
@@ -202,26 +215,18 @@ async fn stack(vector: Option<VectorConfig>) -> Stack {
             .with_state(statements.clone()),
     )
     .await;
+    Services {
+        dir,
+        market: market_addr,
+        lrs: lrs_addr,
+        statements,
+        stops: vec![market_stop, lrs_stop],
+    }
+}
 
-    let mut config = load(HashMap::from([
-        ("MT_PAAS_ENV", "local".to_owned()),
-        (
-            "KELI_CENTRAL_DB",
-            format!("sqlite://{}/central.db", dir.path().display()),
-        ),
-        (
-            "KELI_TENANT_DB",
-            format!("sqlite://{}/tenants/{{tenant_id}}.db", dir.path().display()),
-        ),
-        (
-            "MARKETPLACE_API_URL",
-            format!("http://{market_addr}/api/v1"),
-        ),
-        ("KELI_SUBSCRIPTION_CHECK", "true".to_owned()),
-        ("KELI_ACTIVITY_LOG", "true".to_owned()),
-        ("LRS_ENDPOINT", format!("http://{lrs_addr}/xapi")),
-    ]));
-    config.database.vector = vector;
+/// keli_tutor as its `main` serves it (`keli_tutor_integration::app`), with `hallym` and
+/// `korea` created.
+async fn start(services: Services, config: Config) -> Stack {
     let framework = ServiceMarketFramework::from_config(config).await.unwrap();
     for (id, name) in [("hallym", "한림대학교"), ("korea", "고려대학교")] {
         let outcome = framework
@@ -232,7 +237,7 @@ async fn stack(vector: Option<VectorConfig>) -> Stack {
         assert!(matches!(outcome, Provisioned::Ready(_)), "{outcome:?}");
     }
     let settings = Settings::from_framework(&framework).unwrap();
-    let app = framework.create_app(router(settings));
+    let app = keli_tutor_integration::app(&framework, settings);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -245,13 +250,42 @@ async fn stack(vector: Option<VectorConfig>) -> Stack {
             .await
             .unwrap();
     });
+    let mut stops = services.stops;
+    stops.insert(0, stop);
     Stack {
         url: format!("http://{addr}"),
         framework,
-        statements,
-        _dir: dir,
-        _stops: vec![stop, market_stop, lrs_stop],
+        statements: services.statements,
+        _dir: services.dir,
+        _stops: stops,
     }
+}
+
+/// The market with its dev data, an LRS, and keli_tutor on `MT_PAAS_ENV=local` with
+/// `vector` as its vector store (none: the tenant databases are searched).
+async fn stack(vector: Option<VectorConfig>) -> Stack {
+    let services = services().await;
+    let dir = services.dir.path();
+    let mut config = load(HashMap::from([
+        ("MT_PAAS_ENV", "local".to_owned()),
+        (
+            "KELI_CENTRAL_DB",
+            format!("sqlite://{}/central.db", dir.display()),
+        ),
+        (
+            "KELI_TENANT_DB",
+            format!("sqlite://{}/tenants/{{tenant_id}}.db", dir.display()),
+        ),
+        (
+            "MARKETPLACE_API_URL",
+            format!("http://{}/api/v1", services.market),
+        ),
+        ("KELI_SUBSCRIPTION_CHECK", "true".to_owned()),
+        ("KELI_ACTIVITY_LOG", "true".to_owned()),
+        ("LRS_ENDPOINT", format!("http://{}/xapi", services.lrs)),
+    ]));
+    config.database.vector = vector;
+    start(services, config).await
 }
 
 impl Stack {
@@ -491,6 +525,198 @@ async fn with_chroma_each_tenant_has_its_own_collection() {
     );
 }
 
+/// The app image the docker test's stacks run: this build's keli_tutor binary and its
+/// configuration directory on the locally built Debian base (with CA certificates), as a vendor's image would
+/// carry them; without a vector store (no Chroma image can be had here), and with the
+/// activity log going to the test's LRS.
+fn app_image(dir: &Path, lrs: SocketAddr) -> String {
+    const IMAGE: &str = "mtpd/keli_tutor:test";
+    let context = dir.join("image");
+    let app = context.join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let copied = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(here.join("migrations"))
+        .arg(here.join("templates"))
+        .arg(&app)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let mut yaml: yaml_serde::Value =
+        yaml_serde::from_str(&std::fs::read_to_string(config_path()).unwrap()).unwrap();
+    yaml["database"]["vector"] = yaml_serde::Value::Null;
+    std::fs::write(
+        app.join("mt_paas_config.yaml"),
+        yaml_serde::to_string(&yaml).unwrap(),
+    )
+    .unwrap();
+    // Without its debug information: a smaller build context.
+    let binary = context.join("keli_tutor");
+    let stripped = std::process::Command::new("strip")
+        .arg("--strip-debug")
+        .arg("-o")
+        .arg(&binary)
+        .arg(env!("CARGO_BIN_EXE_keli_tutor_integration"))
+        .status();
+    if !stripped.is_ok_and(|s| s.success()) {
+        std::fs::copy(env!("CARGO_BIN_EXE_keli_tutor_integration"), &binary).unwrap();
+    }
+    std::fs::write(
+        context.join("Dockerfile"),
+        format!(
+            "FROM {base}\nCOPY keli_tutor /usr/local/bin/keli_tutor\nCOPY app /app\nWORKDIR /app\n\
+             ENV MT_PAAS_CONFIG=/app/mt_paas_config.yaml KELI_ACTIVITY_LOG=true \
+             LRS_ENDPOINT=http://{lrs}/xapi RUST_LOG=info\nCMD [\"/usr/local/bin/keli_tutor\"]\n",
+            base = needs::DOCKER_APP_BASE_IMAGE,
+        ),
+    )
+    .unwrap();
+    let built = std::process::Command::new("docker")
+        .args(["build", "-q", "-t", IMAGE])
+        .arg(&context)
+        .env("DOCKER_BUILDKIT", "0")
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    IMAGE.to_owned()
+}
+
+/// Removes the containers and volumes a failed run of the docker test left.
+fn sweep(service: &str) {
+    for tenant in ["hallym", "korea"] {
+        let project = mt_paas::provisioning::docker::project_name(service, tenant);
+        let ids = std::process::Command::new("docker")
+            .args(["ps", "-aq", "--filter"])
+            .arg(format!("label=com.docker.compose.project={project}"))
+            .output()
+            .unwrap();
+        for id in String::from_utf8_lossy(&ids.stdout).lines() {
+            let _ = std::process::Command::new("docker")
+                .args(["rm", "-f", id])
+                .output();
+        }
+        for volume in ["app", "db"] {
+            let _ = std::process::Command::new("docker")
+                .args(["volume", "rm", "-f"])
+                .arg(format!("{project}-{volume}"))
+                .output();
+        }
+    }
+}
+
+/// The port block the docker test's stacks use: below the ephemeral range, apart from the
+/// mt-paas Docker tests' (20000-32475) and benchmarks' (32600 and up).
+const DOCKER_PORTS: u16 = 32_480;
+
+async fn behind_the_tenant_router_each_tenant_is_served_by_its_own_container() {
+    let services = services().await;
+    let dir = services.dir.path().to_path_buf();
+    let image = app_image(&dir, services.lrs);
+    let mut config = load(HashMap::from([
+        (
+            "KELI_CENTRAL_DB",
+            format!("sqlite://{}/central.db", dir.display()),
+        ),
+        (
+            "KELI_TENANTS_DIR",
+            dir.join("tenants").display().to_string(),
+        ),
+        (
+            "MARKETPLACE_API_URL",
+            format!("http://{}/api/v1", services.market),
+        ),
+        ("KELI_APP_IMAGE", image),
+        ("KELI_ACTIVITY_LOG", "true".to_owned()),
+        ("LRS_ENDPOINT", format!("http://{}/xapi", services.lrs)),
+    ]));
+    // What this machine can run: the local Postgres image (no pgvector or Chroma images
+    // here), no vector store, host networking on a block of ports of the test's own.
+    config.database.vector = None;
+    let docker = &mut config.isolation.docker;
+    docker.images.db = needs::DOCKER_DB_IMAGE.to_owned();
+    docker.images.vector = None;
+    docker.network = mt_paas::config::DockerNetwork::Host;
+    docker.port_range_start = DOCKER_PORTS;
+    docker.port_range_size = 5;
+    docker.start_timeout_seconds = 60;
+    let service = config.service.id.clone();
+    sweep(&service);
+    let stack = start(services, config).await;
+    assert!(stack.framework.routes_to_tenant_apps());
+
+    // The whole tutor flow, every request through the gateway's guard to the tenant's own
+    // container: documents and questions in its own database, the premium quiz decided by
+    // the plan the router signed for, the statement sent by the tenant's app to the LRS.
+    tutor(&stack).await;
+
+    // Each answer came from the tenant's own container, which knows its tenant's name.
+    let (status, answer) = stack
+        .send("POST", "/ask", "korea", Some(json!({"question": "price"})))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["tenant_id"], "korea");
+    assert!(
+        answer["answer"].as_str().unwrap().contains("고려대학교"),
+        "{answer}"
+    );
+
+    // The app's own port refuses what did not come through the router.
+    let hallym = stack
+        .framework
+        .tenants()
+        .resolve(&"hallym".parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let port = DOCKER_PORTS + u16::try_from(hallym.record().port_block.unwrap()).unwrap() * 5;
+    let client = reqwest::Client::new();
+    let direct = client
+        .get(format!("http://127.0.0.1:{port}/quiz"))
+        .header("x-tenant-id", "hallym")
+        .header("accept-language", "en")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(direct.status(), 401);
+    let problem: Value = direct.json().await.unwrap();
+    assert_eq!(problem["code"], "invalid_signature", "{problem}");
+    let forged = client
+        .get(format!("http://127.0.0.1:{port}/quiz"))
+        .header("x-mt-paas-tenant", "hallym")
+        .header("x-mt-paas-context", "e30")
+        .header("x-mt-paas-timestamp", "1")
+        .header("x-mt-paas-nonce", "n")
+        .header("x-mt-paas-signature", "v1=AAAA")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+
+    for tenant in ["hallym", "korea"] {
+        stack
+            .framework
+            .provisioner()
+            .destroy(&tenant.parse().unwrap(), false)
+            .await
+            .unwrap();
+    }
+    let left = std::process::Command::new("docker")
+        .args(["ps", "-aq", "--filter"])
+        .arg(format!(
+            "label=com.docker.compose.project={}",
+            mt_paas::provisioning::docker::project_name(&service, "hallym")
+        ))
+        .output()
+        .unwrap();
+    assert!(left.stdout.is_empty(), "hallym's containers are gone");
+    sweep(&service);
+}
+
 fn main() -> std::process::ExitCode {
     use needs::{Needs, test};
     needs::main(vec![
@@ -508,6 +734,11 @@ fn main() -> std::process::ExitCode {
             "with_chroma_each_tenant_has_its_own_collection",
             Needs::Chroma,
             with_chroma_each_tenant_has_its_own_collection,
+        ),
+        test(
+            "behind_the_tenant_router_each_tenant_is_served_by_its_own_container",
+            Needs::Docker,
+            behind_the_tenant_router_each_tenant_is_served_by_its_own_container,
         ),
     ])
 }

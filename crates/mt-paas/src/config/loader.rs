@@ -147,8 +147,68 @@ impl ConfigLoader {
                 check_rules(config, sources, repaired, problems);
                 check_files(&base, config, sources, repaired, problems);
             })?;
+        config.tenant_app = self.tenant_app(&config, &sources.base)?;
         config.sources = sources;
         Ok(config)
+    }
+
+    /// The tenant app's settings (`MT_PAAS_TENANT_ID` and what it requires), when set.
+    fn tenant_app(
+        &self,
+        config: &Config,
+        base: &Path,
+    ) -> Result<Option<super::TenantAppConfig>, ConfigError> {
+        let var = |name: &str| (self.vars)(name).filter(|v| !v.trim().is_empty());
+        let Some(tenant) = var("MT_PAAS_TENANT_ID") else {
+            return Ok(None);
+        };
+        let mut problems = Vec::new();
+        let mut problem = |key: &str, message: String| {
+            problems.push(ConfigProblem {
+                file: base.display().to_string(),
+                key: key.to_owned(),
+                message,
+            });
+        };
+        let tenant = match tenant.parse::<crate::core::models::TenantId>() {
+            Ok(tenant) => Some(tenant),
+            Err(e) => {
+                problem("MT_PAAS_TENANT_ID", format!("{tenant:?} is not a tenant id: {e}"));
+                None
+            }
+        };
+        let needed = "is required in a tenant's app (MT_PAAS_TENANT_ID is set): its stack's .env sets it";
+        let router_key = var("MT_PAAS_ROUTER_KEY");
+        if router_key.is_none() {
+            problem("MT_PAAS_ROUTER_KEY", needed.to_owned());
+        }
+        let database_url = var("DATABASE_URL").map(super::DatabaseUrl::new);
+        match &database_url {
+            None => problem("DATABASE_URL", needed.to_owned()),
+            Some(url) if url.kind().is_none() => problem(
+                "DATABASE_URL",
+                format!("{url} is neither a postgres:// nor a sqlite: URL"),
+            ),
+            Some(_) => {}
+        }
+        let vector_url = var("VECTOR_URL");
+        if config.database.vector.is_some() && vector_url.is_none() {
+            problem(
+                "VECTOR_URL",
+                "is required in a tenant's app when database.vector is configured".to_owned(),
+            );
+        }
+        match (tenant, router_key, database_url) {
+            (Some(tenant), Some(router_key), Some(database_url)) if problems.is_empty() => {
+                Ok(Some(super::TenantAppConfig {
+                    tenant,
+                    router_key: super::Secret::new(router_key),
+                    database_url,
+                    vector_url,
+                }))
+            }
+            _ => Err(ConfigError { problems }),
+        }
     }
 
     /// Loads another program's configuration the same way (overlay, `${VAR}`, every problem

@@ -71,9 +71,58 @@ pub struct Config {
     /// Which files this configuration came from.
     #[serde(skip)]
     pub sources: ConfigSources,
+    /// Set when this process is one tenant's own app in its stack (DOCKER_PER_TENANT with
+    /// `isolation.docker.images.app`): read from the environment the stack gives it.
+    #[serde(skip)]
+    pub tenant_app: Option<TenantAppConfig>,
+}
+
+/// One tenant's own app (DOCKER_PER_TENANT with an app image), from the environment its
+/// stack gives it: `MT_PAAS_TENANT_ID` switches it on; `MT_PAAS_ROUTER_KEY` and
+/// `DATABASE_URL` are then required, `VECTOR_URL` when `database.vector` is configured.
+///
+/// Such a process serves its routes to that one tenant only, and only requests its tenant
+/// router signed (any other is 401 `invalid_signature`): the tenant, its name, features and
+/// entitlement, and the signed-in user come from the router's signed headers, the tenant
+/// database is `DATABASE_URL`. The router has already enforced the subscription, the kill
+/// switch, rate limits and usage, so the app has no market link of its own: no heartbeat,
+/// control endpoints, entitlement sync or SSO; the central database keeps its outbox (the
+/// activity log) only.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct TenantAppConfig {
+    /// The tenant this app serves (`MT_PAAS_TENANT_ID`).
+    pub tenant: crate::core::models::TenantId,
+    /// The key its router signs with (`MT_PAAS_ROUTER_KEY`).
+    pub router_key: Secret,
+    /// The tenant's database (`DATABASE_URL`).
+    pub database_url: DatabaseUrl,
+    /// The tenant's vector store (`VECTOR_URL`), replacing `database.vector.url`.
+    pub vector_url: Option<String>,
 }
 
 impl Config {
+    /// This configuration as a tenant's app runs it ([`TenantAppConfig`]): no market link,
+    /// no control endpoints, SSO, rate limits, usage reports or migrations on start (the
+    /// router and `tenant create` do those), no router of its own, and the tenant's own
+    /// vector store.
+    pub(crate) fn run_as_tenant_app(&mut self) {
+        let Some(app) = self.tenant_app.clone() else {
+            return;
+        };
+        self.marketplace.api_key = None;
+        self.marketplace.webhook_secret = None;
+        self.marketplace.subscription_check = false;
+        self.auth.marketplace_sso.enabled = false;
+        self.security.rate_limit.enabled = false;
+        self.logging.usage_report.enabled = false;
+        self.database.tenant.migrate_on_start = false;
+        self.isolation.docker.images.app = None;
+        if let (Some(vector), Some(url)) = (&mut self.database.vector, app.vector_url) {
+            vector.url = url;
+        }
+    }
+
     /// A path of the service's own files (migrations, templates) as given in the config:
     /// relative paths are taken from the directory of the config file.
     pub fn source_path(&self, path: &std::path::Path) -> PathBuf {

@@ -25,3 +25,16 @@ pub fn cookie<'h>(headers: &'h http::HeaderMap, name: &str) -> Option<&'h str> {
         .find(|(key, _)| *key == name)
         .map(|(_, value)| value)
 }
+
+/// `error` and each of its sources, joined by `: ` (reqwest's "builder error" alone says
+/// nothing of why).
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -10,19 +10,25 @@
 //! - What the client sent as `Forwarded`, `X-Forwarded-*` or `X-MT-PaaS-*` is dropped; the
 //!   router sets its own: `Forwarded` (RFC 7239) and `X-Forwarded-For/-Host/-Proto`, and
 //!   `X-MT-PaaS-Tenant`, `X-MT-PaaS-User` (the token's subject, when signed in),
-//!   `X-MT-PaaS-Timestamp`, `X-MT-PaaS-Nonce` (16 random bytes) and `X-MT-PaaS-Signature: v1=`
-//!   HMAC-SHA256 over `v1\n{timestamp}\n{nonce}\n{tenant}\n{user}\n{METHOD}\n{path and
-//!   query}`, keyed with the tenant's own router key (`MT_PAAS_ROUTER_KEY` in its stack's
-//!   `.env`). An app checks them with [`RouterVerifier`]: the signature, the tenant, a
-//!   timestamp within [`MAX_SKEW_SECONDS`], and a nonce never seen before, so a captured
-//!   request cannot be replayed and one tenant's app cannot sign as another tenant.
+//!   `X-MT-PaaS-Context` (the tenant's name, features and entitlement, and the user's
+//!   verified claims: [`RoutedContext`] as base64url JSON), `X-MT-PaaS-Timestamp`,
+//!   `X-MT-PaaS-Nonce` (16 random bytes) and `X-MT-PaaS-Signature: v1=` HMAC-SHA256 over
+//!   `v1\n{timestamp}\n{nonce}\n{tenant}\n{user}\n{context}\n{METHOD}\n{path and query}`,
+//!   keyed with the tenant's own router key (`MT_PAAS_ROUTER_KEY` in its stack's `.env`).
+//!   An app checks them with [`RouterVerifier`]: the signature, the tenant, a timestamp
+//!   within [`MAX_SKEW_SECONDS`], and a nonce never seen before, so a captured request cannot
+//!   be replayed and one tenant's app cannot sign as another tenant. A service built on
+//!   mt-paas does this by itself when it runs as a tenant's app (`MT_PAAS_TENANT_ID` set:
+//!   see [`TenantAppConfig`](crate::config::TenantAppConfig)). The body is not signed: it
+//!   travels on the tenant's own loopback or stack network, and the nonce makes each signed
+//!   request usable once.
 //! - An app that does not answer is 503 `tenant_app_unavailable` with `Retry-After`; one too
 //!   slow, 504 `tenant_app_timeout`. Other tenants never notice.
 //! - A WebSocket upgrade is forwarded with its `Upgrade` and `Connection` headers; when the
 //!   app switches protocols, the two upgraded connections are joined byte for byte until
 //!   either side closes.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{
     body::Body,
@@ -32,6 +38,8 @@ use axum::{
 use base64::Engine as _;
 use futures_util::TryStreamExt as _;
 use http::{HeaderMap, HeaderName, HeaderValue, header};
+use mt_paas_protocol::Entitlement;
+use serde::{Deserialize, Serialize};
 
 use crate::{
     config::Config,
@@ -41,7 +49,7 @@ use crate::{
         tenant::Tenant,
     },
     http::{ApiError, ProblemCode},
-    middleware::auth::CurrentUser,
+    middleware::auth::{Claims, CurrentUser},
     provisioning::docker::app_port,
 };
 
@@ -98,11 +106,19 @@ impl AppRouter {
             // A tenant without an app of its own: nothing answers this path.
             return ApiError::new(ProblemCode::NotFound).into_response();
         };
-        let user = request
-            .extensions()
-            .get::<CurrentUser>()
-            .map(|u| u.sub().to_owned())
-            .unwrap_or_default();
+        let signed_in = request.extensions().get::<CurrentUser>();
+        let user = signed_in.map(|u| u.sub().to_owned()).unwrap_or_default();
+        let context = RoutedContext {
+            tenant_name: tenant.name().to_owned(),
+            features: tenant
+                .features()
+                .iter()
+                .map(|(name, on)| (name.to_owned(), on))
+                .collect(),
+            entitlement: tenant.entitlement().map(|e| e.entitlement.clone()),
+            claims: signed_in.map(|u| u.claims().clone()),
+        }
+        .encode();
         let client_ip = request
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
@@ -146,6 +162,7 @@ impl AppRouter {
             &nonce,
             tenant.id().as_str(),
             &user,
+            &context,
             parts.method.as_str(),
             &path,
         );
@@ -166,6 +183,7 @@ impl AppRouter {
         if !user.is_empty() {
             set("x-mt-paas-user", &user);
         }
+        set("x-mt-paas-context", &context);
         set("x-mt-paas-timestamp", &timestamp);
         set("x-mt-paas-nonce", &nonce);
         set("x-mt-paas-signature", &signature);
@@ -293,19 +311,68 @@ fn new_nonce() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// What the router vouches for about a request besides its tenant and user, sent to the
+/// tenant's app as base64url JSON in `X-MT-PaaS-Context` and covered by the signature.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct RoutedContext {
+    /// The tenant's display name.
+    pub tenant_name: String,
+    /// The tenant's features as the router decided them (the plan's, or the defaults).
+    pub features: BTreeMap<String, bool>,
+    /// The market's entitlement, when subscriptions are checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entitlement: Option<Entitlement>,
+    /// The signed-in user's verified token claims.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claims: Option<Claims>,
+}
+
+impl RoutedContext {
+    /// The header value: URL-safe base64 of the JSON.
+    fn encode(&self) -> String {
+        // A map of strings, booleans and JSON values always serializes.
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+    }
+
+    fn decode(value: &str) -> Option<Self> {
+        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(value)
+            .ok()?;
+        serde_json::from_slice(&json).ok()
+    }
+}
+
+/// The text the `v1=` signature covers.
+#[allow(clippy::too_many_arguments)]
+fn signed_text(
+    timestamp: &str,
+    nonce: &str,
+    tenant: &str,
+    user: &str,
+    context: &str,
+    method: &str,
+    path: &str,
+) -> String {
+    format!("v1\n{timestamp}\n{nonce}\n{tenant}\n{user}\n{context}\n{method}\n{path}")
+}
+
 /// The `v1=` signature the router sends and [`RouterVerifier`] checks.
+#[allow(clippy::too_many_arguments)]
 fn sign(
     key: &str,
     timestamp: &str,
     nonce: &str,
     tenant: &str,
     user: &str,
+    context: &str,
     method: &str,
     path: &str,
 ) -> String {
     let mac = aws_lc_rs::hmac::sign(
         &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key.as_bytes()),
-        format!("v1\n{timestamp}\n{nonce}\n{tenant}\n{user}\n{method}\n{path}").as_bytes(),
+        signed_text(timestamp, nonce, tenant, user, context, method, path).as_bytes(),
     );
     format!(
         "v1={}",
@@ -343,15 +410,47 @@ pub enum RouterRefusal {
     /// Too many requests within the window to remember their nonces.
     #[error("too many signed requests within {MAX_SKEW_SECONDS} s to check them for replays")]
     Busy,
+    /// A signed header that does not decode (a router of another version).
+    #[error("{0} does not decode")]
+    Malformed(&'static str),
+}
+
+impl RouterRefusal {
+    /// The refusal in Korean.
+    pub fn korean(&self) -> String {
+        match self {
+            Self::Missing(name) => {
+                format!("{name} 헤더가 없습니다: 테넌트 라우터를 거친 요청이 아닙니다.")
+            }
+            Self::Signature => {
+                "X-MT-PaaS-Signature가 맞지 않습니다: 이 테넌트의 라우터가 서명한 요청이 아닙니다."
+                    .to_owned()
+            }
+            Self::OtherTenant(tenant) => {
+                format!("이 앱이 맡은 테넌트가 아닌 {tenant} 테넌트의 요청입니다.")
+            }
+            Self::Stale => format!(
+                "X-MT-PaaS-Timestamp가 이 앱의 시계와 {MAX_SKEW_SECONDS}초 넘게 차이 납니다."
+            ),
+            Self::Replayed => "이미 쓰인 X-MT-PaaS-Nonce입니다: 재전송된 요청입니다.".to_owned(),
+            Self::Busy => format!(
+                "{MAX_SKEW_SECONDS}초 안에 서명된 요청이 너무 많아 재전송 여부를 확인할 수 없습니다."
+            ),
+            Self::Malformed(name) => format!("{name} 헤더를 해석할 수 없습니다."),
+        }
+    }
 }
 
 /// What the router vouches for on a verified request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct RoutedCaller {
     /// The tenant (always the one the app serves).
     pub tenant: String,
     /// The signed-in user's subject, when there is one.
     pub user: Option<String>,
+    /// The tenant's name, features and entitlement, and the user's claims.
+    pub context: RoutedContext,
 }
 
 /// A tenant app's check that a request came from its tenant router (DOCKER_PER_TENANT):
@@ -427,6 +526,7 @@ impl RouterVerifier {
         let timestamp = text("x-mt-paas-timestamp")?;
         let nonce = text("x-mt-paas-nonce")?;
         let tenant = text("x-mt-paas-tenant")?;
+        let context = text("x-mt-paas-context")?;
         let user = headers
             .get("x-mt-paas-user")
             .map(|v| {
@@ -443,8 +543,15 @@ impl RouterVerifier {
                     .ok()
             })
             .ok_or(RouterRefusal::Signature)?;
-        let signed =
-            format!("v1\n{timestamp}\n{nonce}\n{tenant}\n{user}\n{method}\n{path_and_query}");
+        let signed = signed_text(
+            timestamp,
+            nonce,
+            tenant,
+            user,
+            context,
+            method.as_str(),
+            path_and_query,
+        );
         aws_lc_rs::hmac::verify(&self.key, signed.as_bytes(), &mac)
             .map_err(|_| RouterRefusal::Signature)?;
         if tenant != self.tenant {
@@ -464,12 +571,15 @@ impl RouterVerifier {
                 return Err(RouterRefusal::Busy);
             }
         }
+        let context =
+            RoutedContext::decode(context).ok_or(RouterRefusal::Malformed("x-mt-paas-context"))?;
         if seen.insert(nonce.to_owned(), at).is_some() {
             return Err(RouterRefusal::Replayed);
         }
         Ok(RoutedCaller {
             tenant: tenant.to_owned(),
             user: (!user.is_empty()).then(|| user.to_owned()),
+            context,
         })
     }
 }
@@ -507,9 +617,11 @@ mod tests {
     fn routed(key: &str, tenant: &str, user: &str, timestamp: i64, nonce: &str) -> HeaderMap {
         let ts = timestamp.to_string();
         let mut headers = HeaderMap::new();
-        let signature = sign(key, &ts, nonce, tenant, user, "POST", "/ask?x=1");
+        let context = context().encode();
+        let signature = sign(key, &ts, nonce, tenant, user, &context, "POST", "/ask?x=1");
         for (name, value) in [
             ("x-mt-paas-tenant", tenant),
+            ("x-mt-paas-context", context.as_str()),
             ("x-mt-paas-timestamp", ts.as_str()),
             ("x-mt-paas-nonce", nonce),
             ("x-mt-paas-signature", signature.as_str()),
@@ -525,6 +637,15 @@ mod tests {
         headers
     }
 
+    fn context() -> RoutedContext {
+        RoutedContext {
+            tenant_name: "한림대학교".into(),
+            features: BTreeMap::from([("quiz".to_owned(), false)]),
+            entitlement: None,
+            claims: None,
+        }
+    }
+
     #[test]
     fn an_app_accepts_its_routers_requests_once_and_nothing_else() {
         let now = 1_800_000_000;
@@ -535,7 +656,8 @@ mod tests {
             app.verify_at(&post, "/ask?x=1", &ok, now),
             Ok(RoutedCaller {
                 tenant: "hallym".into(),
-                user: Some("minji".into())
+                user: Some("minji".into()),
+                context: context(),
             })
         );
         // The same request again is a replay.
@@ -557,6 +679,18 @@ mod tests {
         other_user.insert("x-mt-paas-user", HeaderValue::from_static("admin"));
         assert_eq!(
             app.verify_at(&post, "/ask?x=1", &other_user, now),
+            Err(RouterRefusal::Signature)
+        );
+        // Features the router did not sign for.
+        let mut more_features = fresh.clone();
+        let mut richer = context();
+        richer.features.insert("quiz".into(), true);
+        more_features.insert(
+            "x-mt-paas-context",
+            HeaderValue::from_str(&richer.encode()).unwrap(),
+        );
+        assert_eq!(
+            app.verify_at(&post, "/ask?x=1", &more_features, now),
             Err(RouterRefusal::Signature)
         );
         // A refused request does not use up its nonce.

@@ -88,16 +88,23 @@ impl std::fmt::Debug for LrsClient {
 }
 
 impl LrsClient {
-    /// A client for `logging.activity_log` (its endpoint must be set).
-    pub fn new(config: &ActivityLogConfig, timeout: Duration) -> Option<Self> {
-        let endpoint = config.endpoint.as_deref().filter(|e| !e.is_empty())?;
-        let http = reqwest::Client::builder().timeout(timeout).build().ok()?;
-        Some(Self {
+    /// A client for `logging.activity_log`; `None` without an endpoint. An HTTP client
+    /// that cannot be built (no TLS roots on the machine, say) is an error, never a
+    /// statement silently kept forever.
+    pub fn new(config: &ActivityLogConfig, timeout: Duration) -> Result<Option<Self>, String> {
+        let Some(endpoint) = config.endpoint.as_deref().filter(|e| !e.is_empty()) else {
+            return Ok(None);
+        };
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| format!("no HTTP client for the LRS: {}", crate::http::error_chain(&e)))?;
+        Ok(Some(Self {
             http,
             statements: format!("{}/statements", endpoint.trim_end_matches('/')),
             username: config.username.clone(),
             password: config.password.clone(),
-        })
+        }))
     }
 
     async fn post(&self, statements: &[&Value]) -> Result<(), Failure> {

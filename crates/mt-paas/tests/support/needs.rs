@@ -86,8 +86,10 @@ impl Needs {
                 if !answers("docker", &["info"]) {
                     return Err("no Docker engine answers (`docker info`)".to_owned());
                 }
-                if !answers("docker", &["image", "inspect", DOCKER_DB_IMAGE]) {
-                    return Err(format!("the image {DOCKER_DB_IMAGE} is not built"));
+                for image in [DOCKER_DB_IMAGE, DOCKER_APP_BASE_IMAGE] {
+                    if !answers("docker", &["image", "inspect", image]) {
+                        return Err(format!("the image {image} is not built"));
+                    }
                 }
                 Ok(())
             }
@@ -110,6 +112,10 @@ impl Needs {
 
 /// The tenant database image the Docker tests' stacks run (built by `.ci/docker.sh`).
 pub(crate) const DOCKER_DB_IMAGE: &str = "mt-paas/postgres:15";
+
+/// The base of the service app images the tests build (`.ci/docker.sh`: Debian with CA
+/// certificates).
+pub(crate) const DOCKER_APP_BASE_IMAGE: &str = "mt-paas/app-base:bookworm";
 
 /// The Postgres the suites use (`MT_PAAS_TEST_PG`).
 pub(crate) fn postgres_url() -> String {

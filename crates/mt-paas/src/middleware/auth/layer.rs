@@ -20,7 +20,7 @@ use tower::{Layer, Service};
 
 use super::{
     Claims, TokenError, TokenVerifier, bearer_token,
-    jwt::{TenantClaimError, Verified, token_problem},
+    jwt::{TenantClaimError, Verified, Window, token_problem},
 };
 use crate::{
     control::{AuditLogger, audit::CROSS_TENANT_ACCESS_ATTEMPT},
@@ -61,6 +61,30 @@ impl CurrentUser {
     pub fn claims(&self) -> &Claims {
         &self.0.claims
     }
+}
+
+impl CurrentUser {
+    /// The user a tenant router vouches for to `tenant`'s own app: the claims of the token
+    /// the router verified. `None` without a subject or a usable `exp`.
+    pub(crate) fn routed(tenant: TenantId, claims: Claims) -> Option<Self> {
+        let sub = claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)?;
+        let window = Window::of(&claims).ok()?;
+        Some(Self(Arc::new(Verified {
+            sub: Some(sub),
+            tenant_id: Ok(Some(tenant)),
+            claims,
+            window,
+        })))
+    }
+}
+
+/// Runs `future` with `user` as its [`current_user`].
+pub(crate) async fn as_user<F: Future>(user: CurrentUser, future: F) -> F::Output {
+    CURRENT_USER.scope(user, future).await
 }
 
 /// The user of the request being served, anywhere inside it; `None` without one.

@@ -28,7 +28,7 @@
 mod guard;
 mod jwks;
 pub(crate) mod jwt;
-mod layer;
+pub(crate) mod layer;
 pub(crate) mod sso;
 
 use http::{HeaderMap, header};
