@@ -529,7 +529,7 @@ async fn with_chroma_each_tenant_has_its_own_collection() {
 /// configuration directory on the locally built Debian base (with CA certificates), as a vendor's image would
 /// carry them; without a vector store (no Chroma image can be had here), and with the
 /// activity log going to the test's LRS.
-fn app_image(dir: &Path, lrs: SocketAddr) -> String {
+fn app_image(dir: &Path, lrs: SocketAddr, config: &str) -> String {
     const IMAGE: &str = "mtpd/keli_tutor:test";
     let context = dir.join("image");
     let app = context.join("app");
@@ -566,7 +566,7 @@ fn app_image(dir: &Path, lrs: SocketAddr) -> String {
         context.join("Dockerfile"),
         format!(
             "FROM {base}\nCOPY keli_tutor /usr/local/bin/keli_tutor\nCOPY app /app\nWORKDIR /app\n\
-             ENV MT_PAAS_CONFIG=/app/mt_paas_config.yaml KELI_ACTIVITY_LOG=true \
+             ENV MT_PAAS_CONFIG={config} KELI_ACTIVITY_LOG=true \
              LRS_ENDPOINT=http://{lrs}/xapi RUST_LOG=info\nCMD [\"/usr/local/bin/keli_tutor\"]\n",
             base = needs::DOCKER_APP_BASE_IMAGE,
         ),
@@ -588,7 +588,7 @@ fn app_image(dir: &Path, lrs: SocketAddr) -> String {
 
 /// Removes the containers and volumes a failed run of the docker test left.
 fn sweep(service: &str) {
-    for tenant in ["hallym", "korea"] {
+    for tenant in ["hallym", "korea", "snu"] {
         let project = mt_paas::provisioning::docker::project_name(service, tenant);
         let ids = std::process::Command::new("docker")
             .args(["ps", "-aq", "--filter"])
@@ -616,7 +616,8 @@ const DOCKER_PORTS: u16 = 32_480;
 async fn behind_the_tenant_router_each_tenant_is_served_by_its_own_container() {
     let services = services().await;
     let dir = services.dir.path().to_path_buf();
-    let image = app_image(&dir, services.lrs);
+    let lrs = services.lrs;
+    let image = app_image(&dir, lrs, "/app/mt_paas_config.yaml");
     let mut config = load(HashMap::from([
         (
             "KELI_CENTRAL_DB",
@@ -714,6 +715,24 @@ async fn behind_the_tenant_router_each_tenant_is_served_by_its_own_container() {
         .output()
         .unwrap();
     assert!(left.stdout.is_empty(), "hallym's containers are gone");
+
+    // An app that cannot start: what it said reaches the operator in the error, and the
+    // failed stack leaves nothing behind.
+    app_image(&dir, lrs, "/app/nowhere.yaml");
+    let failed = stack
+        .framework
+        .provisioner()
+        .create("snu".parse().unwrap(), "서울대학교", None)
+        .await;
+    let error = failed.expect_err("an app that exits at once").to_string();
+    assert!(error.contains("/app/nowhere.yaml"), "{error}");
+    let project = mt_paas::provisioning::docker::project_name(&service, "snu");
+    let left = std::process::Command::new("docker")
+        .args(["ps", "-aq", "--filter"])
+        .arg(format!("label=com.docker.compose.project={project}"))
+        .output()
+        .unwrap();
+    assert!(left.stdout.is_empty(), "snu's failed stack is gone");
     sweep(&service);
 }
 

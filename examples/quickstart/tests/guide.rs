@@ -73,7 +73,7 @@ fn every_code_block_of_the_guide_is_checked() {
     }
     // Every walkthrough is replayed by a test in guide/e2e.rs.
     let names: BTreeSet<&str> = blocks.iter().filter_map(|b| b.marker("replay")).collect();
-    assert_eq!(names, BTreeSet::from(["market", "quickstart"]));
+    assert_eq!(names, BTreeSet::from(["docker", "market", "quickstart"]));
 }
 
 #[test]

@@ -173,11 +173,15 @@ impl ConfigLoader {
         let tenant = match tenant.parse::<crate::core::models::TenantId>() {
             Ok(tenant) => Some(tenant),
             Err(e) => {
-                problem("MT_PAAS_TENANT_ID", format!("{tenant:?} is not a tenant id: {e}"));
+                problem(
+                    "MT_PAAS_TENANT_ID",
+                    format!("{tenant:?} is not a tenant id: {e}"),
+                );
                 None
             }
         };
-        let needed = "is required in a tenant's app (MT_PAAS_TENANT_ID is set): its stack's .env sets it";
+        let needed =
+            "is required in a tenant's app (MT_PAAS_TENANT_ID is set): its stack's .env sets it";
         let router_key = var("MT_PAAS_ROUTER_KEY");
         if router_key.is_none() {
             problem("MT_PAAS_ROUTER_KEY", needed.to_owned());

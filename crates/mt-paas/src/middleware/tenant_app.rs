@@ -157,7 +157,8 @@ where
             Ok(caller) => caller,
             Err(refusal) => {
                 tracing::warn!(%refusal, path, "refused a request its tenant router did not sign");
-                let problem = ApiError::new(ProblemCode::InvalidSignature).localized_detail(refusal.korean(), refusal.to_string());
+                let problem = ApiError::new(ProblemCode::InvalidSignature)
+                    .localized_detail(refusal.korean(), refusal.to_string());
                 return Box::pin(async move { Ok(problem.into_response()) });
             }
         };

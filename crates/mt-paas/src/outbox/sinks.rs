@@ -98,7 +98,12 @@ impl LrsClient {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .build()
-            .map_err(|e| format!("no HTTP client for the LRS: {}", crate::http::error_chain(&e)))?;
+            .map_err(|e| {
+                format!(
+                    "no HTTP client for the LRS: {}",
+                    crate::http::error_chain(&e)
+                )
+            })?;
         Ok(Some(Self {
             http,
             statements: format!("{}/statements", endpoint.trim_end_matches('/')),

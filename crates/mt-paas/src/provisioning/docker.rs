@@ -337,15 +337,37 @@ pub async fn up(config: &DockerConfig, stack: &RenderedStack) -> Result<(), Prov
         vec!["up", "-d", "--remove-orphans"]
     };
     // The wait is compose's own; the margin covers creating the containers.
-    compose(
+    let started = compose(
         config.compose,
         &stack.dir,
         &stack.project,
         &args,
         timeout + Duration::from_secs(60),
     )
-    .await
-    .map(drop)
+    .await;
+    match started {
+        Ok(_) => Ok(()),
+        // Why a container did not start is in its own log: the operator sees it here, before
+        // the failed stack is taken down with it.
+        Err(ProvisionError::Docker(message)) => {
+            let logs = compose(
+                config.compose,
+                &stack.dir,
+                &stack.project,
+                &["logs", "--no-color", "--tail=20"],
+                Duration::from_secs(20),
+            )
+            .await
+            .unwrap_or_default();
+            let logs = logs.trim();
+            Err(ProvisionError::Docker(if logs.is_empty() {
+                message
+            } else {
+                format!("{message}\nthe stack's last log lines:\n{logs}")
+            }))
+        }
+        Err(other) => Err(other),
+    }
 }
 
 /// Stops and removes the stack's containers, networks and volumes.

@@ -1,6 +1,8 @@
 //! The guide's walkthroughs, replayed against the quickstart running in-process: on SQLite as
-//! the quickstart configures it, on Postgres with the guide's two Postgres configurations, and
-//! against the reference marketplace with the quickstart's dev overlay.
+//! the quickstart configures it, on Postgres with the guide's two Postgres configurations,
+//! against the reference marketplace with the quickstart's dev overlay, and with a Docker
+//! stack per tenant on the guide's DOCKER_PER_TENANT configuration (a real engine:
+//! `.ci/docker.sh`, which `bash .ci/test` runs).
 
 use std::{
     collections::HashMap,
@@ -244,4 +246,77 @@ async fn market_walkthrough() {
     replay::run("market", &hosts, &config).await;
     service.stop().await;
     market.stop().await;
+}
+
+/// The first port of the Docker walkthrough's blocks: below the ephemeral range, apart from
+/// the other Docker tests' when suites run at once.
+const DOCKER_PORTS: u16 = 32_410;
+
+/// Removes the walkthrough's stacks a failed run left.
+fn sweep_stacks(service: &str) {
+    for tenant in ["hallym", "korea", "snu"] {
+        let project = mt_paas::provisioning::docker::project_name(service, tenant);
+        let ids = std::process::Command::new("docker")
+            .args(["ps", "-aq", "--filter"])
+            .arg(format!("label=com.docker.compose.project={project}"))
+            .output()
+            .expect("docker answers (`bash .ci/docker.sh` starts it)");
+        for id in String::from_utf8_lossy(&ids.stdout).lines() {
+            let _ = std::process::Command::new("docker")
+                .args(["rm", "-f", id])
+                .output();
+        }
+        let _ = std::process::Command::new("docker")
+            .args(["volume", "rm", "-f"])
+            .arg(format!("{project}-db"))
+            .output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_walkthrough() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let mut config = guide_config(
+        "docker",
+        dir.path(),
+        HashMap::from([(
+            "TENANT_DB_SECRET",
+            "the guide's walkthrough secret".to_owned(),
+        )]),
+    );
+    data_in(&mut config, dir.path());
+    // What the guide tells a reader without a registry to change, and the ports.
+    let templates = quickstart_dir().join("../../templates");
+    let docker = &mut config.isolation.docker;
+    docker.compose_template = templates.join("docker-compose.template.yml");
+    docker.env_template = templates.join(".env.template");
+    docker.tenants_dir = dir.path().join("tenants");
+    docker.network = mt_paas::config::DockerNetwork::Host;
+    docker.images.db = "mt-paas/postgres:15".to_owned();
+    docker.port_range_start = DOCKER_PORTS;
+    docker.port_range_size = 5;
+    let service_id = config.service.id.clone();
+    sweep_stacks(&service_id);
+    let service = start_quickstart(free_listener().await, config.clone()).await;
+    let hosts = Hosts {
+        service: service.addr.clone(),
+        market: None,
+    };
+    replay::run("docker", &hosts, &config).await;
+    // Three stacks ran, one database container each.
+    for tenant in ["hallym", "korea", "snu"] {
+        let project = mt_paas::provisioning::docker::project_name(&service_id, tenant);
+        let running = std::process::Command::new("docker")
+            .args(["ps", "-q", "--filter"])
+            .arg(format!("label=com.docker.compose.project={project}"))
+            .output()
+            .expect("docker answers");
+        assert_eq!(
+            String::from_utf8_lossy(&running.stdout).lines().count(),
+            1,
+            "{tenant}'s database container runs"
+        );
+    }
+    service.stop().await;
+    sweep_stacks(&service_id);
 }
