@@ -164,7 +164,11 @@ async fn main() {
     .await;
     let forwarder = reqwest::Client::builder().no_proxy().build().unwrap();
     let (listener, bare_url) = bind_any().await;
-    serve(listener, Router::new().fallback(proxy).with_state(forwarder)).await;
+    serve(
+        listener,
+        Router::new().fallback(proxy).with_state(forwarder),
+    )
+    .await;
     let direct_url = format!("http://127.0.0.1:{PORT_BASE}/hello");
     let bare_url = format!("{bare_url}/hello");
     let local_url = format!("{router_url}/local");
@@ -178,8 +182,14 @@ async fn main() {
     let targets = [
         ("the app, directly", direct_url.as_str()),
         ("bare axum + reqwest proxy", bare_url.as_str()),
-        ("mt-paas guard, answered by a local route", local_url.as_str()),
-        ("mt-paas tenant router (guard + signed forward)", router_url.as_str()),
+        (
+            "mt-paas guard, answered by a local route",
+            local_url.as_str(),
+        ),
+        (
+            "mt-paas tenant router (guard + signed forward)",
+            router_url.as_str(),
+        ),
     ];
     // The router's answer is the app's, signed for hallym.
     let seen: Value = client

@@ -525,34 +525,47 @@ async fn with_chroma_each_tenant_has_its_own_collection() {
     );
 }
 
-/// The app image the docker test's stacks run: this build's keli_tutor binary and its
-/// configuration directory on the locally built Debian base (with CA certificates), as a vendor's image would
-/// carry them; without a vector store (no Chroma image can be had here), and with the
-/// activity log going to the test's LRS.
+/// Runs `docker build` on `context` with `args`.
+fn docker_build(context: &Path, args: &[&str]) {
+    let built = std::process::Command::new("docker")
+        .arg("build")
+        .args(args)
+        .arg(context)
+        .env("DOCKER_BUILDKIT", "0")
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+}
+
+/// The app image the docker test's stacks run: the example's own Dockerfile, built from
+/// this build's keli_tutor binary and the example's files on the locally built Debian base
+/// (with CA certificates), then, on top, the test's settings: no vector store (no Chroma image
+/// can be had here), the activity log to the test's LRS, and `MT_PAAS_CONFIG` = `config`.
 fn app_image(dir: &Path, lrs: SocketAddr, config: &str) -> String {
+    const SHIPPED: &str = "mtpd/keli_tutor:shipped";
     const IMAGE: &str = "mtpd/keli_tutor:test";
-    let context = dir.join("image");
-    let app = context.join("app");
-    std::fs::create_dir_all(&app).unwrap();
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // The workspace root as the Dockerfile sees it, with only what it copies.
+    let root = dir.join("image-root");
+    let example = root.join("examples/keli_tutor_integration");
+    std::fs::create_dir_all(root.join("target/release")).unwrap();
+    std::fs::create_dir_all(&example).unwrap();
     let copied = std::process::Command::new("cp")
         .arg("-r")
         .arg(here.join("migrations"))
         .arg(here.join("templates"))
-        .arg(&app)
+        .arg(here.join("mt_paas_config.yaml"))
+        .arg(here.join("mt_paas_config.local.yaml"))
+        .arg(&example)
         .status()
         .unwrap();
     assert!(copied.success());
-    let mut yaml: yaml_serde::Value =
-        yaml_serde::from_str(&std::fs::read_to_string(config_path()).unwrap()).unwrap();
-    yaml["database"]["vector"] = yaml_serde::Value::Null;
-    std::fs::write(
-        app.join("mt_paas_config.yaml"),
-        yaml_serde::to_string(&yaml).unwrap(),
-    )
-    .unwrap();
     // Without its debug information: a smaller build context.
-    let binary = context.join("keli_tutor");
+    let binary = root.join("target/release/keli_tutor_integration");
     let stripped = std::process::Command::new("strip")
         .arg("--strip-debug")
         .arg("-o")
@@ -562,27 +575,39 @@ fn app_image(dir: &Path, lrs: SocketAddr, config: &str) -> String {
     if !stripped.is_ok_and(|s| s.success()) {
         std::fs::copy(env!("CARGO_BIN_EXE_keli_tutor_integration"), &binary).unwrap();
     }
+    let dockerfile = here.join("Dockerfile");
+    docker_build(
+        &root,
+        &[
+            "-q",
+            "-f",
+            dockerfile.to_str().unwrap(),
+            "--build-arg",
+            &format!("BASE={}", needs::DOCKER_APP_BASE_IMAGE),
+            "-t",
+            SHIPPED,
+        ],
+    );
+    let layer = dir.join("image-test");
+    std::fs::create_dir_all(&layer).unwrap();
+    let mut yaml: yaml_serde::Value =
+        yaml_serde::from_str(&std::fs::read_to_string(config_path()).unwrap()).unwrap();
+    yaml["database"]["vector"] = yaml_serde::Value::Null;
     std::fs::write(
-        context.join("Dockerfile"),
+        layer.join("mt_paas_config.test.yaml"),
+        yaml_serde::to_string(&yaml).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        layer.join("Dockerfile"),
         format!(
-            "FROM {base}\nCOPY keli_tutor /usr/local/bin/keli_tutor\nCOPY app /app\nWORKDIR /app\n\
+            "FROM {SHIPPED}\nCOPY mt_paas_config.test.yaml /app/\n\
              ENV MT_PAAS_CONFIG={config} KELI_ACTIVITY_LOG=true \
-             LRS_ENDPOINT=http://{lrs}/xapi RUST_LOG=info\nCMD [\"/usr/local/bin/keli_tutor\"]\n",
-            base = needs::DOCKER_APP_BASE_IMAGE,
+             LRS_ENDPOINT=http://{lrs}/xapi RUST_LOG=info\n",
         ),
     )
     .unwrap();
-    let built = std::process::Command::new("docker")
-        .args(["build", "-q", "-t", IMAGE])
-        .arg(&context)
-        .env("DOCKER_BUILDKIT", "0")
-        .output()
-        .unwrap();
-    assert!(
-        built.status.success(),
-        "{}",
-        String::from_utf8_lossy(&built.stderr)
-    );
+    docker_build(&layer, &["-q", "-t", IMAGE]);
     IMAGE.to_owned()
 }
 
@@ -617,7 +642,7 @@ async fn behind_the_tenant_router_each_tenant_is_served_by_its_own_container() {
     let services = services().await;
     let dir = services.dir.path().to_path_buf();
     let lrs = services.lrs;
-    let image = app_image(&dir, lrs, "/app/mt_paas_config.yaml");
+    let image = app_image(&dir, lrs, "/app/mt_paas_config.test.yaml");
     let mut config = load(HashMap::from([
         (
             "KELI_CENTRAL_DB",
