@@ -9,7 +9,8 @@
 //! - Hop-by-hop headers (RFC 9110 §7.6.1, and those `Connection` names) are removed both ways.
 //! - What the client sent as `Forwarded`, `X-Forwarded-*` or `X-MT-PaaS-*` is dropped; the
 //!   router sets its own: `Forwarded` (RFC 7239) and `X-Forwarded-For/-Host/-Proto`, and
-//!   `X-MT-PaaS-Tenant`, `X-MT-PaaS-User` (the token's subject, when signed in),
+//!   `X-MT-PaaS-Tenant`, `X-MT-PaaS-User` (the token's subject, percent-encoded UTF-8, when
+//!   signed in),
 //!   `X-MT-PaaS-Context` (the tenant's name, features and entitlement, and the user's
 //!   verified claims: [`RoutedContext`] as base64url JSON), `X-MT-PaaS-Timestamp`,
 //!   `X-MT-PaaS-Nonce` (16 random bytes) and `X-MT-PaaS-Signature: v1=` HMAC-SHA256 over
@@ -107,7 +108,8 @@ impl AppRouter {
             return ApiError::new(ProblemCode::NotFound).into_response();
         };
         let signed_in = request.extensions().get::<CurrentUser>();
-        let user = signed_in.map(|u| u.sub().to_owned()).unwrap_or_default();
+        // Percent-encoded: a subject may be any text (한글, spaces), a header only ASCII.
+        let user = signed_in.map(|u| encode_user(u.sub())).unwrap_or_default();
         let context = RoutedContext {
             tenant_name: tenant.name().to_owned(),
             features: tenant
@@ -302,6 +304,38 @@ fn forwardable(headers: &HeaderMap) -> HeaderMap {
     out
 }
 
+/// `sub` as `X-MT-PaaS-User` carries it: UTF-8, percent-encoded except RFC 3986's
+/// unreserved characters and `@`.
+pub(super) fn encode_user(sub: &str) -> String {
+    let mut out = String::with_capacity(sub.len());
+    for b in sub.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'@') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The subject `X-MT-PaaS-User` names; `None` when it is not what [`encode_user`] makes.
+fn decode_user(header: &str) -> Option<String> {
+    let bytes = header.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// 16 random bytes, URL-safe base64: one per forwarded request.
 fn new_nonce() -> String {
     let mut bytes = [0u8; 16];
@@ -330,7 +364,7 @@ pub struct RoutedContext {
 
 impl RoutedContext {
     /// The header value: URL-safe base64 of the JSON.
-    fn encode(&self) -> String {
+    pub(super) fn encode(&self) -> String {
         // A map of strings, booleans and JSON values always serializes.
         let json = serde_json::to_vec(self).unwrap_or_default();
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
@@ -360,7 +394,7 @@ fn signed_text(
 
 /// The `v1=` signature the router sends and [`RouterVerifier`] checks.
 #[allow(clippy::too_many_arguments)]
-fn sign(
+pub(super) fn sign(
     key: &str,
     timestamp: &str,
     nonce: &str,
@@ -573,12 +607,13 @@ impl RouterVerifier {
         }
         let context =
             RoutedContext::decode(context).ok_or(RouterRefusal::Malformed("x-mt-paas-context"))?;
+        let user = decode_user(user).ok_or(RouterRefusal::Malformed("x-mt-paas-user"))?;
         if seen.insert(nonce.to_owned(), at).is_some() {
             return Err(RouterRefusal::Replayed);
         }
         Ok(RoutedCaller {
             tenant: tenant.to_owned(),
-            user: (!user.is_empty()).then(|| user.to_owned()),
+            user: (!user.is_empty()).then_some(user),
             context,
         })
     }
@@ -747,6 +782,28 @@ mod tests {
             .map(|c| c.user),
             Ok(None)
         );
+    }
+
+    #[test]
+    fn a_subject_in_any_script_reaches_the_app_as_it_was() {
+        for sub in ["민지", "kim minji", "a%b", "minji@hallym.ac.kr", "줄\n바꿈"] {
+            let header = encode_user(sub);
+            assert!(
+                HeaderValue::from_str(&header).unwrap().to_str().is_ok(),
+                "{header}"
+            );
+            assert_eq!(decode_user(&header).as_deref(), Some(sub));
+        }
+        let now = 1_800_000_000;
+        let app = RouterVerifier::new("hallym", "hallym-key");
+        let headers = routed("hallym-key", "hallym", &encode_user("민지"), now, "u1");
+        assert_eq!(
+            app.verify_at(&http::Method::POST, "/ask?x=1", &headers, now)
+                .map(|c| c.user),
+            Ok(Some("민지".to_owned()))
+        );
+        assert_eq!(decode_user("%E1"), None, "not UTF-8");
+        assert_eq!(decode_user("%4"), None, "cut short");
     }
 
     #[test]

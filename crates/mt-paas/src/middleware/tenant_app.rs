@@ -184,3 +184,178 @@ where
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use axum::{Json, Router, body::Body, routing::get};
+    use http::StatusCode;
+    use serde_json::{Value, json};
+    use tower::ServiceExt as _;
+
+    use super::super::app_router::{RoutedContext, encode_user, sign};
+    use crate::{
+        ServiceMarketFramework,
+        config::{Config, ConfigLoader},
+        middleware::auth::CurrentUser,
+    };
+
+    const KEY: &str = "hallym's router key";
+
+    fn load(vars: &[(&'static str, String)]) -> Result<Config, crate::config::ConfigError> {
+        let vars: BTreeMap<&str, String> = vars.iter().cloned().collect();
+        ConfigLoader::embedded()
+            .vars(move |name| vars.get(name).cloned())
+            .load()
+    }
+
+    #[test]
+    fn a_tenant_app_names_what_its_environment_lacks() {
+        let none = load(&[]).unwrap();
+        assert!(
+            none.tenant_app.is_none(),
+            "no MT_PAAS_TENANT_ID, no tenant app"
+        );
+        let error = load(&[("MT_PAAS_TENANT_ID", "hallym".into())]).unwrap_err();
+        let keys: Vec<&str> = error.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["MT_PAAS_ROUTER_KEY", "DATABASE_URL"]);
+        let error = load(&[
+            ("MT_PAAS_TENANT_ID", "../etc".into()),
+            ("MT_PAAS_ROUTER_KEY", KEY.into()),
+            ("DATABASE_URL", "mysql://x/y".into()),
+        ])
+        .unwrap_err();
+        let keys: Vec<&str> = error.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["MT_PAAS_TENANT_ID", "DATABASE_URL"]);
+        assert!(!error.to_string().contains(KEY), "the key is never printed");
+    }
+
+    /// The headers hallym's router sends for `GET path`.
+    fn routed(
+        path: &str,
+        nonce: &str,
+        context: &RoutedContext,
+        user: &str,
+    ) -> Vec<(String, String)> {
+        let timestamp = time::OffsetDateTime::now_utc().unix_timestamp().to_string();
+        let context = context.encode();
+        let user = encode_user(user);
+        let signature = sign(
+            KEY, &timestamp, nonce, "hallym", &user, &context, "GET", path,
+        );
+        let mut headers = vec![
+            ("x-mt-paas-tenant".to_owned(), "hallym".to_owned()),
+            ("x-mt-paas-context".to_owned(), context),
+            ("x-mt-paas-timestamp".to_owned(), timestamp),
+            ("x-mt-paas-nonce".to_owned(), nonce.to_owned()),
+            ("x-mt-paas-signature".to_owned(), signature),
+        ];
+        if !user.is_empty() {
+            headers.push(("x-mt-paas-user".to_owned(), user));
+        }
+        headers
+    }
+
+    async fn call(app: &Router, path: &str, headers: &[(String, String)]) -> (StatusCode, Value) {
+        let mut request = http::Request::get(path).header("accept-language", "ko");
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        let answer = app
+            .clone()
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = answer.status();
+        let body = axum::body::to_bytes(answer.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    #[tokio::test]
+    async fn a_tenant_app_serves_what_its_router_signed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        // The tenant's database exists (its stack made it, `tenant create` migrated it).
+        std::fs::File::create(dir.path().join("hallym.db")).unwrap();
+        let mut config = load(&[
+            ("MT_PAAS_TENANT_ID", "hallym".into()),
+            ("MT_PAAS_ROUTER_KEY", KEY.into()),
+            (
+                "DATABASE_URL",
+                format!("sqlite://{}/hallym.db", dir.path().display()),
+            ),
+        ])
+        .unwrap();
+        config.database.central.url = crate::config::DatabaseUrl::new(format!(
+            "sqlite://{}/central.db",
+            dir.path().display()
+        ));
+        let framework = ServiceMarketFramework::from_config(config).await.unwrap();
+        assert!(framework.tenant_app().is_some() && !framework.routes_to_tenant_apps());
+        let app =
+            framework.create_app(
+                Router::new().route(
+                    "/whoami",
+                    get(
+                        |tenant: crate::Tenant,
+                         user: Option<CurrentUser>,
+                         mut db: crate::TenantDb| async move {
+                            let one: i64 = crate::with_db!(db, conn => {
+                                sqlx::query_scalar("SELECT 1").fetch_one(conn).await
+                            })
+                            .unwrap();
+                            Json(json!({
+                                "tenant": tenant.id().as_str(),
+                                "name": tenant.name(),
+                                "quiz": tenant.has_feature("quiz"),
+                                "user": user.map(|u| u.sub().to_owned()),
+                                "db": one,
+                            }))
+                        },
+                    ),
+                ),
+            );
+        let context = RoutedContext {
+            tenant_name: "한림대학교".into(),
+            features: BTreeMap::from([("quiz".to_owned(), true)]),
+            entitlement: None,
+            claims: json!({"sub": "민지", "tenant_id": "hallym", "exp": 4_000_000_000u64})
+                .as_object()
+                .cloned(),
+        };
+        let signed = routed("/whoami", "n1", &context, "민지");
+        let (status, seen) = call(&app, "/whoami", &signed).await;
+        assert_eq!(status, 200, "{seen}");
+        assert_eq!(
+            seen,
+            json!({"tenant": "hallym", "name": "한림대학교", "quiz": true, "user": "민지", "db": 1})
+        );
+        // The same request again, unsigned, or signed for another path: refused before the
+        // handler, in the caller's language.
+        let (status, problem) = call(&app, "/whoami", &signed).await;
+        assert_eq!(status, 401);
+        assert_eq!(problem["code"], "invalid_signature");
+        assert!(
+            problem["detail"].as_str().unwrap().contains("재전송"),
+            "{problem}"
+        );
+        let (status, _) = call(&app, "/whoami", &[]).await;
+        assert_eq!(status, 401);
+        let elsewhere = routed("/other", "n2", &context, "민지");
+        assert_eq!(call(&app, "/whoami", &elsewhere).await.0, 401);
+        // Without a user or the feature, the handler sees neither.
+        let plain = RoutedContext {
+            features: BTreeMap::new(),
+            claims: None,
+            ..context
+        };
+        let (status, seen) = call(&app, "/whoami", &routed("/whoami", "n3", &plain, "")).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            (seen["quiz"].clone(), seen["user"].clone()),
+            (json!(false), Value::Null)
+        );
+    }
+}
