@@ -410,7 +410,11 @@ impl ServiceMarketFramework {
             tracing::info!(tenant = %app.tenant, "serving one tenant as its own app, behind its tenant router");
             crate::middleware::tenant_app::TenantAppLayer::new(app, databases.clone(), vectors.clone())
         });
-        let app_router = if config.isolation.docker.images.app.is_some() {
+        // The tenants' own apps exist only where their stacks do (an overlay that runs the
+        // service on files keeps its routes here).
+        let app_router = if config.isolation.mode == crate::config::IsolationMode::DockerPerTenant
+            && config.isolation.docker.images.app.is_some()
+        {
             Some(
                 crate::middleware::app_router::AppRouter::new(config.clone()).map_err(|e| {
                     ProvisionError::Docker(format!("the tenant router's HTTP client: {e}"))
