@@ -5,30 +5,29 @@ use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
 
 const PBKDF2_ROUNDS: u32 = 100_000;
 
+/// The system's random number generator failed: no id, token or salt was made (never a
+/// zero, clock-based or repeated one, which could be guessed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the system's random number generator failed")]
+pub struct NoRandomness;
+
 /// `{prefix}_{32 hex}` from the system's random source.
-pub(crate) fn new_id(prefix: &str) -> String {
+pub(crate) fn new_id(prefix: &str) -> Result<String, NoRandomness> {
     let mut bytes = [0u8; 16];
-    // The system RNG does not fail on supported platforms; a zero id would still be unique
-    // per prefix only once, so fall back to the time.
-    if aws_lc_rs::rand::SystemRandom::new()
+    aws_lc_rs::rand::SystemRandom::new()
         .fill(&mut bytes)
-        .is_err()
-    {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        bytes = nanos.to_le_bytes();
-    }
+        .map_err(|_| NoRandomness)?;
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{prefix}_{hex}")
+    Ok(format!("{prefix}_{hex}"))
 }
 
 /// A random URL-safe token of `bytes` bytes.
-pub(crate) fn random_token(bytes: usize) -> String {
+pub(crate) fn random_token(bytes: usize) -> Result<String, NoRandomness> {
     let mut buf = vec![0u8; bytes];
-    let _ = aws_lc_rs::rand::SystemRandom::new().fill(&mut buf);
-    URL_SAFE_NO_PAD.encode(buf)
+    aws_lc_rs::rand::SystemRandom::new()
+        .fill(&mut buf)
+        .map_err(|_| NoRandomness)?;
+    Ok(URL_SAFE_NO_PAD.encode(buf))
 }
 
 /// Hex SHA-256.
@@ -51,8 +50,8 @@ pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// `pbkdf2-sha256$rounds$salt$hash`.
-pub(crate) fn hash_password(password: &str) -> String {
-    let salt = random_token(16);
+pub(crate) fn hash_password(password: &str) -> Result<String, NoRandomness> {
+    let salt = random_token(16)?;
     let mut out = [0u8; 32];
     let rounds = std::num::NonZeroU32::new(PBKDF2_ROUNDS).expect("non-zero");
     pbkdf2::derive(
@@ -62,10 +61,10 @@ pub(crate) fn hash_password(password: &str) -> String {
         password.as_bytes(),
         &mut out,
     );
-    format!(
+    Ok(format!(
         "pbkdf2-sha256${PBKDF2_ROUNDS}${salt}${}",
         URL_SAFE_NO_PAD.encode(out)
-    )
+    ))
 }
 
 /// Whether `password` matches a [`hash_password`] hash.
@@ -98,14 +97,14 @@ mod tests {
 
     #[test]
     fn ids_are_unique_and_shaped() {
-        let a = new_id("cmd");
+        let a = new_id("cmd").unwrap();
         assert!(a.starts_with("cmd_") && a.len() == 36);
-        assert_ne!(a, new_id("cmd"));
+        assert_ne!(a, new_id("cmd").unwrap());
     }
 
     #[test]
     fn passwords_verify() {
-        let h = hash_password("dev-password");
+        let h = hash_password("dev-password").unwrap();
         assert!(verify_password("dev-password", &h));
         assert!(!verify_password("dev-passwore", &h));
         assert!(!verify_password("dev-password", "garbage"));

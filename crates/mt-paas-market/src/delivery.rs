@@ -113,7 +113,7 @@ pub(crate) async fn send_signed(
         .webhook_secret
         .parse()
         .map_err(|e| SendError::Unreachable(format!("the service's webhook secret: {e}")))?;
-    let message_id = crypto::new_id("msg");
+    let message_id = crypto::new_id("msg").map_err(|e| SendError::Unreachable(e.to_string()))?;
     let headers = webhook::sign(
         &secret,
         &message_id,
@@ -231,7 +231,8 @@ async fn heard_lately(inner: &Inner, service_id: &str) -> bool {
 fn backoff(attempts: u32) -> Duration {
     let base = Duration::from_millis(500).saturating_mul(2u32.saturating_pow(attempts.min(16)));
     let base = base.min(MAX_BACKOFF);
-    let jitter = crypto::random_token(2).bytes().map(u64::from).sum::<u64>() % 50;
+    // Jitter is no secret: without randomness it is the midpoint.
+    let jitter = crypto::random_token(2).map_or(25, |t| t.bytes().map(u64::from).sum::<u64>() % 50);
     base.mul_f64(0.75 + jitter as f64 / 100.0)
 }
 

@@ -29,6 +29,7 @@ mod api;
 mod config;
 mod console;
 mod crypto;
+pub use crypto::NoRandomness;
 mod delivery;
 mod seed;
 mod signing;
@@ -79,6 +80,9 @@ pub enum OperatorError {
     /// The database.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// No salt for the hash.
+    #[error(transparent)]
+    NoRandomness(#[from] NoRandomness),
 }
 
 /// Creates console operator `name`, or sets its password (ending its sessions); `true` when
@@ -98,7 +102,7 @@ pub async fn put_operator(
     if password.chars().count() < 12 || password.len() > 1024 {
         return Err(OperatorError::Password);
     }
-    let hash = throttle::hash(password.to_owned()).await;
+    let hash = throttle::hash(password.to_owned()).await?;
     Ok(store.put_operator(name, &hash).await?)
 }
 
@@ -138,6 +142,9 @@ pub enum MarketError {
         "console operator {0}: its password is the public demo password; set another with `mt-paas-market operator add {0}`, or run the demo with `serve --dev`"
     )]
     PublicOperatorPassword(String),
+    /// The system's random number generator failed.
+    #[error(transparent)]
+    NoRandomness(#[from] NoRandomness),
 }
 
 /// Why an operator action was refused.
@@ -174,6 +181,9 @@ pub enum ActionError {
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// No id for the command.
+    #[error(transparent)]
+    NoRandomness(#[from] NoRandomness),
 }
 
 /// A running market: its store, command delivery and HTTP API.
@@ -242,6 +252,7 @@ impl Market {
             match put_operator(&market.inner.store, DEV_OPERATOR, DEV_PASSWORD).await {
                 Ok(_) | Err(OperatorError::Name(_) | OperatorError::Password) => {}
                 Err(OperatorError::Store(e)) => return Err(e.into()),
+                Err(OperatorError::NoRandomness(e)) => return Err(e.into()),
             }
         }
         tokio::spawn(delivery::run(Arc::downgrade(&market.inner)));
@@ -468,7 +479,7 @@ impl Market {
     ) -> Result<Command, ActionError> {
         let command = Command::Provision(ProvisionCommand {
             service_id: service.id.clone(),
-            command_id: crypto::new_id("cmd"),
+            command_id: crypto::new_id("cmd")?,
             tenant_id: tenant.id.clone(),
             display_name: tenant.name.clone(),
             plan: plan.to_owned(),
@@ -546,7 +557,7 @@ impl Market {
             message: request.message.clone(),
             block_at: request.block_at.unwrap_or_else(OffsetDateTime::now_utc),
             grace_period_hours: request.grace_period_hours,
-            command_id: crypto::new_id("cmd"),
+            command_id: crypto::new_id("cmd")?,
             sequence: 0,
         };
         let after = self
@@ -579,7 +590,7 @@ impl Market {
         let command = Command::Unblock(UnblockCommand {
             service_id: service.id.clone(),
             tenant_id: tenant_id.to_owned(),
-            command_id: crypto::new_id("cmd"),
+            command_id: crypto::new_id("cmd")?,
             sequence: u64::try_from(after.sequence).unwrap_or_default(),
             reason: reason.to_owned(),
         });
@@ -644,7 +655,7 @@ impl Market {
         let command = Command::Deprovision(DeprovisionCommand {
             service_id: service.id.clone(),
             tenant_id: tenant_id.to_owned(),
-            command_id: crypto::new_id("cmd"),
+            command_id: crypto::new_id("cmd")?,
             archive,
         });
         self.inner.store.enqueue(&service.id, &command).await?;

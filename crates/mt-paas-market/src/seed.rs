@@ -6,7 +6,7 @@ use mt_paas_protocol::SubscriptionState;
 
 use crate::{
     DEV_API_KEY, DEV_PASSWORD, DEV_WEBHOOK_SECRET, Market, crypto,
-    store::{Plan, Service, StoreError, Tenant, User},
+    store::{Plan, Service, Tenant, User},
 };
 
 /// The features of the seed's `features.defaults` (DESIGN §8.3).
@@ -26,7 +26,7 @@ fn features(enabled: &[&str]) -> BTreeMap<String, bool> {
         .collect()
 }
 
-pub(crate) async fn load(market: &Market) -> Result<(), StoreError> {
+pub(crate) async fn load(market: &Market) -> Result<(), crate::MarketError> {
     let store = market.store();
     store
         .put_plan(&Plan {
@@ -83,7 +83,7 @@ pub(crate) async fn load(market: &Market) -> Result<(), StoreError> {
                 tenant_id: id.into(),
                 name: user_name.into(),
                 email: format!("{user}@{id}.ac.kr"),
-                password_hash: crypto::hash_password(DEV_PASSWORD),
+                password_hash: crypto::hash_password(DEV_PASSWORD)?,
             })
             .await?;
         for (service_id, _, _) in &services {

@@ -24,7 +24,10 @@ const MAX_TRACKED: usize = 10_000;
 
 /// What a sign-in for an unknown user is checked against, so that it costs what a known
 /// user's does (no user enumeration by timing).
-static DECOY: LazyLock<String> = LazyLock::new(|| crypto::hash_password("decoy password"));
+/// (Without randomness for its salt it is empty, which no password matches: only the
+/// timing differs then.)
+static DECOY: LazyLock<String> =
+    LazyLock::new(|| crypto::hash_password("decoy password").unwrap_or_default());
 
 /// Password checks at once: each is a CPU-bound PBKDF2; more would only queue on the cores.
 static HASHING: LazyLock<Semaphore> = LazyLock::new(|| {
@@ -46,7 +49,7 @@ pub(crate) async fn verify(password: String, stored: Option<String>) -> bool {
 }
 
 /// A password hash for a new user, computed on a blocking thread.
-pub(crate) async fn hash(password: String) -> String {
+pub(crate) async fn hash(password: String) -> Result<String, crypto::NoRandomness> {
     let _permit = HASHING.acquire().await.ok();
     match tokio::task::spawn_blocking(move || crypto::hash_password(&password)).await {
         Ok(hash) => hash,
@@ -171,7 +174,7 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_users_cost_a_hash_and_never_match() {
-        let stored = crypto::hash_password("right");
+        let stored = crypto::hash_password("right").unwrap();
         assert!(verify("right".into(), Some(stored.clone())).await);
         assert!(!verify("wrong".into(), Some(stored)).await);
         assert!(!verify("decoy password".into(), None).await);

@@ -6,7 +6,7 @@
 //!
 //! let key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="; // base64 of 32 bytes
 //! let cipher = FieldCipher::new(key, &[]).unwrap();
-//! let sealed = cipher.seal("hallym/student.email", b"kim@hallym.ac.kr");
+//! let sealed = cipher.seal("hallym/student.email", b"kim@hallym.ac.kr").unwrap();
 //! assert!(sealed.starts_with("mtp1."));
 //! assert_eq!(cipher.open("hallym/student.email", &sealed).unwrap(), b"kim@hallym.ac.kr");
 //! // Bound to its context: the same ciphertext does not open for another tenant or field.
@@ -48,6 +48,10 @@ pub enum EncryptionError {
     /// The value was altered, or belongs to another context.
     #[error("the value does not open: it was altered or sealed for another context")]
     Tampered,
+    /// The system's random number generator gave no nonce: nothing was sealed (a repeated
+    /// nonce would expose both values).
+    #[error("the system's random number generator failed: nothing was sealed")]
+    NoRandomness,
 }
 
 struct Key {
@@ -106,11 +110,9 @@ impl FieldCipher {
 
     /// Seals `plaintext` for `context` (e.g. `"{tenant}/{table}.{column}"`): the value opens
     /// only with the same context.
-    pub fn seal(&self, context: &str, plaintext: &[u8]) -> String {
-        let mut nonce = [0u8; NONCE_LEN];
-        // The system RNG does not fail on supported platforms; a failure must not reuse a
-        // nonce, so it aborts the seal loudly instead.
-        aws_lc_rs::rand::fill(&mut nonce).expect("the system random source is available");
+    pub fn seal(&self, context: &str, plaintext: &[u8]) -> Result<String, EncryptionError> {
+        let nonce: [u8; NONCE_LEN] =
+            crate::random::bytes().map_err(|_| EncryptionError::NoRandomness)?;
         let mut buffer = plaintext.to_vec();
         self.current
             .aead
@@ -124,7 +126,7 @@ impl FieldCipher {
         out.extend_from_slice(&self.current.id);
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&buffer);
-        format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(out))
+        Ok(format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(out)))
     }
 
     /// Opens a value sealed for `context`.
@@ -155,7 +157,7 @@ impl FieldCipher {
     }
 
     /// [`seal`](Self::seal) for text.
-    pub fn seal_str(&self, context: &str, plaintext: &str) -> String {
+    pub fn seal_str(&self, context: &str, plaintext: &str) -> Result<String, EncryptionError> {
         self.seal(context, plaintext.as_bytes())
     }
 
@@ -175,12 +177,13 @@ mod tests {
     #[test]
     fn round_trip_and_fresh_nonces() {
         let c = FieldCipher::new(K1, &[]).unwrap();
-        let a = c.seal("t/f", b"secret");
-        let b = c.seal("t/f", b"secret");
+        let a = c.seal("t/f", b"secret").unwrap();
+        let b = c.seal("t/f", b"secret").unwrap();
         assert_ne!(a, b, "a fresh nonce each time");
         assert_eq!(c.open("t/f", &a).unwrap(), b"secret");
         assert_eq!(
-            c.open_str("t/f", &c.seal_str("t/f", "한글")).unwrap(),
+            c.open_str("t/f", &c.seal_str("t/f", "한글").unwrap())
+                .unwrap(),
             "한글"
         );
     }
@@ -188,10 +191,10 @@ mod tests {
     #[test]
     fn rotation_opens_old_values_and_seals_with_the_new_key() {
         let old = FieldCipher::new(K1, &[]).unwrap();
-        let sealed_old = old.seal("ctx", b"v");
+        let sealed_old = old.seal("ctx", b"v").unwrap();
         let rotated = FieldCipher::new(K2, &[K1]).unwrap();
         assert_eq!(rotated.open("ctx", &sealed_old).unwrap(), b"v");
-        let sealed_new = rotated.seal("ctx", b"v");
+        let sealed_new = rotated.seal("ctx", b"v").unwrap();
         assert!(matches!(
             old.open("ctx", &sealed_new),
             Err(EncryptionError::UnknownKey(_))
@@ -206,7 +209,7 @@ mod tests {
     #[test]
     fn tampering_and_bad_input_are_errors_never_garbage() {
         let c = FieldCipher::new(K1, &[]).unwrap();
-        let sealed = c.seal("ctx", b"value");
+        let sealed = c.seal("ctx", b"value").unwrap();
         let mut chars: Vec<char> = sealed.chars().collect();
         let last = chars.len() - 3;
         chars[last] = if chars[last] == 'A' { 'B' } else { 'A' };

@@ -363,7 +363,9 @@ impl ServiceMarketFramework {
         if control.verifier.is_some() {
             control.spawn_pruning(&background);
         }
-        let instance_id: Arc<str> = instance_id().into();
+        let instance_id: Arc<str> = instance_id()
+            .map_err(|e| Error::Serve(std::io::Error::other(e)))?
+            .into();
         let metrics = Arc::new(Metrics::default());
         let usage = Arc::new(UsageMeter::default());
         let usage_reporter = UsageReporter::new(
@@ -765,21 +767,20 @@ impl ServiceMarketFramework {
 }
 
 /// `{hostname}-{pid}-{random}`: unique per process, so usage keys of two processes differ.
-fn instance_id() -> String {
+fn instance_id() -> Result<String, crate::random::NoRandomness> {
     let host = std::fs::read_to_string("/etc/hostname")
         .ok()
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "host".to_owned());
-    let mut bytes = [0u8; 3];
-    let _ = aws_lc_rs::rand::fill(&mut bytes);
-    format!(
+    let bytes: [u8; 3] = crate::random::bytes()?;
+    Ok(format!(
         "{host}-{}-{:02x}{:02x}{:02x}",
         std::process::id(),
         bytes[0],
         bytes[1],
         bytes[2]
-    )
+    ))
 }
 
 /// `/metrics`: counters and gauges kept in memory; a scrape never touches a database.

@@ -40,6 +40,7 @@ pub mod logging;
 pub mod middleware;
 pub mod outbox;
 pub mod provisioning;
+mod random;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod vectors;

@@ -78,6 +78,10 @@ impl From<ActionError> for ApiError {
                 tracing::error!(error = %error, "market database error");
                 ApiError::new(ProblemCode::Internal)
             }
+            ActionError::NoRandomness(_) => {
+                tracing::error!(error = %error, "no randomness for an id");
+                ApiError::new(ProblemCode::Internal)
+            }
         }
     }
 }

@@ -337,7 +337,9 @@ async fn create_user(
     market
         .store()
         .create_user(&User {
-            password_hash: crate::throttle::hash(user.password.expose().to_owned()).await,
+            password_hash: crate::throttle::hash(user.password.expose().to_owned())
+                .await
+                .map_err(crate::ActionError::from)?,
             id: user.id,
             tenant_id: user.tenant_id,
             name: user.name,

@@ -161,7 +161,8 @@ async fn authorize(
         return Err(ApiError::new(ProblemCode::Unauthorized).detail("wrong username or password"));
     };
     logins.succeeded(&form.username);
-    let code = crypto::random_token(32);
+    let code = crypto::random_token(32)
+        .map_err(|e| ApiError::new(ProblemCode::Internal).cause(e.to_string()))?;
     let expires_at = OffsetDateTime::now_utc()
         + time::Duration::seconds(
             i64::try_from(market.config().sso.code_ttl_seconds).unwrap_or(60),

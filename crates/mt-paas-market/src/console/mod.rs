@@ -425,6 +425,11 @@ fn store_failed(e: &StoreError) -> Response {
     StatusCode::INTERNAL_SERVER_ERROR.into_response()
 }
 
+fn no_randomness(e: crate::NoRandomness) -> Response {
+    tracing::error!(error = %e, "no token for the console");
+    StatusCode::INTERNAL_SERVER_ERROR.into_response()
+}
+
 /// The refusal of a form whose CSRF token does not match.
 fn forbidden(lang: Lang) -> Response {
     let mut response = (
@@ -474,9 +479,13 @@ async fn login_form(State(market): State<Market>, headers: HeaderMap) -> Respons
         Ok(None) => {}
         Err(e) => return store_failed(&e),
     }
-    let csrf = cookie(&headers, LOGIN_COOKIE)
-        .filter(|c| c.len() == 22)
-        .map_or_else(|| crypto::random_token(16), str::to_owned);
+    let csrf = match cookie(&headers, LOGIN_COOKIE).filter(|c| c.len() == 22) {
+        Some(csrf) => csrf.to_owned(),
+        None => match crypto::random_token(16) {
+            Ok(csrf) => csrf,
+            Err(e) => return no_randomness(e),
+        },
+    };
     login_page(
         &market,
         Lang::of(&headers),
@@ -568,14 +577,17 @@ async fn login(
         );
     }
     logins.succeeded(&key);
-    let token = crypto::random_token(32);
+    let (token, session_csrf) = match (crypto::random_token(32), crypto::random_token(16)) {
+        (Ok(token), Ok(csrf)) => (token, csrf),
+        (Err(e), _) | (_, Err(e)) => return no_randomness(e),
+    };
     let expires_at = OffsetDateTime::now_utc() + time::Duration::hours(SESSION_HOURS);
     if let Err(e) = market
         .store()
         .start_console_session(
             &crypto::sha256_hex(token.as_bytes()),
             &form.name,
-            &crypto::random_token(16),
+            &session_csrf,
             expires_at,
         )
         .await

@@ -22,7 +22,7 @@ use time::OffsetDateTime;
 
 use crate::{
     core::background::Background,
-    outbox::{Item, Kind, Outbox, uuid_v4},
+    outbox::{Item, Kind, Outbox},
 };
 
 /// The seed's alert type for a token of one tenant used on another (DESIGN §7.3).
@@ -73,15 +73,28 @@ impl AuditLogger {
         }
     }
 
-    /// Reports an event; returns its `event_id`.
-    pub async fn report(&self, alert_type: &str, severity: Severity, details: Value) -> String {
+    /// Reports an event; returns its `event_id`, or `None` when the system's RNG gave no id
+    /// (the alert is then in the process log only, never sent under a guessable id).
+    pub async fn report(
+        &self,
+        alert_type: &str,
+        severity: Severity,
+        details: Value,
+    ) -> Option<String> {
+        let event_id = match crate::random::uuid() {
+            Ok(id) => id.to_string(),
+            Err(e) => {
+                tracing::error!(alert_type, severity = ?severity, %details, error = %e, "security event not sent: no event id");
+                return None;
+            }
+        };
         let alert = AuditAlert {
             service_id: self.service_id.clone(),
             alert_type: alert_type.to_owned(),
             severity,
             details,
             timestamp: OffsetDateTime::now_utc(),
-            event_id: uuid_v4(),
+            event_id,
         };
         tracing::warn!(alert_type, severity = ?severity, event_id = %alert.event_id, "security event");
         let item = Item {
@@ -99,7 +112,7 @@ impl AuditLogger {
         } else {
             Box::pin(self.outbox.push_wait(item)).await;
         }
-        alert.event_id
+        Some(alert.event_id)
     }
 
     /// Counts a refusal of `alert_type` for `key` (see the module docs): the first of the

@@ -30,7 +30,7 @@ use crate::{
     core::{models::TenantId, tenant::Tenant},
     http::{ApiError, ProblemCode},
     middleware::auth::CurrentUser,
-    outbox::{Item, Kind, Outbox, uuid_v4},
+    outbox::{Item, Kind, Outbox},
 };
 
 /// The extension IRI of the tenant in `context.extensions`.
@@ -89,7 +89,8 @@ impl ActivityLogger {
 
     /// Records that `user` of `tenant` did `verb` to `object` with `result`. Returns the
     /// statement's id, or `None` when activity logging is off or the outbox refused the
-    /// statement (its buffer full: [`Full`](crate::outbox::Full)).
+    /// statement (its buffer full: [`Full`](crate::outbox::Full)) or the system's RNG gave
+    /// no statement id (logged as an error).
     pub fn log(
         &self,
         tenant: &TenantId,
@@ -111,7 +112,13 @@ impl ActivityLogger {
             }
             return None;
         };
-        let id = uuid_v4();
+        let id = match crate::random::uuid() {
+            Ok(id) => id.to_string(),
+            Err(e) => {
+                tracing::error!(verb, object, error = %e, "an activity was not recorded: no statement id");
+                return None;
+            }
+        };
         let statement_id = id.clone();
         let tenant = tenant.clone();
         let user = user.map(str::to_owned);

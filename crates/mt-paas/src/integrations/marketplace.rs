@@ -38,13 +38,17 @@ pub enum MarketError {
     /// `marketplace.api_key` is not set.
     #[error("marketplace.api_key is not set")]
     NotConfigured,
+    /// The system's random number generator gave no idempotency key: nothing was sent (a
+    /// repeated key would make the market drop a different request as a duplicate).
+    #[error("the system's random number generator failed: nothing was sent")]
+    NoRandomness,
 }
 
 impl MarketError {
     /// Whether trying again later may succeed (an outage rather than a refusal).
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Unreachable(_) => true,
+            Self::Unreachable(_) | Self::NoRandomness => true,
             Self::Status { status, .. } => *status == 429 || *status >= 500,
             _ => false,
         }
@@ -81,10 +85,9 @@ impl std::fmt::Debug for MarketplaceClient {
     }
 }
 
-fn idempotency_key() -> String {
-    let mut bytes = [0u8; 16];
-    let _ = aws_lc_rs::rand::fill(&mut bytes);
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+fn idempotency_key() -> Result<String, MarketError> {
+    let bytes: [u8; 16] = crate::random::bytes().map_err(|_| MarketError::NoRandomness)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 impl MarketplaceClient {
@@ -171,7 +174,7 @@ impl MarketplaceClient {
     ) -> Result<Option<T>, MarketError> {
         let request = self
             .request(reqwest::Method::POST, path)?
-            .header(IDEMPOTENCY_KEY, idempotency_key())
+            .header(IDEMPOTENCY_KEY, idempotency_key()?)
             .json(body);
         let response = self.send(request).await?;
         if response.status() == StatusCode::NOT_FOUND {

@@ -156,7 +156,10 @@ impl AppRouter {
             forwarded.push_str(&format!(";host=\"{}\"", host.replace(['"', '\\'], "")));
         }
         let timestamp = time::OffsetDateTime::now_utc().unix_timestamp().to_string();
-        let nonce = new_nonce();
+        let Ok(nonce) = new_nonce() else {
+            tracing::error!("the system's RNG gave no nonce: the request is not forwarded");
+            return ApiError::new(ProblemCode::Internal).into_response();
+        };
         let key = router_key(&self.config, tenant.id());
         let signature = sign(
             &key,
@@ -337,12 +340,9 @@ fn decode_user(header: &str) -> Option<String> {
 }
 
 /// 16 random bytes, URL-safe base64: one per forwarded request.
-fn new_nonce() -> String {
-    let mut bytes = [0u8; 16];
-    // The system source does not fail on supported platforms; a zero nonce would only be
-    // refused as a replay by the app, never accepted twice.
-    let _ = aws_lc_rs::rand::fill(&mut bytes);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+fn new_nonce() -> Result<String, crate::random::NoRandomness> {
+    let bytes: [u8; 16] = crate::random::bytes()?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
 /// What the router vouches for about a request besides its tenant and user, sent to the
@@ -808,7 +808,7 @@ mod tests {
 
     #[test]
     fn the_router_signs_each_request_with_a_fresh_nonce() {
-        let (a, b) = (new_nonce(), new_nonce());
+        let (a, b) = (new_nonce().unwrap(), new_nonce().unwrap());
         assert_ne!(a, b);
         assert_eq!(a.len(), 22);
     }

@@ -678,36 +678,7 @@ fn backoff(attempts: i64) -> Duration {
     let base = Duration::from_secs(1)
         .saturating_mul(2u32.saturating_pow(exponent))
         .min(MAX_BACKOFF);
-    let mut byte = [0u8; 1];
-    let _ = aws_lc_rs::rand::fill(&mut byte);
-    base.mul_f64(0.75 + f64::from(byte[0]) / 510.0)
-}
-
-/// A new UUID (v4), the form xAPI statement ids and event ids take.
-pub fn uuid_v4() -> String {
-    let mut b = [0u8; 16];
-    let _ = aws_lc_rs::rand::fill(&mut b);
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    format!(
-        "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
-        b[0],
-        b[1],
-        b[2],
-        b[3],
-        b[4],
-        b[5],
-        b[6],
-        b[7],
-        b[8],
-        b[9],
-        b[10],
-        b[11],
-        b[12],
-        b[13],
-        b[14],
-        b[15]
-    )
+    crate::random::jitter(base)
 }
 
 impl Kind {
@@ -726,15 +697,6 @@ mod tests {
         assert!(backoff(1) <= Duration::from_millis(1300));
         assert!(backoff(5) >= Duration::from_secs(12));
         assert!(backoff(100) <= MAX_BACKOFF.mul_f64(1.25));
-    }
-
-    #[test]
-    fn uuids_are_version_4() {
-        let id = uuid_v4();
-        assert_eq!(id.len(), 36);
-        assert_eq!(&id[14..15], "4");
-        assert!(matches!(&id[19..20], "8" | "9" | "a" | "b"));
-        assert_ne!(id, uuid_v4());
     }
 }
 

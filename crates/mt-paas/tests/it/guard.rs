@@ -421,7 +421,9 @@ async fn field_encryption_is_available_when_configured() {
     )
     .await;
     let cipher = on.framework.encryption().unwrap();
-    let sealed = cipher.seal_str("hallym/users.email", "alice@hallym.ac.kr");
+    let sealed = cipher
+        .seal_str("hallym/users.email", "alice@hallym.ac.kr")
+        .unwrap();
     assert_eq!(
         cipher.open_str("hallym/users.email", &sealed).unwrap(),
         "alice@hallym.ac.kr"
