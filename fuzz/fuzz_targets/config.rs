@@ -8,7 +8,7 @@
 use std::{path::PathBuf, sync::LazyLock};
 
 use libfuzzer_sys::fuzz_target;
-use mt_paas::{config::ConfigLoader, fuzzing, middleware::auth::TokenVerifier};
+use mt_paas::{TokenVerifier, config::ConfigLoader, fuzzing};
 
 /// The base file's path, in a temp dir that lives as long as the process.
 static BASE: LazyLock<PathBuf> = LazyLock::new(|| {

@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 use libfuzzer_sys::fuzz_target;
 use mt_paas::{
     config::ConfigLoader,
-    middleware::auth::{JwtKeys, TokenVerifier},
+    JwtKeys, TokenVerifier,
 };
 
 /// The HS256 secret the seed tokens are signed with.

@@ -18,7 +18,7 @@ use axum::{
     http::StatusCode,
     routing::post,
 };
-use mt_paas::integrations::activity_log::TENANT_EXTENSION;
+use mt_paas_protocol::xapi::TENANT_EXTENSION;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 

@@ -15,10 +15,9 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use mt_paas::{
-    DatabaseRouter, Features, IsolationMode, TenantId, TenantManager, TenantRecord, TenantStatus,
+    CentralDb, DatabaseRouter, Features, IsolationMode, JwtKeys, TenantId, TenantManager,
+    TenantRecord, TenantStatus,
     config::{Config, ConfigLoader},
-    core::central::CentralDb,
-    middleware::auth::JwtKeys,
     outbox::{Outbox, Sinks},
     provisioning::{MigrationOutcome, ProvisionError, Provisioned, Provisioner},
 };

@@ -7,7 +7,7 @@ use std::{
     process::{Command, Output},
 };
 
-use mt_paas::middleware::auth::JwtKeys;
+use mt_paas::JwtKeys;
 
 /// Runs `mt-paas` in `dir`, where a service keeps its config beside its `migrations/`.
 fn mt_paas(dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> Output {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use mt_paas::{core::central::CentralDb, on_pool};
+use mt_paas::{CentralDb, on_pool};
 use mt_paas_protocol::{
     AuditAlert, Block, Command, Entitlement, Heartbeat, Limits, SubscriptionInfo,
     SubscriptionState, UsageRecord,
@@ -24,7 +24,7 @@ pub enum StoreError {
     Db(#[from] sqlx::Error),
     /// The database could not be opened.
     #[error(transparent)]
-    Open(#[from] mt_paas::core::central::CentralDbError),
+    Open(#[from] mt_paas::CentralDbError),
     /// A migration failed.
     #[error("market database migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),

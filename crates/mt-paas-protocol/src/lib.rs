@@ -19,5 +19,6 @@ pub mod openapi;
 pub mod paths;
 pub mod types;
 pub mod webhook;
+pub mod xapi;
 
 pub use types::*;

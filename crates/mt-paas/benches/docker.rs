@@ -21,9 +21,8 @@ use std::{
 };
 
 use mt_paas::{
-    DatabaseRouter, Features, IsolationMode, TenantManager,
+    CentralDb, DatabaseRouter, Features, IsolationMode, TenantManager,
     config::ConfigLoader,
-    core::central::CentralDb,
     provisioning::{Provisioned, Provisioner},
 };
 

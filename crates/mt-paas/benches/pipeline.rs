@@ -19,7 +19,7 @@ use axum::{
     http::{Request, StatusCode},
     routing::get,
 };
-use mt_paas::{ServiceMarketFramework, config::ConfigLoader, middleware::auth::JwtKeys};
+use mt_paas::{JwtKeys, ServiceMarketFramework, config::ConfigLoader};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 

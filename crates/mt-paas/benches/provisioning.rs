@@ -22,9 +22,8 @@ use std::{
 };
 
 use mt_paas::{
-    DatabaseRouter, Features, TenantManager,
+    CentralDb, DatabaseRouter, Features, TenantManager,
     config::{Config, ConfigLoader},
-    core::central::CentralDb,
     provisioning::{MigrationOutcome, Provisioner},
 };
 

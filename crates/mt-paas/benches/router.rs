@@ -142,8 +142,7 @@ async fn main() {
     let hallym = "hallym".parse().unwrap();
     tenants
         .create(
-            mt_paas::core::manager::NewTenant::new(hallym, "한림대학교")
-                .isolation(IsolationMode::DockerPerTenant),
+            mt_paas::NewTenant::new(hallym, "한림대학교").isolation(IsolationMode::DockerPerTenant),
         )
         .await
         .unwrap();

@@ -23,7 +23,7 @@ use std::{
 };
 
 use axum::{Json, Router, body::Bytes, extract::State, routing::post};
-use mt_paas::{ServiceMarketFramework, config::ConfigLoader, core::models::TenantId};
+use mt_paas::{ServiceMarketFramework, TenantId, config::ConfigLoader};
 use serde_json::{Value, json};
 
 type Stored = Arc<Mutex<HashSet<String>>>;

@@ -17,10 +17,7 @@ use aws_lc_rs::{
 };
 use axum::{Json, Router, routing::get};
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
-use mt_paas::{
-    config::ConfigLoader,
-    middleware::auth::{JwtKeys, TokenVerifier},
-};
+use mt_paas::{JwtKeys, TokenVerifier, config::ConfigLoader};
 use serde_json::{Value, json};
 
 const ROUNDS: usize = 7;

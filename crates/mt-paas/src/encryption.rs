@@ -2,7 +2,7 @@
 //! ciphertext, so keys rotate without re-encrypting everything at once.
 //!
 //! ```
-//! use mt_paas::encryption::FieldCipher;
+//! use mt_paas::FieldCipher;
 //!
 //! let key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="; // base64 of 32 bytes
 //! let cipher = FieldCipher::new(key, &[]).unwrap();

@@ -21,23 +21,27 @@
 //! }
 //! ```
 //!
-//! The modules follow the seed's layout: [`config`], [`core`] (models, the registry, the
-//! central DB), [`middleware`] (tenant, auth), [`http`] (problem+json errors), and
-//! [`ServiceMarketFramework`].
+//! What a vendor uses is here at the crate root — the framework, [`Tenant`] and its
+//! database ([`TenantDb`], [`with_db!`]), the signed-in [`CurrentUser`], the guards
+//! ([`require_user`], [`require_feature`]), the [`Activity`] log, [`FieldCipher`] — and in a
+//! few modules: [`config`] (the YAML's types), [`http`] (problem+json errors, [`http::Locale`]),
+//! [`vectors`] (per-tenant collections), [`provisioning`] (the tenant lifecycle and its
+//! manifests), [`control`] (kill switch, alerts, usage, metrics), [`outbox`] (telemetry
+//! delivery and its dead letters) and, with the `testing` feature, `testing`.
 
 pub mod config;
 mod context;
 pub mod control;
-pub mod core;
-pub mod encryption;
+mod core;
+mod encryption;
 mod framework;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http;
-pub mod integrations;
-pub mod logging;
-pub mod middleware;
+mod integrations;
+mod logging;
+mod middleware;
 pub mod outbox;
 pub mod provisioning;
 mod random;
@@ -53,15 +57,33 @@ pub struct DeveloperGuide;
 pub use crate::{
     context::{current_tenant, in_tenant, spawn_in_tenant},
     core::{
-        database::{DatabaseRouter, TenantDb},
-        manager::{NewTenant, TenantManager},
-        models::{IsolationMode, TenantId, TenantRecord, TenantStatus},
+        central::{CentralDb, CentralDbError},
+        database::{
+            DatabaseRouter, DbConn, DbError, TenantDb,
+            target::{Target, TargetError},
+        },
+        manager::{ManagerError, NewTenant, TenantManager},
+        models::{
+            InvalidTenantId, IsolationMode, TENANT_ID_MAX_LEN, TenantId, TenantRecord,
+            TenantStatus, UnknownValue,
+        },
         tenant::{Features, Tenant},
     },
+    encryption::{EncryptionError, FieldCipher},
     framework::{Error, ServiceMarketFramework, shutdown_signal},
+    integrations::{
+        activity_log::{Activity, ActivityLogger},
+        entitlements::CachedEntitlement,
+        marketplace::MarketError,
+    },
     middleware::{
-        auth::{CurrentUser, current_user},
-        tenant::TenantLayer,
+        app_router::{RoutedCaller, RoutedContext, RouterRefusal, RouterVerifier},
+        auth::{
+            guard::{require_feature, require_user},
+            jwt::{Claims, JwtKeys, TokenError, TokenVerifier},
+            layer::{CurrentUser, current_user},
+        },
+        tenant::layer::TenantLayer,
     },
     vectors::TenantVectors,
 };

@@ -5,7 +5,7 @@ use tracing_subscriber::EnvFilter;
 use crate::config::Config;
 
 /// Installs a `tracing` subscriber at `logging.level`, unless one is installed already.
-pub fn init(config: &Config) {
+pub(crate) fn init(config: &Config) {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(config.logging.level.as_directive()));
     let _ = tracing_subscriber::fmt()

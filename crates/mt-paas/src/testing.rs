@@ -69,10 +69,8 @@ use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use yaml_serde::{Mapping, Value as Yaml};
 
 use crate::{
-    ServiceMarketFramework, TenantId, TenantRecord,
+    InvalidTenantId, JwtKeys, ServiceMarketFramework, TenantId, TenantRecord,
     config::{Config, ConfigError, ConfigLoader, ConfigProblem, IdentificationMethod, merge},
-    core::models::InvalidTenantId,
-    middleware::auth::JwtKeys,
     provisioning::{ProvisionError, Provisioned},
 };
 
@@ -833,7 +831,7 @@ fn tenant_header(config: &Config) -> String {
 /// `auth.jwt.expiry_hours`), then `extra` (a JSON object, or `()` for none), which wins.
 ///
 /// ```
-/// use mt_paas::{middleware::auth::JwtKeys, testing::{TestConfig, issue_token}};
+/// use mt_paas::{JwtKeys, testing::{TestConfig, issue_token}};
 /// use serde_json::json;
 ///
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {

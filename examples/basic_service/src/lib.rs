@@ -9,9 +9,8 @@ use axum::{
     routing::{get, post},
 };
 use mt_paas::{
-    ServiceMarketFramework, Tenant, TenantDb, TenantId,
+    Activity, ServiceMarketFramework, Tenant, TenantDb, TenantId,
     http::{ApiError, ProblemCode},
-    integrations::activity_log::Activity,
     provisioning::Provisioned,
     with_db,
 };

@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mt_paas::middleware::auth::JwtKeys;
+use mt_paas::JwtKeys;
 use mt_paas_market::{Market, MarketConfig};
 use serde_json::json;
 

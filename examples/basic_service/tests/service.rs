@@ -12,9 +12,8 @@ mod needs;
 use std::{net::SocketAddr, path::Path};
 
 use mt_paas::{
-    IsolationMode, ServiceMarketFramework,
+    IsolationMode, JwtKeys, ServiceMarketFramework,
     config::{ConfigLoader, DatabaseUrl, DockerNetwork, Secret},
-    middleware::auth::JwtKeys,
 };
 use serde_json::{Value, json};
 use tokio::{

@@ -26,9 +26,8 @@ use axum::{
     routing::{get, post},
 };
 use mt_paas::{
-    ServiceMarketFramework, Tenant, TenantDb,
+    Activity, ServiceMarketFramework, Tenant, TenantDb,
     http::{ApiError, ProblemCode},
-    integrations::activity_log::Activity,
     vectors::{TenantVectors, VectorRecord, VectorStore},
     with_db,
 };

@@ -236,7 +236,7 @@ async fn full(dir: &Path, port: u16) -> anyhow::Result<()> {
     )?;
     let config = ConfigLoader::new(&config_path).vars(|_| None).load()?;
     let framework = ServiceMarketFramework::from_config(config).await?;
-    let keys = mt_paas::middleware::auth::JwtKeys::from_config(&framework.config().auth.jwt);
+    let keys = mt_paas::JwtKeys::from_config(&framework.config().auth.jwt);
     let mut tokens = String::new();
     let tenants: usize = std::env::var("LOADBENCH_TENANTS")
         .ok()

@@ -597,7 +597,7 @@ async fn stopping_delivers_queued_work_or_keeps_it_for_the_next_start() {
         framework
             .audit()
             .refused(
-                mt_paas::control::audit::SIGNATURE_FAILURE,
+                mt_paas::control::SIGNATURE_FAILURE,
                 mt_paas_protocol::Severity::Medium,
                 "203.0.113.7",
                 || json!({"reason": "test"}),
@@ -630,7 +630,7 @@ async fn stopping_delivers_queued_work_or_keeps_it_for_the_next_start() {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|a| a["alert_type"] == mt_paas::control::audit::SIGNATURE_FAILURE)
+        .filter(|a| a["alert_type"] == mt_paas::control::SIGNATURE_FAILURE)
         .collect();
     assert_eq!(refusals.len(), 2, "the first and the summary: {alerts}");
 

@@ -306,7 +306,7 @@ async fn without_the_market_rs256_tokens_get_a_503_and_own_tokens_still_work() {
     assert_eq!(problem["code"], "market_unavailable");
 
     // The service's own HS256 tokens do not need the market.
-    let own = mt_paas::middleware::auth::JwtKeys::from_config(&service.framework.config().auth.jwt)
+    let own = mt_paas::JwtKeys::from_config(&service.framework.config().auth.jwt)
         .unwrap()
         .issue(json!({"sub": "dana"}).as_object().unwrap().clone())
         .unwrap();

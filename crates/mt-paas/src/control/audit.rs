@@ -33,9 +33,9 @@ pub const SIGNATURE_FAILURE: &str = "control_signature_failure";
 pub const RATE_LIMIT_EXCEEDED: &str = "rate_limit_exceeded";
 
 /// How long refusals are counted before their summary is reported.
-pub const WINDOW: Duration = Duration::from_secs(60);
+pub(crate) const WINDOW: Duration = Duration::from_secs(60);
 /// Keys told apart in one window.
-pub const MAX_KEYS: usize = 32;
+pub(crate) const MAX_KEYS: usize = 32;
 
 /// Reports security events.
 #[derive(Debug, Clone)]

@@ -46,7 +46,7 @@ pub enum Access {
 }
 
 /// What `block` means at `now`.
-pub fn access(block: Option<&Block>, now: OffsetDateTime) -> Access {
+pub(crate) fn access(block: Option<&Block>, now: OffsetDateTime) -> Access {
     let Some(block) = block else {
         return Access::Open;
     };

@@ -21,7 +21,7 @@ use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 /// Upper bounds of the latency buckets, in milliseconds.
-pub const BUCKETS_MS: [f64; 12] = [
+pub(crate) const BUCKETS_MS: [f64; 12] = [
     1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0,
 ];
 
@@ -156,13 +156,13 @@ impl Metrics {
 
 /// Counts every request into [`Metrics`].
 #[derive(Debug, Clone)]
-pub struct MetricsLayer {
+pub(crate) struct MetricsLayer {
     metrics: Arc<Metrics>,
 }
 
 impl MetricsLayer {
     /// A layer counting into `metrics`.
-    pub fn new(metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(metrics: Arc<Metrics>) -> Self {
         Self { metrics }
     }
 }
@@ -180,7 +180,7 @@ impl<S> Layer<S> for MetricsLayer {
 
 /// The service of [`MetricsLayer`].
 #[derive(Debug, Clone)]
-pub struct MetricsService<S> {
+pub(crate) struct MetricsService<S> {
     inner: S,
     metrics: Arc<Metrics>,
 }

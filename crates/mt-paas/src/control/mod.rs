@@ -1,7 +1,7 @@
 //! The control plane on the service (DESIGN §6.5): the market's signed commands —
 //! block, unblock, provision, deprovision — and its event hints.
 //!
-//! Every command is verified before anything else ([`Signed`]): the Standard Webhooks
+//! Every command is verified before anything else (the `Signed` extractor): the Standard Webhooks
 //! signature with `marketplace.webhook_secret` (several secrets during a rotation), with
 //! bounded work whatever the headers say; a timestamp within ±300 s; a `webhook-id` never seen
 //! before (kept in the central DB, so a replay is refused after a restart too). A refused
@@ -12,11 +12,11 @@
 //! answers 403 `command_target_mismatch` and is not applied — pushed or pulled from a
 //! heartbeat response alike (a pulled one is acknowledged `rejected`).
 
-pub mod audit;
-pub mod heartbeat;
-pub mod kill_switch;
-pub mod metrics;
-pub mod usage;
+pub(crate) mod audit;
+pub(crate) mod heartbeat;
+pub(crate) mod kill_switch;
+pub(crate) mod metrics;
+pub(crate) mod usage;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -37,8 +37,11 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 pub use self::{
-    audit::AuditLogger,
+    audit::{AuditLogger, CROSS_TENANT_ACCESS_ATTEMPT, RATE_LIMIT_EXCEEDED, SIGNATURE_FAILURE},
+    heartbeat::HeartbeatService,
     kill_switch::{Access, KillSwitch, SwitchState},
+    metrics::Metrics,
+    usage::UsageReporter,
 };
 use crate::{
     config::Config,

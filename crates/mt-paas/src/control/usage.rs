@@ -235,13 +235,13 @@ impl UsageReporter {
 /// Counts each served tenant request into a [`UsageMeter`] (a refusal for want of a user, a
 /// feature or allowance is not counted).
 #[derive(Debug, Clone)]
-pub struct UsageLayer {
+pub(crate) struct UsageLayer {
     meter: Arc<UsageMeter>,
 }
 
 impl UsageLayer {
     /// A layer counting into `meter`.
-    pub fn new(meter: Arc<UsageMeter>) -> Self {
+    pub(crate) fn new(meter: Arc<UsageMeter>) -> Self {
         Self { meter }
     }
 }
@@ -259,7 +259,7 @@ impl<S> Layer<S> for UsageLayer {
 
 /// The service of [`UsageLayer`].
 #[derive(Debug, Clone)]
-pub struct UsageService<S> {
+pub(crate) struct UsageService<S> {
     inner: S,
     meter: Arc<UsageMeter>,
 }

@@ -16,7 +16,7 @@ use sqlx::{
 use crate::config::{CentralDatabaseConfig, DatabaseKind, DatabaseUrl};
 
 /// The Postgres channel on which replicas announce changes to each other.
-pub const CHANGES_CHANNEL: &str = "mt_paas_changes";
+pub(crate) const CHANGES_CHANNEL: &str = "mt_paas_changes";
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/central/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/central/postgres");
@@ -75,7 +75,7 @@ pub enum CentralDbError {
 /// work on both).
 ///
 /// ```no_run
-/// # async fn demo(db: mt_paas::core::central::CentralDb) -> Result<(), sqlx::Error> {
+/// # async fn demo(db: mt_paas::CentralDb) -> Result<(), sqlx::Error> {
 /// let tenants: i64 = mt_paas::on_pool!(&db, pool => {
 ///     sqlx::query_scalar("SELECT COUNT(*) FROM tenants").fetch_one(pool).await?
 /// });
@@ -85,8 +85,8 @@ pub enum CentralDbError {
 macro_rules! on_pool {
     ($db:expr, $pool:ident => $body:expr) => {
         match $db {
-            $crate::core::central::CentralDb::Sqlite($pool) => $body,
-            $crate::core::central::CentralDb::Postgres($pool) => $body,
+            $crate::CentralDb::Sqlite($pool) => $body,
+            $crate::CentralDb::Postgres($pool) => $body,
         }
     };
 }
@@ -194,7 +194,7 @@ impl CentralDb {
     }
 
     /// Tells the other replicas on this central DB that `key` of `topic` changed
-    /// (`kill_switch`, `entitlement`, `tenant`): Postgres `NOTIFY` on [`CHANGES_CHANNEL`],
+    /// (`kill_switch`, `entitlement`, `tenant`): Postgres `NOTIFY` on `mt_paas_changes`,
     /// nothing on SQLite (one process). Best effort: replicas also re-read periodically.
     pub async fn notify(&self, topic: &str, key: &str) {
         let result = match self {
@@ -227,12 +227,12 @@ impl CentralDb {
 }
 
 /// How often a process on a SQLite central DB reads the changes the others announced.
-pub const CHANGE_POLL: Duration = Duration::from_millis(200);
+pub(crate) const CHANGE_POLL: Duration = Duration::from_millis(200);
 
 /// The change feed of a SQLite central DB: what other processes announced since the last
 /// read. (On Postgres, `LISTEN` does this.)
 #[derive(Debug)]
-pub struct Changes {
+pub(crate) struct Changes {
     pool: SqlitePool,
     last: i64,
     pruned: std::time::Instant,
@@ -240,7 +240,7 @@ pub struct Changes {
 
 impl Changes {
     /// A feed starting after what is already there.
-    pub async fn open(pool: SqlitePool) -> Result<Self, sqlx::Error> {
+    pub(crate) async fn open(pool: SqlitePool) -> Result<Self, sqlx::Error> {
         let last: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM changes")
             .fetch_one(&pool)
             .await?;
@@ -252,7 +252,7 @@ impl Changes {
     }
 
     /// The `(topic, key)` pairs announced since the last call, oldest first.
-    pub async fn next(&mut self) -> Result<Vec<(String, String)>, sqlx::Error> {
+    pub(crate) async fn next(&mut self) -> Result<Vec<(String, String)>, sqlx::Error> {
         let rows: Vec<(i64, String, String)> = sqlx::query_as(
             "SELECT seq, topic, key FROM changes WHERE seq > $1 ORDER BY seq LIMIT 1000",
         )

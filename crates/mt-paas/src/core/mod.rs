@@ -1,10 +1,10 @@
 //! The tenant model (DESIGN §2.2 `core/`): [`models`], the registry ([`manager`]) in the
 //! [`central`] database, and the request-facing [`Tenant`](tenant::Tenant).
 
-pub mod background;
-pub mod central;
-pub mod database;
-pub mod manager;
-pub mod models;
+pub(crate) mod background;
+pub(crate) mod central;
+pub(crate) mod database;
+pub(crate) mod manager;
+pub(crate) mod models;
 pub(crate) mod slots;
-pub mod tenant;
+pub(crate) mod tenant;

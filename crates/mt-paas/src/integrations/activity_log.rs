@@ -2,7 +2,7 @@
 //! `log_activity`), sent in batches to `logging.activity_log.endpoint` through the outbox.
 //!
 //! ```no_run
-//! use mt_paas::{Tenant, integrations::activity_log::Activity};
+//! use mt_paas::{Activity, Tenant};
 //! use serde_json::json;
 //!
 //! async fn chat(tenant: Tenant, activity: Activity) -> &'static str {
@@ -33,12 +33,7 @@ use crate::{
     outbox::{Item, Kind, Outbox},
 };
 
-/// The extension IRI of the tenant in `context.extensions`.
-pub const TENANT_EXTENSION: &str = "https://mt-paas.dev/xapi/extensions/tenant";
-/// The extension IRI of the service in `context.extensions`.
-pub const SERVICE_EXTENSION: &str = "https://mt-paas.dev/xapi/extensions/service";
-/// The extension IRI of the result in `result.extensions`.
-pub const RESULT_EXTENSION: &str = "https://mt-paas.dev/xapi/extensions/result";
+use mt_paas_protocol::xapi::{RESULT_EXTENSION, SERVICE_EXTENSION, TENANT_EXTENSION};
 
 /// Logs activities as xAPI statements.
 #[derive(Clone)]

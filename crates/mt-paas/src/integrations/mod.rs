@@ -1,10 +1,10 @@
 //! Integrations with the marketplace (DESIGN §2.2 `integrations/`).
 
-pub mod activity_log;
-pub mod entitlements;
-pub mod marketplace;
+pub(crate) mod activity_log;
+pub(crate) mod entitlements;
+pub(crate) mod marketplace;
 
-pub use self::{
-    entitlements::{CachedEntitlement, EntitlementError, Entitlements, Lookup},
-    marketplace::{Fetched, MarketError, MarketplaceClient},
+pub(crate) use self::{
+    entitlements::{CachedEntitlement, Entitlements, Lookup},
+    marketplace::{MarketError, MarketplaceClient},
 };

@@ -415,7 +415,7 @@ pub(super) fn sign(
 }
 
 /// How far a forwarded request's timestamp may be from the app's clock, either way.
-pub const MAX_SKEW_SECONDS: i64 = 60;
+pub(crate) const MAX_SKEW_SECONDS: i64 = 60;
 
 /// Nonces an app remembers at most; past it, a request is refused until old ones expire
 /// (only correctly signed requests are remembered, so only the router can fill it).
@@ -435,7 +435,7 @@ pub enum RouterRefusal {
     /// Signed for another tenant than the one this app serves.
     #[error("the request is for tenant {0}, not for the tenant this app serves")]
     OtherTenant(String),
-    /// The timestamp is further than [`MAX_SKEW_SECONDS`] from the app's clock.
+    /// The timestamp is further than 60 s from the app's clock.
     #[error("X-MT-PaaS-Timestamp is more than {MAX_SKEW_SECONDS} s from this app's clock")]
     Stale,
     /// The nonce was already used: a replayed request.

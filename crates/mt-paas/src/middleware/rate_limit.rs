@@ -49,7 +49,7 @@ const REPORT_AFTER: u64 = 100;
 
 /// One decision of the limiter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Decision {
+pub(crate) struct Decision {
     /// Whether the request passes.
     pub allowed: bool,
     /// The limit per minute.
@@ -65,7 +65,7 @@ pub struct Decision {
 /// The in-memory GCRA state of every active tenant, and of every active (tenant, client
 /// address) for requests without a user.
 #[derive(Clone)]
-pub struct MemoryLimiter {
+pub(crate) struct MemoryLimiter {
     tats: Arc<TenantSlots<AtomicU64>>,
     anonymous: Arc<TenantSlots<AtomicU64, (TenantId, Option<IpAddr>)>>,
 }
@@ -153,7 +153,7 @@ fn refund(tat: &AtomicU64, limit: u32) {
 
 impl MemoryLimiter {
     /// Counts one request of `tenant` against `limit` per minute.
-    pub async fn check(&self, tenant: &TenantId, limit: u32) -> Decision {
+    pub(crate) async fn check(&self, tenant: &TenantId, limit: u32) -> Decision {
         spend(
             &self.tats.get_or_insert_with(tenant, || AtomicU64::new(0)),
             limit,
@@ -161,7 +161,7 @@ impl MemoryLimiter {
     }
 
     /// Counts one request without a user from `client` to `tenant` against `limit`.
-    pub async fn check_anonymous(
+    pub(crate) async fn check_anonymous(
         &self,
         tenant: &TenantId,
         client: Option<IpAddr>,
@@ -177,7 +177,12 @@ impl MemoryLimiter {
     }
 
     /// Gives an anonymous request's allowance back.
-    pub async fn refund_anonymous(&self, tenant: &TenantId, client: Option<IpAddr>, limit: u32) {
+    pub(crate) async fn refund_anonymous(
+        &self,
+        tenant: &TenantId,
+        client: Option<IpAddr>,
+        limit: u32,
+    ) {
         let key = (tenant.clone(), client);
         refund(
             &self
@@ -185,11 +190,6 @@ impl MemoryLimiter {
                 .get_or_insert_with(&key, || AtomicU64::new(0)),
             limit,
         );
-    }
-
-    /// Tenants with state in memory.
-    pub async fn tracked(&self) -> u64 {
-        self.tats.len() as u64
     }
 }
 
@@ -217,7 +217,7 @@ return 0
 
 /// GCRA in Redis: one atomic script per request, Redis's clock for every replica.
 #[derive(Clone)]
-pub struct RedisLimiter {
+pub(crate) struct RedisLimiter {
     connection: redis::aio::ConnectionManager,
     script: Arc<redis::Script>,
     refund: Arc<redis::Script>,
@@ -234,7 +234,7 @@ impl std::fmt::Debug for RedisLimiter {
 
 impl RedisLimiter {
     /// Connects to `url`; keys are `mt-paas:rl:{service_id}:{tenant}`.
-    pub async fn connect(url: &str, service_id: &str) -> Result<Self, redis::RedisError> {
+    pub(crate) async fn connect(url: &str, service_id: &str) -> Result<Self, redis::RedisError> {
         let client = redis::Client::open(url)?;
         let connection = redis::aio::ConnectionManager::new(client).await?;
         Ok(Self {
@@ -246,7 +246,7 @@ impl RedisLimiter {
     }
 
     /// Counts one request of `tenant` against `limit` per minute.
-    pub async fn check(
+    pub(crate) async fn check(
         &self,
         tenant: &TenantId,
         limit: u32,
@@ -255,7 +255,7 @@ impl RedisLimiter {
     }
 
     /// Counts one request without a user from `client` to `tenant` against `limit`.
-    pub async fn check_anonymous(
+    pub(crate) async fn check_anonymous(
         &self,
         tenant: &TenantId,
         client: Option<IpAddr>,
@@ -265,7 +265,7 @@ impl RedisLimiter {
     }
 
     /// Gives an anonymous request's allowance back.
-    pub async fn refund_anonymous(
+    pub(crate) async fn refund_anonymous(
         &self,
         tenant: &TenantId,
         client: Option<IpAddr>,
@@ -316,7 +316,7 @@ impl RedisLimiter {
 
 /// Limits each tenant's requests per minute.
 #[derive(Clone)]
-pub struct RateLimitLayer {
+pub(crate) struct RateLimitLayer {
     state: Arc<State>,
 }
 
@@ -345,7 +345,7 @@ impl RateLimitLayer {
     /// `anonymous_rpm` per tenant and client address (read by `clients`) for requests
     /// without a user, across replicas when `redis` is given; repeated refusals are
     /// reported to `audit`.
-    pub fn new(
+    pub(crate) fn new(
         default_rpm: u32,
         anonymous_rpm: u32,
         clients: ClientAddresses,
@@ -366,11 +366,6 @@ impl RateLimitLayer {
                     .build(),
             }),
         }
-    }
-
-    /// The in-memory limiter (for tests and diagnostics).
-    pub fn memory(&self) -> &MemoryLimiter {
-        &self.state.memory
     }
 }
 
@@ -474,7 +469,7 @@ impl<S> Layer<S> for RateLimitLayer {
 
 /// The service of [`RateLimitLayer`].
 #[derive(Clone)]
-pub struct RateLimitService<S> {
+pub(crate) struct RateLimitService<S> {
     inner: S,
     state: Arc<State>,
 }

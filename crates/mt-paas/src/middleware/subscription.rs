@@ -38,7 +38,7 @@ use crate::{
 
 /// Checks each request's tenant against its entitlement.
 #[derive(Clone)]
-pub struct SubscriptionLayer {
+pub(crate) struct SubscriptionLayer {
     state: Arc<State>,
 }
 
@@ -61,7 +61,7 @@ impl SubscriptionLayer {
     /// A layer deciding by `entitlements` (when subscriptions are checked) and the kill
     /// switch (always); with `features_from_plan` the plan's features replace
     /// `features.defaults`.
-    pub fn new(
+    pub(crate) fn new(
         entitlements: Option<Entitlements>,
         kill_switch: KillSwitch,
         features_from_plan: bool,
@@ -79,9 +79,9 @@ impl SubscriptionLayer {
 }
 
 /// A response header telling the client that access ends soon (percent-encoded UTF-8).
-pub const NOTICE_HEADER: &str = "mt-paas-notice";
+pub(crate) const NOTICE_HEADER: &str = "mt-paas-notice";
 /// When access ends, RFC 3339.
-pub const NOTICE_UNTIL_HEADER: &str = "mt-paas-notice-until";
+pub(crate) const NOTICE_UNTIL_HEADER: &str = "mt-paas-notice-until";
 
 /// Why a request passes only with a notice.
 #[derive(Debug, Clone)]
@@ -203,7 +203,7 @@ impl<S> Layer<S> for SubscriptionLayer {
 
 /// The service of [`SubscriptionLayer`].
 #[derive(Clone)]
-pub struct SubscriptionService<S> {
+pub(crate) struct SubscriptionService<S> {
     inner: S,
     state: Arc<State>,
 }

@@ -5,7 +5,7 @@
 //! - [`Outbox::push`] costs a channel send on the request path; a writer task moves items into
 //!   the central DB within milliseconds, in batches. [`Outbox::push_now`] writes before it
 //!   returns (high and critical alerts, provisioning results).
-//! - The channel is bounded ([`BUFFER`] items): memory never grows without bound, whatever
+//! - The channel is bounded (16,384 items): memory never grows without bound, whatever
 //!   floods in. When it is full (the central DB stalls), [`Outbox::push`] refuses the item —
 //!   it returns [`Full`], the item was not accepted, and `mt_paas_outbox_refused_total`
 //!   counts it — and [`Outbox::push_wait`] waits for room; nothing accepted is ever dropped.
@@ -31,7 +31,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio::sync::{Notify, mpsc, oneshot};
 
-pub use self::sinks::{Delivery, LrsClient, Sinks};
+pub(crate) use self::sinks::LrsClient;
+pub use self::sinks::Sinks;
 use crate::{
     config::OutboxConfig,
     core::{
@@ -50,9 +51,9 @@ const MAX_PAUSE: Duration = Duration::from_secs(10);
 /// Items written to the central DB in one transaction.
 const WRITE_BATCH: usize = 1000;
 /// How often the pending items are counted for `/metrics`.
-pub const PENDING_EVERY: Duration = Duration::from_secs(10);
+pub(crate) const PENDING_EVERY: Duration = Duration::from_secs(10);
 /// Items the channel to the writer holds at most.
-pub const BUFFER: usize = 16_384;
+pub(crate) const BUFFER: usize = 16_384;
 
 /// The outbox's buffer is full: the item was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -266,7 +267,7 @@ impl Outbox {
     }
 
     /// Items waiting for delivery at the last background count (every
-    /// [`PENDING_EVERY`]); what `/metrics` shows, so a scrape never queries the database.
+    /// 10 s); what `/metrics` shows, so a scrape never queries the database.
     pub fn pending_gauge(&self) -> u64 {
         self.inner.pending.load(Ordering::Relaxed)
     }

@@ -23,11 +23,11 @@ use crate::{
 /// Offsets of the services inside a port block.
 pub const APP_PORT_OFFSET: u16 = 0;
 /// The vector store's offset in a block.
-pub const VECTOR_PORT_OFFSET: u16 = 3;
+pub(crate) const VECTOR_PORT_OFFSET: u16 = 3;
 
 /// The port of the app container of port block `block` (where the tenant router sends the
 /// tenant's requests).
-pub fn app_port(config: &Config, block: u32) -> Option<u16> {
+pub(crate) fn app_port(config: &Config, block: u32) -> Option<u16> {
     let db = db_port(config, block)?;
     Some(db - config.isolation.docker.db_port_offset + APP_PORT_OFFSET)
 }
@@ -208,7 +208,7 @@ pub fn render(config: &Config, record: &TenantRecord) -> Result<RenderedStack, P
 }
 
 /// Writes the stack's files (`.env` readable by its owner only).
-pub fn write(stack: &RenderedStack) -> Result<(), ProvisionError> {
+pub(crate) fn write(stack: &RenderedStack) -> Result<(), ProvisionError> {
     let io = |what: &str, e: std::io::Error| ProvisionError::Docker(format!("{what}: {e}"));
     std::fs::create_dir_all(&stack.dir).map_err(|e| io(&stack.dir.display().to_string(), e))?;
     let compose = stack.dir.join("docker-compose.yml");
@@ -225,7 +225,7 @@ pub fn write(stack: &RenderedStack) -> Result<(), ProvisionError> {
 }
 
 /// Whether a Docker engine answers (`docker info` within five seconds).
-pub async fn engine_available() -> bool {
+pub(crate) async fn engine_available() -> bool {
     let probe = Command::new("docker")
         .arg("info")
         .stdout(Stdio::null())
@@ -281,7 +281,7 @@ pub(crate) async fn compose_command(
 
 /// Runs compose for the stack in `stack_dir` (project `project`, its `docker-compose.yml`)
 /// with `args`, for at most `timeout`; returns its standard output.
-pub async fn compose(
+pub(crate) async fn compose(
     cli: ComposeCli,
     stack_dir: &Path,
     project: &str,
@@ -320,7 +320,7 @@ pub async fn compose(
 
 /// Brings the stack up and waits until its health checks pass (compose v2 `--wait`; with v1
 /// the provisioner then waits for the database itself).
-pub async fn up(config: &DockerConfig, stack: &RenderedStack) -> Result<(), ProvisionError> {
+pub(crate) async fn up(config: &DockerConfig, stack: &RenderedStack) -> Result<(), ProvisionError> {
     let timeout = Duration::from_secs(config.start_timeout_seconds.max(1));
     let wait = timeout.as_secs().to_string();
     let (program, _) = compose_program(config.compose).await;
@@ -371,7 +371,10 @@ pub async fn up(config: &DockerConfig, stack: &RenderedStack) -> Result<(), Prov
 }
 
 /// Stops and removes the stack's containers, networks and volumes.
-pub async fn down(config: &DockerConfig, stack: &RenderedStack) -> Result<(), ProvisionError> {
+pub(crate) async fn down(
+    config: &DockerConfig,
+    stack: &RenderedStack,
+) -> Result<(), ProvisionError> {
     compose(
         config.compose,
         &stack.dir,

@@ -24,7 +24,7 @@ const APP_PORT: u16 = 8000;
 /// The namespace of `tenant` in `service`: `mtp-{service}-{tenant}` with `_` as `-`, and the
 /// first 8 hex digits of SHA-256 over both ids, so that ids which differ only in `_` / `-`
 /// (or whose join is ambiguous) never share one. At most 63 characters.
-pub fn namespace(service: &str, tenant: &TenantId) -> String {
+pub(crate) fn namespace(service: &str, tenant: &TenantId) -> String {
     let digest = aws_lc_rs::digest::digest(
         &aws_lc_rs::digest::SHA256,
         format!("{service}\0{tenant}").as_bytes(),

@@ -1,9 +1,7 @@
 use std::{collections::BTreeSet, path::Path, process::Command, time::Duration};
 
 use mt_paas::{
-    IsolationMode, TenantId, TenantStatus,
-    middleware::{RouterRefusal, RouterVerifier},
-    provisioning::Provisioned,
+    IsolationMode, RouterRefusal, RouterVerifier, TenantId, TenantStatus, provisioning::Provisioned,
 };
 
 use crate::helpers::{
@@ -621,7 +619,7 @@ pub async fn the_tenant_router_sends_each_tenant_to_its_own_app() {
     assert!(answer.headers.get("keep-alive").is_none());
 
     // A signed-in user is named to the app, and signed for.
-    let token = mt_paas::middleware::auth::JwtKeys::from_config(
+    let token = mt_paas::JwtKeys::from_config(
         &serde_json::from_value(serde_json::json!({
             "secret": JWT_SECRET, "algorithm": "HS256", "expiry_hours": 1, "leeway_seconds": 0
         }))

@@ -17,8 +17,8 @@ use crate::{
 
 fn pg(db: &mut TenantDb) -> &mut PgConnection {
     match db.conn() {
-        mt_paas::core::database::DbConn::Postgres(conn) => conn,
-        mt_paas::core::database::DbConn::Sqlite(_) => panic!("a Postgres test"),
+        mt_paas::DbConn::Postgres(conn) => conn,
+        mt_paas::DbConn::Sqlite(_) => panic!("a Postgres test"),
     }
 }
 

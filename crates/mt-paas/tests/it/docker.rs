@@ -4,8 +4,7 @@
 use std::{collections::BTreeSet, path::Path};
 
 use mt_paas::{
-    TenantId, TenantStatus,
-    core::database::Target,
+    Target, TenantId, TenantStatus,
     provisioning::{Provisioned, docker},
 };
 use yaml_serde::Value;

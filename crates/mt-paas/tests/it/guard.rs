@@ -8,9 +8,7 @@ use std::sync::{
 
 use axum::{Json, Router, routing::get};
 use mt_paas::{
-    CurrentUser, NewTenant, Tenant,
-    middleware::auth::{JwtKeys, require_feature, require_user},
-    outbox::Kind,
+    CurrentUser, JwtKeys, NewTenant, Tenant, outbox::Kind, require_feature, require_user,
 };
 use serde_json::{Value, json};
 

@@ -4,8 +4,8 @@
 use axum::{Json, Router, routing::get};
 use http::Request;
 use mt_paas::{
-    NewTenant, Tenant, TenantId, TenantStatus, current_tenant, http::ApiError,
-    middleware::auth::JwtKeys, spawn_in_tenant,
+    JwtKeys, NewTenant, Tenant, TenantId, TenantStatus, current_tenant, http::ApiError,
+    spawn_in_tenant,
 };
 use proptest::prelude::*;
 use serde_json::{Value, json};

@@ -4,8 +4,7 @@
 use std::path::Path;
 
 use mt_paas::{
-    ServiceMarketFramework, TenantId, TenantStatus,
-    core::database::{Target, TargetError},
+    ServiceMarketFramework, Target, TargetError, TenantId, TenantStatus,
     provisioning::{MigrationOutcome, ProvisionError, Provisioned},
 };
 
@@ -494,7 +493,7 @@ async fn provisioning_refuses_a_missing_migrations_directory() {
     std::fs::remove_dir(&gone).unwrap();
     let config = std::sync::Arc::new(config);
     let tenants = mt_paas::TenantManager::new(
-        mt_paas::core::central::CentralDb::connect(&config.database.central)
+        mt_paas::CentralDb::connect(&config.database.central)
             .await
             .unwrap(),
         config.isolation.mode,

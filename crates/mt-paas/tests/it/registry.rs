@@ -1,8 +1,8 @@
 //! The tenant registry, on SQLite and on Postgres.
 
 use mt_paas::{
-    Features, IsolationMode, NewTenant, TenantId, TenantManager, TenantStatus,
-    core::{central::CentralDb, manager::ManagerError},
+    CentralDb, Features, IsolationMode, ManagerError, NewTenant, TenantId, TenantManager,
+    TenantStatus,
 };
 
 use crate::helpers::{Backend, TestDb, on_both_backends};

@@ -318,7 +318,7 @@ async fn metrics_are_exposed_without_tenant_labels() {
 async fn metrics_never_query_the_database() {
     let db = TestDb::new(Backend::Sqlite).await.unwrap();
     let app = TestApp::new(db.config(""), Router::new()).await;
-    if let mt_paas::core::central::CentralDb::Sqlite(pool) = app.framework.central_db() {
+    if let mt_paas::CentralDb::Sqlite(pool) = app.framework.central_db() {
         pool.close().await;
     }
     let answer = app

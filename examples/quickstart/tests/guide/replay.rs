@@ -10,9 +10,8 @@
 use std::{sync::Arc, time::Duration};
 
 use mt_paas::{
-    DatabaseRouter, Features, IsolationMode, TenantId, TenantManager,
+    CentralDb, DatabaseRouter, Features, IsolationMode, TenantId, TenantManager,
     config::Config,
-    core::central::CentralDb,
     provisioning::{Provisioned, Provisioner},
 };
 

@@ -40,7 +40,7 @@
 
 mod budget;
 mod session;
-mod target;
+pub(crate) mod target;
 
 use std::{sync::Arc, time::Duration};
 
@@ -55,7 +55,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub(crate) use self::budget::AnyConn;
 use self::budget::{Budget, BudgetError, Lease};
-pub use self::target::{
+pub(crate) use self::target::{
     Target, TargetError, db_port, docker_database_url, quote_ident, router_key,
 };
 use crate::{
@@ -358,8 +358,8 @@ impl TenantDb {
 macro_rules! with_db {
     ($db:expr, $conn:ident => $body:expr) => {
         match $db.conn() {
-            $crate::core::database::DbConn::Sqlite($conn) => $body,
-            $crate::core::database::DbConn::Postgres($conn) => $body,
+            $crate::DbConn::Sqlite($conn) => $body,
+            $crate::DbConn::Postgres($conn) => $body,
         }
     };
 }

@@ -89,7 +89,7 @@ pub enum TargetError {
 }
 
 /// `"name"` with embedded quotes doubled: an identifier that is safe inside SQL.
-pub fn quote_ident(name: &str) -> String {
+pub(crate) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
@@ -211,7 +211,7 @@ impl Target {
 }
 
 /// The database port of port block `block`.
-pub fn db_port(config: &Config, block: u32) -> Option<u16> {
+pub(crate) fn db_port(config: &Config, block: u32) -> Option<u16> {
     let docker = &config.isolation.docker;
     let base = u32::from(docker.port_range_start)
         + block.checked_mul(u32::from(docker.port_range_size))?;
@@ -224,7 +224,7 @@ pub fn db_port(config: &Config, block: u32) -> Option<u16> {
 
 /// The tenant database of `id`'s stack: `isolation.docker.database_url` with its `{db_port}`,
 /// `{tenant_id}` and `{tenant_password}` filled.
-pub fn docker_database_url(config: &Config, id: &TenantId, db_port: u16) -> DatabaseUrl {
+pub(crate) fn docker_database_url(config: &Config, id: &TenantId, db_port: u16) -> DatabaseUrl {
     let docker = &config.isolation.docker;
     let url = fill(&docker.database_url, id, Some(db_port));
     if !url.expose().contains("{tenant_password}") {
@@ -245,7 +245,7 @@ fn tenant_password(secret: &str, service: &str, id: &TenantId) -> String {
 /// The key that signs the tenant router's headers to `id`'s app container
 /// (`MT_PAAS_ROUTER_KEY` in its environment): its own, so that one tenant's app can never
 /// forge a request as another tenant.
-pub fn router_key(config: &Config, id: &TenantId) -> String {
+pub(crate) fn router_key(config: &Config, id: &TenantId) -> String {
     derive(
         config.isolation.docker.password_secret.expose(),
         "tenant router key",

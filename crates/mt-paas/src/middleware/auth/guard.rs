@@ -16,7 +16,7 @@ use super::CurrentUser;
 use crate::{core::tenant::Tenant, http::ApiError};
 
 /// A check on a request's extensions (tenant, user): `Err` answers the request.
-pub type Guard = Arc<dyn Fn(&http::Extensions) -> Result<(), ApiError> + Send + Sync>;
+pub(crate) type Guard = Arc<dyn Fn(&http::Extensions) -> Result<(), ApiError> + Send + Sync>;
 
 /// Answers a request with the guard's error instead of passing it on.
 #[derive(Clone)]

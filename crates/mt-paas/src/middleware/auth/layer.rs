@@ -122,7 +122,7 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for CurrentUser {
 
 /// Verifies bearer tokens and refuses a token of one tenant on another.
 #[derive(Clone)]
-pub struct AuthLayer {
+pub(crate) struct AuthLayer {
     state: Arc<State>,
 }
 
@@ -144,7 +144,7 @@ impl AuthLayer {
     /// A layer verifying with `keys` (no user is ever set without keys) and reporting
     /// cross-tenant attempts to `audit`. The tenant a token names is its `jwt_claim`
     /// (`tenant_id` by default), as the verifier was configured.
-    pub fn new(keys: Option<TokenVerifier>, audit: Option<AuditLogger>) -> Self {
+    pub(crate) fn new(keys: Option<TokenVerifier>, audit: Option<AuditLogger>) -> Self {
         Self {
             state: Arc::new(State { keys, audit }),
         }
@@ -221,7 +221,7 @@ impl<S> Layer<S> for AuthLayer {
 
 /// The service of [`AuthLayer`].
 #[derive(Clone)]
-pub struct AuthService<S> {
+pub(crate) struct AuthService<S> {
     inner: S,
     state: Arc<State>,
 }

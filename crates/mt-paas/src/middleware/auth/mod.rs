@@ -3,7 +3,7 @@
 //!
 //! ```no_run
 //! use axum::{Router, routing::get};
-//! use mt_paas::middleware::auth::{CurrentUser, require_feature, require_user};
+//! use mt_paas::{CurrentUser, require_feature, require_user};
 //!
 //! async fn profile(user: CurrentUser) -> String {
 //!     format!("{} of {:?}", user.sub(), user.tenant_id())
@@ -25,7 +25,7 @@
 //! `cross_tenant_access`, and with `security.cross_tenant_audit` a `cross_tenant_access_attempt`
 //! alert goes to the market (DESIGN §6.4).
 
-mod guard;
+pub(crate) mod guard;
 mod jwks;
 pub(crate) mod jwt;
 pub(crate) mod layer;
@@ -33,10 +33,9 @@ pub(crate) mod sso;
 
 use http::{HeaderMap, header};
 
-pub use self::{
-    guard::{Guard, GuardLayer, GuardService, require_feature, require_user},
+pub(crate) use self::{
     jwt::{Claims, JwtKeys, TokenError, TokenVerifier},
-    layer::{AuthLayer, AuthService, CurrentUser, current_user},
+    layer::{AuthLayer, CurrentUser},
 };
 
 /// The token of `Authorization: Bearer <token>`, if that is the scheme. A bearer header

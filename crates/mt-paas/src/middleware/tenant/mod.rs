@@ -22,12 +22,12 @@
 //! decides.
 
 pub(crate) mod identify;
-mod layer;
+pub(crate) mod layer;
 
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use http::request::Parts;
 
-pub use self::layer::{TenantLayer, TenantService};
+pub(crate) use self::layer::TenantLayer;
 use crate::{
     core::tenant::Tenant,
     http::{ApiError, ProblemCode},
