@@ -33,7 +33,7 @@ use crate::{
     integrations::activity_log::ActivityLogger,
     integrations::{Entitlements, MarketError, MarketplaceClient},
     middleware::{
-        auth::{AuthLayer, JwtKeys, TokenVerifier},
+        auth::{AuthLayer, TokenVerifier},
         rate_limit::{RateLimitLayer, RedisLimiter},
         subscription::SubscriptionLayer,
         tenant::TenantLayer,
@@ -139,6 +139,7 @@ struct Inner {
     /// A tenant's own app: the router's signed requests only, in place of the guard.
     tenant_app: Option<crate::middleware::tenant_app::TenantAppLayer>,
     cipher: Option<FieldCipher>,
+    #[cfg(feature = "sso")]
     sso: Option<crate::middleware::auth::sso::Sso>,
     /// The last readiness ping: when, and whether it answered.
     ready: tokio::sync::Mutex<Option<(std::time::Instant, bool)>>,
@@ -274,11 +275,13 @@ impl ServiceMarketFramework {
             verifier,
             config.security.cross_tenant_audit.then(|| audit.clone()),
         );
+        #[cfg(feature = "sso")]
         let sso_config = &config.auth.marketplace_sso;
+        #[cfg(feature = "sso")]
         let sso = match (
             sso_config.enabled,
             &marketplace,
-            JwtKeys::from_config(&config.auth.jwt),
+            crate::middleware::auth::jwt::JwtKeys::from_config(&config.auth.jwt),
         ) {
             (true, Some(client), Some(keys)) => Some(crate::middleware::auth::sso::Sso {
                 client: client.clone(),
@@ -320,6 +323,10 @@ impl ServiceMarketFramework {
         };
         let limits = &config.security.rate_limit;
         let rate_limit_layer = if limits.enabled {
+            // Without the `redis` feature the configuration refused a `redis_url`.
+            #[cfg(not(feature = "redis"))]
+            let redis: Option<RedisLimiter> = None;
+            #[cfg(feature = "redis")]
             let redis = match &limits.redis_url {
                 Some(url) => match RedisLimiter::connect(url.expose(), &config.service.id).await {
                     Ok(redis) => Some(redis),
@@ -452,6 +459,7 @@ impl ServiceMarketFramework {
                 auth_layer,
                 rate_limit_layer,
                 cipher,
+                #[cfg(feature = "sso")]
                 sso,
                 ready: tokio::sync::Mutex::new(None),
                 background,
@@ -621,12 +629,12 @@ impl ServiceMarketFramework {
         } else {
             public
         };
-        let sso = &self.inner.config.auth.marketplace_sso;
+        #[cfg(feature = "sso")]
         let public = match &self.inner.sso {
             Some(state) => public.merge(crate::middleware::auth::sso::router(
                 state.clone(),
-                &sso.login_url,
-                &sso.callback_url,
+                &self.inner.config.auth.marketplace_sso.login_url,
+                &self.inner.config.auth.marketplace_sso.callback_url,
             )),
             None => public,
         };

@@ -905,6 +905,28 @@ fn check_vector(
     }
 }
 
+/// The settings that need an optional part of the SDK, with the Cargo feature it is behind
+/// and whether the configuration asks for it; only the features this build lacks are listed.
+fn compiled_without(config: &Config) -> Vec<(&'static str, &'static str, bool)> {
+    let _ = config; // nothing is missing when every feature is compiled in
+    [
+        #[cfg(not(feature = "redis"))]
+        (
+            "security.rate_limit.redis_url",
+            "redis",
+            config.security.rate_limit.enabled && config.security.rate_limit.redis_url.is_some(),
+        ),
+        #[cfg(not(feature = "sso"))]
+        (
+            "auth.marketplace_sso.enabled",
+            "sso",
+            config.auth.marketplace_sso.enabled,
+        ),
+    ]
+    .into_iter()
+    .collect()
+}
+
 /// Rules that span keys. A rule is skipped when a key it reads was already reported (and
 /// replaced by its default), so one mistake is never reported twice.
 fn check_rules(
@@ -931,6 +953,18 @@ fn check_rules(
             report(
                 "service.id",
                 format!("{id:?} is not a service id: use 1-63 of a-z, 0-9, '_', '-'"),
+            );
+        }
+    }
+
+    // What this build of the SDK was compiled without is an error, never a silent default.
+    for (path, feature, asked) in compiled_without(config) {
+        if asked && ok(&[path]) {
+            report(
+                path,
+                format!(
+                    "this build of mt-paas has no {feature} support: enable the mt-paas feature \"{feature}\" in Cargo.toml"
+                ),
             );
         }
     }
@@ -1483,6 +1517,29 @@ mod tests {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         move |name| map.get(name).cloned()
+    }
+
+    /// A setting that needs a feature this build lacks is refused, naming the key and the
+    /// feature; with the feature, the same file loads.
+    #[test]
+    fn a_setting_this_build_cannot_serve_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mt_paas_config.yaml");
+        std::fs::write(
+            &path,
+            "service:\n  id: svc\nsecurity:\n  rate_limit:\n    redis_url: redis://127.0.0.1:6379\n",
+        )
+        .unwrap();
+        let loaded = ConfigLoader::new(&path).vars(vars(&[])).load();
+        if cfg!(feature = "redis") {
+            loaded.unwrap();
+        } else {
+            let error = loaded.unwrap_err().to_string();
+            assert!(
+                error.contains("security.rate_limit.redis_url") && error.contains("\"redis\""),
+                "{error}"
+            );
+        }
     }
 
     #[test]

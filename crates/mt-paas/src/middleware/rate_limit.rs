@@ -193,126 +193,177 @@ impl MemoryLimiter {
     }
 }
 
-const GCRA_SCRIPT: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval = tonumber(ARGV[1])
-local tolerance = interval * tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local new_tat = tat + interval
-local allow_at = new_tat - tolerance
-if allow_at > now then
-  return {0, 0, tat - now, allow_at - now}
-end
-redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil((new_tat - now) / 1000) + 1000)
-return {1, math.floor((now + tolerance - new_tat) / interval), new_tat - now, 0}
-";
+/// GCRA in Redis (the `redis` feature): the limit holds across replicas.
+#[cfg(feature = "redis")]
+mod cluster {
+    use std::{net::IpAddr, sync::Arc};
 
-const REFUND_SCRIPT: &str = r"
-local tat = tonumber(redis.call('GET', KEYS[1]))
-if tat then redis.call('SET', KEYS[1], tat - tonumber(ARGV[1]), 'KEEPTTL') end
-return 0
-";
+    use super::Decision;
+    use crate::core::models::TenantId;
 
-/// GCRA in Redis: one atomic script per request, Redis's clock for every replica.
-#[derive(Clone)]
-pub(crate) struct RedisLimiter {
-    connection: redis::aio::ConnectionManager,
-    script: Arc<redis::Script>,
-    refund: Arc<redis::Script>,
-    prefix: String,
-}
+    const GCRA_SCRIPT: &str = r"
+    local t = redis.call('TIME')
+    local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+    local interval = tonumber(ARGV[1])
+    local tolerance = interval * tonumber(ARGV[2])
+    local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+    if tat < now then tat = now end
+    local new_tat = tat + interval
+    local allow_at = new_tat - tolerance
+    if allow_at > now then
+      return {0, 0, tat - now, allow_at - now}
+    end
+    redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil((new_tat - now) / 1000) + 1000)
+    return {1, math.floor((now + tolerance - new_tat) / interval), new_tat - now, 0}
+    ";
 
-impl std::fmt::Debug for RedisLimiter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisLimiter")
-            .field("prefix", &self.prefix)
-            .finish_non_exhaustive()
-    }
-}
+    const REFUND_SCRIPT: &str = r"
+    local tat = tonumber(redis.call('GET', KEYS[1]))
+    if tat then redis.call('SET', KEYS[1], tat - tonumber(ARGV[1]), 'KEEPTTL') end
+    return 0
+    ";
 
-impl RedisLimiter {
-    /// Connects to `url`; keys are `mt-paas:rl:{service_id}:{tenant}`.
-    pub(crate) async fn connect(url: &str, service_id: &str) -> Result<Self, redis::RedisError> {
-        let client = redis::Client::open(url)?;
-        let connection = redis::aio::ConnectionManager::new(client).await?;
-        Ok(Self {
-            connection,
-            script: Arc::new(redis::Script::new(GCRA_SCRIPT)),
-            refund: Arc::new(redis::Script::new(REFUND_SCRIPT)),
-            prefix: format!("mt-paas:rl:{service_id}:"),
-        })
+    /// GCRA in Redis: one atomic script per request, Redis's clock for every replica.
+    #[derive(Clone)]
+    pub(crate) struct RedisLimiter {
+        connection: redis::aio::ConnectionManager,
+        script: Arc<redis::Script>,
+        refund: Arc<redis::Script>,
+        prefix: String,
     }
 
-    /// Counts one request of `tenant` against `limit` per minute.
-    pub(crate) async fn check(
-        &self,
-        tenant: &TenantId,
-        limit: u32,
-    ) -> Result<Decision, redis::RedisError> {
-        self.spend(format!("{}{tenant}", self.prefix), limit).await
-    }
-
-    /// Counts one request without a user from `client` to `tenant` against `limit`.
-    pub(crate) async fn check_anonymous(
-        &self,
-        tenant: &TenantId,
-        client: Option<IpAddr>,
-        limit: u32,
-    ) -> Result<Decision, redis::RedisError> {
-        self.spend(self.anonymous_key(tenant, client), limit).await
-    }
-
-    /// Gives an anonymous request's allowance back.
-    pub(crate) async fn refund_anonymous(
-        &self,
-        tenant: &TenantId,
-        client: Option<IpAddr>,
-        limit: u32,
-    ) -> Result<(), redis::RedisError> {
-        let interval = 60_000_000 / u64::from(limit.max(1));
-        let mut connection = self.connection.clone();
-        self.refund
-            .key(self.anonymous_key(tenant, client))
-            .arg(interval)
-            .invoke_async::<i64>(&mut connection)
-            .await
-            .map(drop)
-    }
-
-    fn anonymous_key(&self, tenant: &TenantId, client: Option<IpAddr>) -> String {
-        match client {
-            Some(client) => format!("{}{tenant}:anon:{client}", self.prefix),
-            None => format!("{}{tenant}:anon", self.prefix),
+    impl std::fmt::Debug for RedisLimiter {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("RedisLimiter")
+                .field("prefix", &self.prefix)
+                .finish_non_exhaustive()
         }
     }
 
-    async fn spend(&self, key: String, limit: u32) -> Result<Decision, redis::RedisError> {
-        let limit = limit.max(1);
-        let interval = 60_000_000 / u64::from(limit);
-        let mut connection = self.connection.clone();
-        let (allowed, remaining, reset, retry): (i64, i64, i64, i64) = self
-            .script
-            .key(key)
-            .arg(interval)
-            .arg(limit)
-            .invoke_async(&mut connection)
-            .await?;
-        let secs = |micros: i64| {
-            u64::try_from(micros.max(0))
-                .unwrap_or_default()
-                .div_ceil(1_000_000)
-        };
-        Ok(Decision {
-            allowed: allowed == 1,
-            limit,
-            remaining: u32::try_from(remaining.max(0)).unwrap_or(u32::MAX),
-            reset: secs(reset),
-            retry_after: if allowed == 1 { 0 } else { secs(retry).max(1) },
-        })
+    impl RedisLimiter {
+        /// Connects to `url`; keys are `mt-paas:rl:{service_id}:{tenant}`.
+        pub(crate) async fn connect(
+            url: &str,
+            service_id: &str,
+        ) -> Result<Self, redis::RedisError> {
+            let client = redis::Client::open(url)?;
+            let connection = redis::aio::ConnectionManager::new(client).await?;
+            Ok(Self {
+                connection,
+                script: Arc::new(redis::Script::new(GCRA_SCRIPT)),
+                refund: Arc::new(redis::Script::new(REFUND_SCRIPT)),
+                prefix: format!("mt-paas:rl:{service_id}:"),
+            })
+        }
+
+        /// Counts one request of `tenant` against `limit` per minute.
+        pub(crate) async fn check(
+            &self,
+            tenant: &TenantId,
+            limit: u32,
+        ) -> Result<Decision, redis::RedisError> {
+            self.spend(format!("{}{tenant}", self.prefix), limit).await
+        }
+
+        /// Counts one request without a user from `client` to `tenant` against `limit`.
+        pub(crate) async fn check_anonymous(
+            &self,
+            tenant: &TenantId,
+            client: Option<IpAddr>,
+            limit: u32,
+        ) -> Result<Decision, redis::RedisError> {
+            self.spend(self.anonymous_key(tenant, client), limit).await
+        }
+
+        /// Gives an anonymous request's allowance back.
+        pub(crate) async fn refund_anonymous(
+            &self,
+            tenant: &TenantId,
+            client: Option<IpAddr>,
+            limit: u32,
+        ) -> Result<(), redis::RedisError> {
+            let interval = 60_000_000 / u64::from(limit.max(1));
+            let mut connection = self.connection.clone();
+            self.refund
+                .key(self.anonymous_key(tenant, client))
+                .arg(interval)
+                .invoke_async::<i64>(&mut connection)
+                .await
+                .map(drop)
+        }
+
+        fn anonymous_key(&self, tenant: &TenantId, client: Option<IpAddr>) -> String {
+            match client {
+                Some(client) => format!("{}{tenant}:anon:{client}", self.prefix),
+                None => format!("{}{tenant}:anon", self.prefix),
+            }
+        }
+
+        async fn spend(&self, key: String, limit: u32) -> Result<Decision, redis::RedisError> {
+            let limit = limit.max(1);
+            let interval = 60_000_000 / u64::from(limit);
+            let mut connection = self.connection.clone();
+            let (allowed, remaining, reset, retry): (i64, i64, i64, i64) = self
+                .script
+                .key(key)
+                .arg(interval)
+                .arg(limit)
+                .invoke_async(&mut connection)
+                .await?;
+            let secs = |micros: i64| {
+                u64::try_from(micros.max(0))
+                    .unwrap_or_default()
+                    .div_ceil(1_000_000)
+            };
+            Ok(Decision {
+                allowed: allowed == 1,
+                limit,
+                remaining: u32::try_from(remaining.max(0)).unwrap_or(u32::MAX),
+                reset: secs(reset),
+                retry_after: if allowed == 1 { 0 } else { secs(retry).max(1) },
+            })
+        }
     }
 }
+
+/// Without the `redis` feature there is no limiter across replicas: the configuration refuses
+/// `security.rate_limit.redis_url`, so this type has no values.
+#[cfg(not(feature = "redis"))]
+mod cluster {
+    use std::{convert::Infallible, net::IpAddr};
+
+    use super::Decision;
+    use crate::core::models::TenantId;
+
+    #[derive(Debug, Clone)]
+    pub(crate) enum RedisLimiter {}
+
+    impl RedisLimiter {
+        pub(crate) async fn check(&self, _: &TenantId, _: u32) -> Result<Decision, Infallible> {
+            match *self {}
+        }
+
+        pub(crate) async fn check_anonymous(
+            &self,
+            _: &TenantId,
+            _: Option<IpAddr>,
+            _: u32,
+        ) -> Result<Decision, Infallible> {
+            match *self {}
+        }
+
+        pub(crate) async fn refund_anonymous(
+            &self,
+            _: &TenantId,
+            _: Option<IpAddr>,
+            _: u32,
+        ) -> Result<(), Infallible> {
+            match *self {}
+        }
+    }
+}
+
+pub(crate) use self::cluster::RedisLimiter;
 
 /// Limits each tenant's requests per minute.
 #[derive(Clone)]

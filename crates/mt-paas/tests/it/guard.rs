@@ -370,6 +370,7 @@ async fn anonymous_requests_cannot_spend_a_tenant() {
     assert_eq!(of("korea"), 5, "{usage:?}");
 }
 
+#[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_redis_the_limit_holds_across_two_instances() {
     let redis =

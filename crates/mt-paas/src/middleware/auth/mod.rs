@@ -29,12 +29,13 @@ pub(crate) mod guard;
 mod jwks;
 pub(crate) mod jwt;
 pub(crate) mod layer;
+#[cfg(feature = "sso")]
 pub(crate) mod sso;
 
 use http::{HeaderMap, header};
 
 pub(crate) use self::{
-    jwt::{Claims, JwtKeys, TokenError, TokenVerifier},
+    jwt::{Claims, TokenError, TokenVerifier},
     layer::{AuthLayer, CurrentUser},
 };
 

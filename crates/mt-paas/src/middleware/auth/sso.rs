@@ -28,7 +28,7 @@ use serde::Deserialize;
 use serde_json::json;
 use time::OffsetDateTime;
 
-use super::JwtKeys;
+use super::jwt::JwtKeys;
 use crate::{
     http::{ApiError, ProblemCode},
     integrations::{MarketError, MarketplaceClient},
