@@ -14,12 +14,13 @@ use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::{
+    activity::ActivityLogger,
     config::{Config, ConfigError, ConfigLoader},
     control::{
         AuditLogger, Control, KillSwitch,
         heartbeat::HeartbeatService,
         metrics::{Metrics, MetricsLayer},
-        usage::{UsageLayer, UsageMeter, UsageReporter},
+        usage::{UsageMeter, UsageReporter},
     },
     core::{
         background::Background,
@@ -30,13 +31,13 @@ use crate::{
     },
     encryption::{EncryptionError, FieldCipher},
     http::{ApiError, ProblemCode, ProblemLayer, panic_response},
-    integrations::activity_log::ActivityLogger,
     integrations::{Entitlements, MarketError, MarketplaceClient},
     middleware::{
         auth::{AuthLayer, TokenVerifier},
         rate_limit::{RateLimitLayer, RedisLimiter},
         subscription::SubscriptionLayer,
         tenant::TenantLayer,
+        usage::UsageLayer,
     },
     outbox::{LrsClient, Outbox, Sinks},
     provisioning::{ProvisionError, Provisioner},

@@ -29,6 +29,7 @@
 //! manifests), [`control`] (kill switch, alerts, usage, metrics), [`outbox`] (telemetry
 //! delivery and its dead letters) and, with the `testing` feature, `testing`.
 
+mod activity;
 pub mod config;
 mod context;
 pub mod control;
@@ -42,6 +43,7 @@ pub mod http;
 mod integrations;
 mod logging;
 mod middleware;
+mod names;
 pub mod outbox;
 pub mod provisioning;
 mod random;
@@ -55,6 +57,7 @@ pub mod vectors;
 pub struct DeveloperGuide;
 
 pub use crate::{
+    activity::{Activity, ActivityLogger},
     context::{current_tenant, in_tenant, spawn_in_tenant},
     core::{
         central::{CentralDb, CentralDbError},
@@ -63,19 +66,12 @@ pub use crate::{
             target::{Target, TargetError},
         },
         manager::{ManagerError, NewTenant, TenantManager},
-        models::{
-            InvalidTenantId, IsolationMode, TENANT_ID_MAX_LEN, TenantId, TenantRecord,
-            TenantStatus, UnknownValue,
-        },
-        tenant::{Features, Tenant},
+        models::{TenantRecord, TenantStatus},
+        tenant::{CachedEntitlement, Features, Tenant},
     },
     encryption::{EncryptionError, FieldCipher},
     framework::{Error, ServiceMarketFramework, shutdown_signal},
-    integrations::{
-        activity_log::{Activity, ActivityLogger},
-        entitlements::CachedEntitlement,
-        marketplace::MarketError,
-    },
+    integrations::marketplace::MarketError,
     middleware::{
         app_router::{RoutedCaller, RoutedContext, RouterRefusal, RouterVerifier},
         auth::{
@@ -85,5 +81,6 @@ pub use crate::{
         },
         tenant::layer::TenantLayer,
     },
+    names::{InvalidTenantId, IsolationMode, TENANT_ID_MAX_LEN, TenantId, UnknownValue},
     vectors::TenantVectors,
 };

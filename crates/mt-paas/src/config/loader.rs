@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use yaml_serde::{Mapping, Value};
 
 use super::{Config, DEFAULTS_YAML, IdentificationMethod, JwtAlgorithm, secret::DatabaseKind};
-use crate::core::models::IsolationMode;
+use crate::names::IsolationMode;
 
 /// The environment variable that selects the overlay (`mt_paas_config.{env}.yaml`).
 pub const ENV_VAR: &str = "MT_PAAS_ENV";
@@ -170,7 +170,7 @@ impl ConfigLoader {
                 message,
             });
         };
-        let tenant = match tenant.parse::<crate::core::models::TenantId>() {
+        let tenant = match tenant.parse::<crate::names::TenantId>() {
             Ok(tenant) => Some(tenant),
             Err(e) => {
                 problem(
@@ -864,7 +864,7 @@ fn check_vector(
                     format!("{:?} is not an http(s) URL", vector.url),
                 );
             } else if vector.url.contains("{vector_port}")
-                && config.isolation.mode != crate::core::models::IsolationMode::DockerPerTenant
+                && config.isolation.mode != crate::names::IsolationMode::DockerPerTenant
             {
                 report(
                     "database.vector.url",
@@ -875,9 +875,7 @@ fn check_vector(
         }
         VectorStoreKind::Pgvector => {
             let sqlite = config.database.tenant.url_template.kind() == Some(DatabaseKind::Sqlite);
-            if sqlite
-                && config.isolation.mode == crate::core::models::IsolationMode::DatabasePerTenant
-            {
+            if sqlite && config.isolation.mode == crate::names::IsolationMode::DatabasePerTenant {
                 report(
                     "database.vector.type",
                     "pgvector keeps vectors in the tenant's Postgres database, and database.tenant.url_template is SQLite"
@@ -888,7 +886,7 @@ fn check_vector(
     }
     let mut seen = HashSet::new();
     for (i, spec) in vector.collections.iter().enumerate() {
-        if let Err(reason) = crate::vectors::check_collection_name(&spec.name) {
+        if let Err(reason) = crate::names::check_collection_name(&spec.name) {
             report(&format!("database.vector.collections[{i}].name"), reason);
         } else if !seen.insert(spec.name.as_str()) {
             report(

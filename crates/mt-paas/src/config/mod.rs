@@ -36,7 +36,7 @@ pub use self::{
     loader::{ConfigError, ConfigLoader, ConfigProblem, ConfigSources, ENV_VAR},
     secret::{DatabaseKind, DatabaseUrl, REDACTED, Secret},
 };
-pub use crate::core::models::IsolationMode;
+pub use crate::names::IsolationMode;
 
 /// The embedded defaults: every key that a configuration file leaves out takes its value here.
 pub const DEFAULTS_YAML: &str = include_str!("defaults.yaml");
@@ -92,7 +92,7 @@ pub struct Config {
 #[non_exhaustive]
 pub struct TenantAppConfig {
     /// The tenant this app serves (`MT_PAAS_TENANT_ID`).
-    pub tenant: crate::core::models::TenantId,
+    pub tenant: crate::names::TenantId,
     /// The key its router signs with (`MT_PAAS_ROUTER_KEY`).
     pub router_key: Secret,
     /// The tenant's database (`DATABASE_URL`).

@@ -6,8 +6,46 @@ use super::{
     database::Placement,
     models::{IsolationMode, TenantId, TenantRecord},
 };
+use mt_paas_protocol::Entitlement;
+use time::OffsetDateTime;
+
 use crate::http::{ApiError, ProblemCode};
-use crate::integrations::CachedEntitlement;
+
+/// An entitlement as last confirmed by the market.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CachedEntitlement {
+    /// The entitlement.
+    pub entitlement: Entitlement,
+    /// Its ETag.
+    pub etag: Option<String>,
+    /// When the market last confirmed it.
+    pub fetched_at: OffsetDateTime,
+    /// The plan's features, built once rather than per request.
+    features: Features,
+}
+
+impl CachedEntitlement {
+    /// An entitlement confirmed by the market at `fetched_at`.
+    pub fn new(entitlement: Entitlement, etag: Option<String>, fetched_at: OffsetDateTime) -> Self {
+        let features = Features::new(entitlement.features.clone());
+        Self {
+            entitlement,
+            etag,
+            fetched_at,
+            features,
+        }
+    }
+
+    /// The plan's features.
+    pub fn features(&self) -> &Features {
+        &self.features
+    }
+
+    pub(crate) fn age(&self) -> std::time::Duration {
+        let age = OffsetDateTime::now_utc() - self.fetched_at;
+        age.try_into().unwrap_or(std::time::Duration::ZERO)
+    }
+}
 
 /// The features a tenant may use: `feature → enabled`.
 #[derive(Clone, Default, PartialEq, Eq)]

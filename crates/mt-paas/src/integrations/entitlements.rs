@@ -25,7 +25,7 @@ use crate::{
         background::Background,
         central::{CentralDb, on_pool},
         models::TenantId,
-        tenant::Features,
+        tenant::CachedEntitlement,
     },
 };
 
@@ -35,42 +35,6 @@ const NOT_SUBSCRIBED_TTL: Duration = Duration::from_secs(5);
 const IDLE_IN_MEMORY: Duration = Duration::from_secs(3600);
 /// Entitlements fetched per bulk page, as the market pages them.
 const PAGE: usize = 500;
-
-/// An entitlement as last confirmed by the market.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CachedEntitlement {
-    /// The entitlement.
-    pub entitlement: Entitlement,
-    /// Its ETag.
-    pub etag: Option<String>,
-    /// When the market last confirmed it.
-    pub fetched_at: OffsetDateTime,
-    /// The plan's features, built once rather than per request.
-    features: Features,
-}
-
-impl CachedEntitlement {
-    /// An entitlement confirmed by the market at `fetched_at`.
-    pub fn new(entitlement: Entitlement, etag: Option<String>, fetched_at: OffsetDateTime) -> Self {
-        let features = Features::new(entitlement.features.clone());
-        Self {
-            entitlement,
-            etag,
-            fetched_at,
-            features,
-        }
-    }
-
-    /// The plan's features.
-    pub fn features(&self) -> &Features {
-        &self.features
-    }
-
-    fn age(&self) -> Duration {
-        let age = OffsetDateTime::now_utc() - self.fetched_at;
-        age.try_into().unwrap_or(Duration::ZERO)
-    }
-}
 
 /// What the market says of a tenant.
 #[derive(Debug, Clone, PartialEq)]

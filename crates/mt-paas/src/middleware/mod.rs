@@ -6,3 +6,4 @@ pub(crate) mod rate_limit;
 pub(crate) mod subscription;
 pub(crate) mod tenant;
 pub(crate) mod tenant_app;
+pub(crate) mod usage;

@@ -29,13 +29,13 @@ use tower::{Layer, Service};
 use super::app_router::{RoutedCaller, RouterVerifier};
 use crate::{
     config::TenantAppConfig,
+    core::tenant::CachedEntitlement,
     core::{
         database::DatabaseRouter,
         models::{IsolationMode, Placement, TenantRecord, TenantStatus},
         tenant::{Features, Tenant},
     },
     http::{ApiError, ProblemCode},
-    integrations::CachedEntitlement,
     middleware::auth::{CurrentUser, layer::as_user},
     vectors::VectorStore,
 };

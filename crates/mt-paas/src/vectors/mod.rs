@@ -130,25 +130,7 @@ impl From<VectorError> for ApiError {
     }
 }
 
-/// Checks a collection name within a tenant: 1-63 of a-z, 0-9 and '-', starting and ending
-/// with a letter or digit (no `_`: it separates tenant and collection in stored names).
-pub(crate) fn check_collection_name(name: &str) -> Result<(), String> {
-    let bytes = name.as_bytes();
-    let edge = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-    if bytes.is_empty() || bytes.len() > 63 {
-        return Err("use 1-63 characters".to_owned());
-    }
-    if !bytes
-        .iter()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
-    {
-        return Err("use only a-z, 0-9 and '-' ('_' is reserved)".to_owned());
-    }
-    if !edge(bytes.first()) || !edge(bytes.last()) {
-        return Err("start and end with a letter or digit".to_owned());
-    }
-    Ok(())
-}
+pub(crate) use crate::names::check_collection_name;
 
 /// One record to store: an id unique within the collection, its vector, and optionally its
 /// text and flat metadata (strings, numbers, booleans).

@@ -9,6 +9,7 @@ mod guard;
 mod helpers;
 mod identification;
 mod isolation;
+mod layout;
 mod provisioning;
 mod registry;
 mod telemetry;
