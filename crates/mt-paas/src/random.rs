@@ -20,7 +20,7 @@ pub(crate) fn uuid() -> Result<uuid::Uuid, NoRandomness> {
     Ok(uuid::Builder::from_random_bytes(bytes()?).into_uuid())
 }
 
-/// `base` scaled by a random factor in [0.75, 1.25): retries of many replicas spread out.
+/// `base` scaled by a random factor in [0.75, 1.25]: retries of many replicas spread out.
 /// Jitter is no secret: without randomness it is the midpoint, `base` itself.
 pub(crate) fn jitter(base: std::time::Duration) -> std::time::Duration {
     let spread = bytes::<1>().map_or(0.25, |[b]| f64::from(b) / 510.0);
@@ -47,10 +47,8 @@ mod tests {
         let base = std::time::Duration::from_secs(4);
         for _ in 0..200 {
             let d = jitter(base);
-            assert!(
-                d >= std::time::Duration::from_secs(3) && d < std::time::Duration::from_secs(5),
-                "{d:?}"
-            );
+            let quarter = std::time::Duration::from_secs(3)..=std::time::Duration::from_secs(5);
+            assert!(quarter.contains(&d), "{d:?}");
         }
     }
 }

@@ -155,6 +155,31 @@ pub(crate) async fn authenticate(
     }
 }
 
+/// Extractor: the service named by the path's `{service_id}`, authenticated by its API key
+/// ([`authenticate`]): a handler that takes it runs only for that service's own key.
+pub(crate) struct Caller(pub(crate) Service);
+
+impl axum::extract::FromRequestParts<Market> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        market: &Market,
+    ) -> Result<Self, ApiError> {
+        let params = axum::extract::RawPathParams::from_request_parts(parts, market)
+            .await
+            .map_err(|_| unauthorized())?;
+        let service_id = params
+            .iter()
+            .find(|(name, _)| *name == "service_id")
+            .map(|(_, value)| value.to_owned())
+            .ok_or_else(unauthorized)?;
+        authenticate(market, &parts.headers, &service_id)
+            .await
+            .map(Self)
+    }
+}
+
 /// Checks the operator token.
 pub(crate) fn operator(market: &Market, headers: &HeaderMap) -> Result<(), ApiError> {
     let token = bearer(headers).ok_or_else(unauthorized)?;

@@ -15,7 +15,7 @@ use mt_paas_protocol::{
 };
 use serde::Deserialize;
 
-use super::{authenticate, invalid, not_found, parse, tenant_id};
+use super::{Caller, authenticate, invalid, not_found, parse, tenant_id};
 use crate::{Market, crypto};
 
 /// Most entitlements in one bulk page.
@@ -55,11 +55,9 @@ fn same_service(body: &str, path: &str) -> Result<(), ApiError> {
 
 async fn heartbeat(
     State(market): State<Market>,
-    Path(service_id): Path<String>,
-    headers: HeaderMap,
+    Caller(service): Caller,
     body: Bytes,
 ) -> Result<Json<HeartbeatResponse>, ApiError> {
-    let service = authenticate(&market, &headers, &service_id).await?;
     let heartbeat: Heartbeat = parse(&body)?;
     same_service(&heartbeat.service_id, &service.id)?;
     if heartbeat.instance_id.len() > 200 {
@@ -91,10 +89,10 @@ fn etag(revision: i64) -> HeaderValue {
 
 async fn entitlement(
     State(market): State<Market>,
-    Path((service_id, tenant)): Path<(String, String)>,
+    Caller(service): Caller,
+    Path((_, tenant)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let service = authenticate(&market, &headers, &service_id).await?;
     let tenant = tenant_id(&tenant)?;
     let subscription = market
         .store()
@@ -117,11 +115,9 @@ struct Since {
 
 async fn entitlements(
     State(market): State<Market>,
-    Path(service_id): Path<String>,
+    Caller(service): Caller,
     Query(since): Query<Since>,
-    headers: HeaderMap,
 ) -> Result<Json<EntitlementPage>, ApiError> {
-    let service = authenticate(&market, &headers, &service_id).await?;
     if since.since_revision < 0 {
         return Err(invalid("since_revision", "must not be negative"));
     }
@@ -147,11 +143,9 @@ async fn entitlements(
 
 async fn usage(
     State(market): State<Market>,
-    Path(service_id): Path<String>,
-    headers: HeaderMap,
+    Caller(service): Caller,
     body: Bytes,
 ) -> Result<Json<UsageReceipt>, ApiError> {
-    let service = authenticate(&market, &headers, &service_id).await?;
     let report: UsageReport = parse(&body)?;
     same_service(&report.service_id, &service.id)?;
     if report.records.len() > MAX_RECORDS {
@@ -259,11 +253,10 @@ async fn ack(
 
 async fn provisioning_result(
     State(market): State<Market>,
-    Path((service_id, tenant)): Path<(String, String)>,
-    headers: HeaderMap,
+    Caller(service): Caller,
+    Path((_, tenant)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
-    let service = authenticate(&market, &headers, &service_id).await?;
     let result: ProvisioningResult = parse(&body)?;
     let tenant = tenant_id(&tenant)?;
     let command = market
