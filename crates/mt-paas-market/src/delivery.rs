@@ -8,6 +8,7 @@
 
 use std::{sync::Weak, time::Duration};
 
+use backon::{BackoffBuilder, ExponentialBuilder, Retryable};
 use mt_paas_protocol::{
     Command, CommandReceipt, EventHint, paths,
     webhook::{self, WebhookSecret},
@@ -229,8 +230,14 @@ async fn heard_lately(inner: &Inner, service_id: &str) -> bool {
 
 /// 0.5 s × 2^attempts, capped, with ±25 % jitter.
 fn backoff(attempts: u32) -> Duration {
-    let base = Duration::from_millis(500).saturating_mul(2u32.saturating_pow(attempts.min(16)));
-    let base = base.min(MAX_BACKOFF);
+    let step = usize::try_from(attempts.min(16)).unwrap_or(16);
+    let base = ExponentialBuilder::new()
+        .with_min_delay(Duration::from_millis(500))
+        .with_max_delay(MAX_BACKOFF)
+        .without_max_times()
+        .build()
+        .nth(step)
+        .unwrap_or(MAX_BACKOFF);
     // Jitter is no secret: without randomness it is the midpoint.
     let jitter = crypto::random_token(2).map_or(25, |t| t.bytes().map(u64::from).sum::<u64>() % 50);
     base.mul_f64(0.75 + jitter as f64 / 100.0)
@@ -254,20 +261,20 @@ pub(crate) fn hint(
             revision,
         })
         .unwrap_or_default();
-        for wait in [0u64, 250, 1000] {
-            tokio::time::sleep(Duration::from_millis(wait)).await;
-            match send_signed(
-                &inner,
-                &service,
-                Method::POST,
-                &paths::events(&service.id),
-                body.clone(),
-            )
+        let path = paths::events(&service.id);
+        let send = || send_signed(&inner, &service, Method::POST, &path, body.clone());
+        // At once, then after 250 ms and 1 s.
+        let hints = ExponentialBuilder::new()
+            .with_min_delay(Duration::from_millis(250))
+            .with_factor(4.0)
+            .with_max_times(2);
+        if let Err(e) = send
+            .retry(hints)
+            .sleep(tokio::time::sleep)
+            .notify(|e, _| tracing::debug!(error = %e, "event hint not delivered; retrying"))
             .await
-            {
-                Ok(_) => return,
-                Err(e) => tracing::debug!(error = %e, "event hint not delivered"),
-            }
+        {
+            tracing::debug!(error = %e, "event hint not delivered");
         }
     });
 }

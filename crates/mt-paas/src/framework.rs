@@ -43,6 +43,7 @@ use crate::{
     provisioning::{ProvisionError, Provisioner},
     vectors::{VectorError, VectorStore},
 };
+use backon::{ConstantBuilder, Retryable};
 use mt_paas_protocol::webhook::Verifier;
 use std::time::Duration;
 
@@ -927,6 +928,11 @@ impl ChangeFeed {
 /// Applies what other replicas announce on the central Postgres DB (`LISTEN`), within the
 /// notification's latency (well under a second). After a lost connection everything is
 /// re-read, since notifications sent meanwhile are gone.
+/// How a lost change feed is retried: every 2 s until it is back (or the process stops).
+const RECONNECT: ConstantBuilder = ConstantBuilder::new()
+    .with_delay(Duration::from_secs(2))
+    .without_max_times();
+
 fn spawn_change_listener(
     url: crate::config::DatabaseUrl,
     feed: ChangeFeed,
@@ -934,25 +940,28 @@ fn spawn_change_listener(
 ) {
     let bg = background.clone();
     background.spawn(async move {
-        while !bg.is_stopping() {
-            let listener = async {
-                let options = url.pg_options()?;
-                let mut listener = sqlx::postgres::PgListener::connect_with(
-                    &sqlx::PgPool::connect_lazy_with(options),
-                )
-                .await?;
-                listener
-                    .listen(crate::core::central::CHANGES_CHANNEL)
+        let connect = || async {
+            let options = url.pg_options()?;
+            let mut listener =
+                sqlx::postgres::PgListener::connect_with(&sqlx::PgPool::connect_lazy_with(options))
                     .await?;
-                Ok::<_, sqlx::Error>(listener)
-            };
-            let mut listener = match listener.await {
-                Ok(listener) => listener,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot listen for replica changes; retrying");
-                    bg.sleep(Duration::from_secs(2)).await;
-                    continue;
-                }
+            listener
+                .listen(crate::core::central::CHANGES_CHANNEL)
+                .await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        while !bg.is_stopping() {
+            let listening = connect
+                .retry(RECONNECT)
+                .sleep(tokio::time::sleep)
+                .notify(|e, _| tracing::warn!(error = %e, "cannot listen for replica changes; retrying"));
+            let mut listener = tokio::select! {
+                () = bg.stopping() => return,
+                listener = listening => match listener {
+                    Ok(listener) => listener,
+                    // Unreachable: the schedule has no last attempt.
+                    Err(_) => continue,
+                },
             };
             feed.resync().await;
             loop {
@@ -983,20 +992,20 @@ fn spawn_change_listener(
 fn spawn_change_poller(pool: sqlx::SqlitePool, feed: ChangeFeed, background: &Background) {
     let bg = background.clone();
     background.spawn(async move {
-        let mut changes = loop {
-            match crate::core::central::Changes::open(pool.clone()).await {
-                Ok(changes) => break changes,
-                Err(e) if pool.is_closed() => {
+        let opening = (|| crate::core::central::Changes::open(pool.clone()))
+            .retry(RECONNECT)
+            .sleep(tokio::time::sleep)
+            .when(|_| !pool.is_closed())
+            .notify(|e, _| tracing::warn!(error = %e, "cannot read the change feed; retrying"));
+        let mut changes = tokio::select! {
+            () = bg.stopping() => return,
+            opened = opening => match opened {
+                Ok(changes) => changes,
+                Err(e) => {
                     tracing::debug!(error = %e, "the central DB is closed; no change feed");
                     return;
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot read the change feed; retrying");
-                    if !bg.sleep(Duration::from_secs(2)).await {
-                        return;
-                    }
-                }
-            }
+            },
         };
         let mut tick = tokio::time::interval(crate::core::central::CHANGE_POLL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

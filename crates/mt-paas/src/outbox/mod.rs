@@ -675,10 +675,15 @@ async fn insert(db: &CentralDb, items: &[Item]) -> Result<(), sqlx::Error> {
 
 /// 1 s × 2^(attempts-1), capped at five minutes, ±25 % jitter.
 fn backoff(attempts: i64) -> Duration {
-    let exponent = u32::try_from(attempts.saturating_sub(1).clamp(0, 16)).unwrap_or(16);
-    let base = Duration::from_secs(1)
-        .saturating_mul(2u32.saturating_pow(exponent))
-        .min(MAX_BACKOFF);
+    use backon::{BackoffBuilder, ExponentialBuilder};
+    let step = usize::try_from(attempts.saturating_sub(1).clamp(0, 16)).unwrap_or(16);
+    let base = ExponentialBuilder::new()
+        .with_min_delay(Duration::from_secs(1))
+        .with_max_delay(MAX_BACKOFF)
+        .without_max_times()
+        .build()
+        .nth(step)
+        .unwrap_or(MAX_BACKOFF);
     crate::random::jitter(base)
 }
 
