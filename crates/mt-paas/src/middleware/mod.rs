@@ -2,6 +2,7 @@
 
 pub(crate) mod app_router;
 pub(crate) mod auth;
+pub(crate) mod policy;
 pub(crate) mod rate_limit;
 pub(crate) mod subscription;
 pub(crate) mod tenant;

@@ -19,15 +19,11 @@
 //! to its own memory rather than refusing or admitting everything.
 
 use std::{
-    convert::Infallible,
-    future::Future,
     net::IpAddr,
-    pin::Pin,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    task::{Context, Poll},
     time::{Duration, Instant},
 };
 
@@ -35,8 +31,8 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, header};
 use moka::future::Cache;
 use mt_paas_protocol::Severity;
-use tower::{Layer, Service};
 
+use super::policy::{Policy, PolicyLayer};
 use crate::{
     control::{AuditLogger, audit::RATE_LIMIT_EXCEEDED},
     core::{models::TenantId, slots::TenantSlots, tenant::Tenant},
@@ -366,12 +362,10 @@ mod cluster {
 pub(crate) use self::cluster::RedisLimiter;
 
 /// Limits each tenant's requests per minute.
-#[derive(Clone)]
-pub(crate) struct RateLimitLayer {
-    state: Arc<State>,
-}
+pub(crate) type RateLimitLayer = PolicyLayer<RateLimit>;
 
-struct State {
+/// The policy of [`RateLimitLayer`].
+pub(crate) struct RateLimit {
     memory: MemoryLimiter,
     redis: Option<RedisLimiter>,
     default_rpm: u32,
@@ -381,12 +375,12 @@ struct State {
     refusals: Cache<TenantId, Arc<AtomicU64>>,
 }
 
-impl std::fmt::Debug for RateLimitLayer {
+impl std::fmt::Debug for RateLimit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RateLimitLayer")
-            .field("default_rpm", &self.state.default_rpm)
-            .field("anonymous_rpm", &self.state.anonymous_rpm)
-            .field("redis", &self.state.redis.is_some())
+            .field("default_rpm", &self.default_rpm)
+            .field("anonymous_rpm", &self.anonymous_rpm)
+            .field("redis", &self.redis.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -403,33 +397,31 @@ impl RateLimitLayer {
         redis: Option<RedisLimiter>,
         audit: Option<AuditLogger>,
     ) -> Self {
-        Self {
-            state: Arc::new(State {
-                memory: MemoryLimiter::default(),
-                redis,
-                default_rpm,
-                anonymous_rpm,
-                clients,
-                audit,
-                refusals: Cache::builder()
-                    .time_to_live(Duration::from_secs(60))
-                    .max_capacity(100_000)
-                    .build(),
-            }),
-        }
+        Self::of(RateLimit {
+            memory: MemoryLimiter::default(),
+            redis,
+            default_rpm,
+            anonymous_rpm,
+            clients,
+            audit,
+            refusals: Cache::builder()
+                .time_to_live(Duration::from_secs(60))
+                .max_capacity(100_000)
+                .build(),
+        })
     }
 }
 
 /// Whose allowance a request spends.
 #[derive(Debug, Clone, Copy)]
-enum Spender {
+pub(crate) enum Spender {
     /// The tenant's: a verified user's request.
     Tenant,
     /// The (tenant, client address)'s: a request without a user.
     Anonymous(Option<IpAddr>),
 }
 
-impl State {
+impl RateLimit {
     async fn decide(&self, tenant: &Tenant, spender: Spender) -> (Decision, u32) {
         let limit = match spender {
             Spender::Tenant => tenant
@@ -507,84 +499,50 @@ fn set_headers(headers: &mut HeaderMap, decision: &Decision) {
     headers.insert(RATELIMIT_RESET, HeaderValue::from(decision.reset));
 }
 
-impl<S> Layer<S> for RateLimitLayer {
-    type Service = RateLimitService<S>;
+impl Policy for RateLimit {
+    /// For a tenant's request: the decision, the limit and whose allowance it spent.
+    type Admitted = Option<(Decision, u32, Spender, TenantId)>;
 
-    fn layer(&self, inner: S) -> Self::Service {
-        RateLimitService {
-            inner,
-            state: self.state.clone(),
-        }
-    }
-}
-
-/// The service of [`RateLimitLayer`].
-#[derive(Clone)]
-pub(crate) struct RateLimitService<S> {
-    inner: S,
-    state: Arc<State>,
-}
-
-impl<S> std::fmt::Debug for RateLimitService<S> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RateLimitService").finish_non_exhaustive()
-    }
-}
-
-impl<S, B> Service<Request<B>> for RateLimitService<S>
-where
-    S: Service<Request<B>, Response = Response, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    B: Send + 'static,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        let state = self.state.clone();
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let tenant = request.extensions().get::<Tenant>().cloned();
+    async fn admit<B: Send>(&self, request: &mut Request<B>) -> Result<Self::Admitted, Response> {
+        let Some(tenant) = request.extensions().get::<Tenant>().cloned() else {
+            return Ok(None);
+        };
         let spender = if request.extensions().get::<CurrentUser>().is_some() {
             Spender::Tenant
         } else {
-            Spender::Anonymous(state.clients.of(request.headers(), request.extensions()))
+            Spender::Anonymous(self.clients.of(request.headers(), request.extensions()))
         };
-        Box::pin(async move {
-            let Some(tenant) = tenant else {
-                return inner.call(request).await;
-            };
-            let (decision, limit) = state.decide(&tenant, spender).await;
-            if !decision.allowed {
-                state.refused(tenant.id(), decision.limit).await;
-                let mut response = ApiError::new(ProblemCode::RateLimited)
-                    .param("limit", decision.limit.to_string())
-                    .param("retry_after", decision.retry_after.to_string())
-                    .into_response();
-                set_headers(response.headers_mut(), &decision);
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(decision.retry_after));
-                return Ok(response);
-            }
-            let mut response = inner.call(request).await?;
-            if let Spender::Anonymous(client) = spender
-                && response
-                    .extensions()
-                    .get::<ApiError>()
-                    .is_some_and(|e| e.code() == ProblemCode::AuthenticationRequired)
-            {
-                state.refund(tenant.id(), client, limit).await;
-                return Ok(response);
-            }
+        let (decision, limit) = self.decide(&tenant, spender).await;
+        if !decision.allowed {
+            self.refused(tenant.id(), decision.limit).await;
+            let mut response = ApiError::new(ProblemCode::RateLimited)
+                .param("limit", decision.limit.to_string())
+                .param("retry_after", decision.retry_after.to_string())
+                .into_response();
             set_headers(response.headers_mut(), &decision);
-            Ok(response)
-        })
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(decision.retry_after));
+            return Err(response);
+        }
+        Ok(Some((decision, limit, spender, tenant.id().clone())))
+    }
+
+    async fn answered(&self, admitted: Self::Admitted, response: &mut Response) {
+        let Some((decision, limit, spender, tenant)) = admitted else {
+            return;
+        };
+        // A request without a user that the route refused for want of one costs nothing.
+        if let Spender::Anonymous(client) = spender
+            && response
+                .extensions()
+                .get::<ApiError>()
+                .is_some_and(|e| e.code() == ProblemCode::AuthenticationRequired)
+        {
+            self.refund(&tenant, client, limit).await;
+            return;
+        }
+        set_headers(response.headers_mut(), &decision);
     }
 }
 

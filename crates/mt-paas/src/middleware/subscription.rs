@@ -14,21 +14,15 @@
 //! (plus its grace) lies ahead passes with the `mt-paas-notice` and `mt-paas-notice-until`
 //! headers; once due, requests get 403 `tenant_blocked` with the market's message as given.
 
-use std::{
-    convert::Infallible,
-    future::Future,
-    pin::Pin,
-    sync::Arc,
-    task::{Context, Poll},
-};
+use std::convert::Infallible;
 
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, Request, header};
 use mt_paas_protocol::SubscriptionState;
-use tower::{Layer, Service};
 
 use time::OffsetDateTime;
 
+use super::policy::{Policy, PolicyLayer};
 use crate::{
     control::{Access, KillSwitch, kill_switch::access},
     core::tenant::Tenant,
@@ -37,22 +31,20 @@ use crate::{
 };
 
 /// Checks each request's tenant against its entitlement.
-#[derive(Clone)]
-pub(crate) struct SubscriptionLayer {
-    state: Arc<State>,
-}
+pub(crate) type SubscriptionLayer = PolicyLayer<Subscription>;
 
-struct State {
+/// The policy of [`SubscriptionLayer`].
+pub(crate) struct Subscription {
     entitlements: Option<Entitlements>,
     kill_switch: KillSwitch,
     features_from_plan: bool,
     grace_period_hours: u64,
 }
 
-impl std::fmt::Debug for SubscriptionLayer {
+impl std::fmt::Debug for Subscription {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SubscriptionLayer")
-            .field("features_from_plan", &self.state.features_from_plan)
+            .field("features_from_plan", &self.features_from_plan)
             .finish_non_exhaustive()
     }
 }
@@ -67,14 +59,12 @@ impl SubscriptionLayer {
         features_from_plan: bool,
         grace_period_hours: u64,
     ) -> Self {
-        Self {
-            state: Arc::new(State {
-                entitlements,
-                kill_switch,
-                features_from_plan,
-                grace_period_hours,
-            }),
-        }
+        Self::of(Subscription {
+            entitlements,
+            kill_switch,
+            features_from_plan,
+            grace_period_hours,
+        })
     }
 }
 
@@ -85,13 +75,13 @@ pub(crate) const NOTICE_UNTIL_HEADER: &str = "mt-paas-notice-until";
 
 /// Why a request passes only with a notice.
 #[derive(Debug, Clone)]
-struct Notice {
+pub(crate) struct Notice {
     message: String,
     until: OffsetDateTime,
 }
 
-impl State {
-    async fn admit(&self, tenant: &Tenant) -> Result<(Tenant, Option<Notice>), ApiError> {
+impl Subscription {
+    async fn decide(&self, tenant: &Tenant) -> Result<(Tenant, Option<Notice>), ApiError> {
         let id = tenant.id();
         let now = OffsetDateTime::now_utc();
         let refuse = |code| ApiError::new(code).param("tenant_id", id.to_string());
@@ -190,75 +180,48 @@ fn percent_encode(text: &str) -> String {
         .collect()
 }
 
-impl<S> Layer<S> for SubscriptionLayer {
-    type Service = SubscriptionService<S>;
+impl Policy for Subscription {
+    /// The tenant with the features it may use, and a notice of access ending soon.
+    type Admitted = (Tenant, Option<Notice>);
 
-    fn layer(&self, inner: S) -> Self::Service {
-        SubscriptionService {
-            inner,
-            state: self.state.clone(),
+    async fn admit<B: Send>(&self, request: &mut Request<B>) -> Result<Self::Admitted, Response> {
+        let Some(tenant) = request.extensions().get::<Tenant>().cloned() else {
+            tracing::error!("SubscriptionLayer found no tenant: add it inside TenantLayer");
+            return Err(ApiError::new(ProblemCode::Internal).into_response());
+        };
+        let (tenant, notice) = self
+            .decide(&tenant)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        request.extensions_mut().insert(tenant.clone());
+        Ok((tenant, notice))
+    }
+
+    fn serve<F>(
+        &self,
+        (tenant, _): &Self::Admitted,
+        route: F,
+    ) -> impl Future<Output = F::Output> + Send
+    where
+        F: Future<Output = Result<Response, Infallible>> + Send,
+    {
+        crate::context::in_tenant(tenant.clone(), route)
+    }
+
+    async fn answered(&self, (_, notice): Self::Admitted, response: &mut Response) {
+        let Some(notice) = notice else {
+            return;
+        };
+        let headers = response.headers_mut();
+        if let Ok(value) = HeaderValue::from_str(&percent_encode(&notice.message)) {
+            headers.insert(NOTICE_HEADER, value);
         }
-    }
-}
-
-/// The service of [`SubscriptionLayer`].
-#[derive(Clone)]
-pub(crate) struct SubscriptionService<S> {
-    inner: S,
-    state: Arc<State>,
-}
-
-impl<S> std::fmt::Debug for SubscriptionService<S> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SubscriptionService")
-            .finish_non_exhaustive()
-    }
-}
-
-impl<S, B> Service<Request<B>> for SubscriptionService<S>
-where
-    S: Service<Request<B>, Response = Response, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    B: Send + 'static,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let state = self.state.clone();
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let tenant = request.extensions().get::<Tenant>().cloned();
-        Box::pin(async move {
-            let Some(tenant) = tenant else {
-                tracing::error!("SubscriptionLayer found no tenant: add it inside TenantLayer");
-                return Ok(ApiError::new(ProblemCode::Internal).into_response());
-            };
-            let (tenant, notice) = match state.admit(&tenant).await {
-                Ok(admitted) => admitted,
-                Err(error) => return Ok(error.into_response()),
-            };
-            request.extensions_mut().insert(tenant.clone());
-            let mut response = crate::context::in_tenant(tenant, inner.call(request)).await?;
-            if let Some(notice) = notice {
-                let headers = response.headers_mut();
-                if let Ok(value) = HeaderValue::from_str(&percent_encode(&notice.message)) {
-                    headers.insert(NOTICE_HEADER, value);
-                }
-                if let Ok(until) = notice
-                    .until
-                    .format(&time::format_description::well_known::Rfc3339)
-                    && let Ok(value) = HeaderValue::from_str(&until)
-                {
-                    headers.insert(NOTICE_UNTIL_HEADER, value);
-                }
-            }
-            Ok(response)
-        })
+        if let Ok(until) = notice
+            .until
+            .format(&time::format_description::well_known::Rfc3339)
+            && let Ok(value) = HeaderValue::from_str(&until)
+        {
+            headers.insert(NOTICE_UNTIL_HEADER, value);
+        }
     }
 }

@@ -10,13 +10,7 @@
 //! app's port that did not come through the router, a replay, another tenant's — is 401
 //! `invalid_signature`, before any handler runs.
 
-use std::{
-    convert::Infallible,
-    future::Future,
-    pin::Pin,
-    sync::Arc,
-    task::{Context, Poll},
-};
+use std::{convert::Infallible, sync::Arc};
 
 use axum::{
     extract::OriginalUri,
@@ -24,9 +18,11 @@ use axum::{
 };
 use http::Request;
 use time::OffsetDateTime;
-use tower::{Layer, Service};
 
-use super::app_router::{RoutedCaller, RouterVerifier};
+use super::{
+    app_router::{RoutedCaller, RouterVerifier},
+    policy::{Policy, PolicyLayer},
+};
 use crate::{
     config::TenantAppConfig,
     core::tenant::CachedEntitlement,
@@ -41,12 +37,10 @@ use crate::{
 };
 
 /// Admits the tenant router's signed requests and gives them their tenant and user.
-#[derive(Clone)]
-pub(crate) struct TenantAppLayer {
-    state: Arc<State>,
-}
+pub(crate) type TenantAppLayer = PolicyLayer<TenantApp>;
 
-struct State {
+/// The policy of [`TenantAppLayer`].
+pub(crate) struct TenantApp {
     app: TenantAppConfig,
     verifier: RouterVerifier,
     databases: DatabaseRouter,
@@ -60,20 +54,26 @@ impl TenantAppLayer {
         vectors: Option<VectorStore>,
     ) -> Self {
         let verifier = RouterVerifier::new(app.tenant.as_str(), app.router_key.expose());
-        Self {
-            state: Arc::new(State {
-                app,
-                verifier,
-                databases,
-                vectors,
-            }),
-        }
+        Self::of(TenantApp {
+            app,
+            verifier,
+            databases,
+            vectors,
+        })
     }
 }
 
-impl State {
+impl std::fmt::Debug for TenantApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TenantAppLayer")
+            .field("tenant", &self.app.tenant)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TenantApp {
     /// The tenant and user the router vouches for.
-    fn admit(&self, caller: RoutedCaller) -> (Tenant, Option<CurrentUser>) {
+    fn vouched(&self, caller: RoutedCaller) -> (Tenant, Option<CurrentUser>) {
         let context = caller.context;
         let now = OffsetDateTime::now_utc();
         let record = TenantRecord {
@@ -108,39 +108,11 @@ impl State {
     }
 }
 
-impl<S> Layer<S> for TenantAppLayer {
-    type Service = TenantAppService<S>;
+impl Policy for TenantApp {
+    /// The tenant and the user the router vouches for.
+    type Admitted = (Tenant, Option<CurrentUser>);
 
-    fn layer(&self, inner: S) -> Self::Service {
-        TenantAppService {
-            inner,
-            state: self.state.clone(),
-        }
-    }
-}
-
-/// The service of [`TenantAppLayer`].
-#[derive(Clone)]
-pub(crate) struct TenantAppService<S> {
-    inner: S,
-    state: Arc<State>,
-}
-
-impl<S, B> Service<Request<B>> for TenantAppService<S>
-where
-    S: Service<Request<B>, Response = Response, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    B: Send + 'static,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+    async fn admit<B: Send>(&self, request: &mut Request<B>) -> Result<Self::Admitted, Response> {
         // The path the router signed: the request's own, before any nesting stripped it.
         let uri = request
             .extensions()
@@ -149,39 +121,40 @@ where
         let path = uri
             .path_and_query()
             .map_or("/", http::uri::PathAndQuery::as_str);
-        let verified = self
-            .state
+        let caller = match self
             .verifier
-            .verify(request.method(), path, request.headers());
-        let caller = match verified {
+            .verify(request.method(), path, request.headers())
+        {
             Ok(caller) => caller,
             Err(refusal) => {
                 tracing::warn!(%refusal, path, "refused a request its tenant router did not sign");
-                let problem = ApiError::new(ProblemCode::InvalidSignature)
-                    .localized_detail(refusal.korean(), refusal.to_string());
-                return Box::pin(async move { Ok(problem.into_response()) });
+                return Err(ApiError::new(ProblemCode::InvalidSignature)
+                    .localized_detail(refusal.korean(), refusal.to_string())
+                    .into_response());
             }
         };
-        let (tenant, user) = self.state.admit(caller);
+        let (tenant, user) = self.vouched(caller);
         let extensions = request.extensions_mut();
         extensions.insert(tenant.clone());
-        extensions.insert(self.state.databases.clone());
-        if let Some(vectors) = &self.state.vectors {
+        extensions.insert(self.databases.clone());
+        if let Some(vectors) = &self.vectors {
             extensions.insert(vectors.clone());
         }
         if let Some(user) = &user {
             extensions.insert(user.clone());
         }
-        // The clone is not ready; the ready one (self.inner) serves this call.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        Box::pin(async move {
-            let served = crate::context::in_tenant(tenant, inner.call(request));
-            match user {
-                Some(user) => as_user(user, served).await,
-                None => served.await,
-            }
-        })
+        Ok((tenant, user))
+    }
+
+    async fn serve<F>(&self, (tenant, user): &Self::Admitted, route: F) -> F::Output
+    where
+        F: Future<Output = Result<Response, Infallible>> + Send,
+    {
+        let served = crate::context::in_tenant(tenant.clone(), route);
+        match user {
+            Some(user) => as_user(user.clone(), served).await,
+            None => served.await,
+        }
     }
 }
 

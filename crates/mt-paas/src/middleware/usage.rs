@@ -1,91 +1,58 @@
 //! [`UsageLayer`]: counts each served tenant request into the [`UsageMeter`] that the
 //! control plane's [`UsageReporter`](crate::control::UsageReporter) reports to the market.
 
-use std::{
-    convert::Infallible,
-    future::Future,
-    pin::Pin,
-    sync::Arc,
-    task::{Context, Poll},
-};
+use std::sync::Arc;
 
 use axum::response::Response;
 use http::Request;
-use tower::{Layer, Service};
 
+use super::policy::{Policy, PolicyLayer};
 use crate::{
     control::usage::UsageMeter,
-    core::tenant::Tenant,
+    core::{models::TenantId, tenant::Tenant},
     http::{ApiError, ProblemCode},
     middleware::auth::CurrentUser,
 };
 
 /// Counts each served tenant request into a [`UsageMeter`] (a refusal for want of a user, a
 /// feature or allowance is not counted).
-#[derive(Debug, Clone)]
-pub(crate) struct UsageLayer {
+pub(crate) type UsageLayer = PolicyLayer<Usage>;
+
+/// The policy of [`UsageLayer`].
+#[derive(Debug)]
+pub(crate) struct Usage {
     meter: Arc<UsageMeter>,
 }
 
 impl UsageLayer {
     /// A layer counting into `meter`.
     pub(crate) fn new(meter: Arc<UsageMeter>) -> Self {
-        Self { meter }
+        Self::of(Usage { meter })
     }
 }
 
-impl<S> Layer<S> for UsageLayer {
-    type Service = UsageService<S>;
+impl Policy for Usage {
+    /// The tenant and the user, when the request has a tenant.
+    type Admitted = Option<(TenantId, Option<String>)>;
 
-    fn layer(&self, inner: S) -> Self::Service {
-        UsageService {
-            inner,
-            meter: self.meter.clone(),
+    async fn admit<B: Send>(&self, request: &mut Request<B>) -> Result<Self::Admitted, Response> {
+        let extensions = request.extensions();
+        Ok(extensions.get::<Tenant>().map(|tenant| {
+            let user = extensions.get::<CurrentUser>().map(|u| u.sub().to_owned());
+            (tenant.id().clone(), user)
+        }))
+    }
+
+    async fn answered(&self, admitted: Self::Admitted, response: &mut Response) {
+        if let Some((tenant, user)) = admitted
+            && served(response)
+        {
+            self.meter.record(
+                &tenant,
+                user.as_deref(),
+                response.status().is_server_error(),
+            );
         }
-    }
-}
-
-/// The service of [`UsageLayer`].
-#[derive(Debug, Clone)]
-pub(crate) struct UsageService<S> {
-    inner: S,
-    meter: Arc<UsageMeter>,
-}
-
-impl<S, B> Service<Request<B>> for UsageService<S>
-where
-    S: Service<Request<B>, Response = Response, Error = Infallible> + Send + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        let tenant = request.extensions().get::<Tenant>().map(|t| t.id().clone());
-        let user = request
-            .extensions()
-            .get::<CurrentUser>()
-            .map(|u| u.sub().to_owned());
-        let meter = self.meter.clone();
-        let future = self.inner.call(request);
-        Box::pin(async move {
-            let response = future.await?;
-            if let Some(tenant) = tenant
-                && served(&response)
-            {
-                meter.record(
-                    &tenant,
-                    user.as_deref(),
-                    response.status().is_server_error(),
-                );
-            }
-            Ok(response)
-        })
     }
 }
 

@@ -1,13 +1,6 @@
 //! [`AuthLayer`] and [`CurrentUser`].
 
-use std::{
-    convert::Infallible,
-    future::Future,
-    net::SocketAddr,
-    pin::Pin,
-    sync::Arc,
-    task::{Context, Poll},
-};
+use std::{convert::Infallible, net::SocketAddr, sync::Arc};
 
 use axum::{
     extract::{ConnectInfo, FromRequestParts, OptionalFromRequestParts},
@@ -16,7 +9,6 @@ use axum::{
 use http::{HeaderValue, Request, header, request::Parts};
 use mt_paas_protocol::Severity;
 use serde_json::{Value, json};
-use tower::{Layer, Service};
 
 use super::{
     Claims, TokenError, TokenVerifier, bearer_token,
@@ -26,6 +18,7 @@ use crate::{
     control::{AuditLogger, audit::CROSS_TENANT_ACCESS_ATTEMPT},
     core::{models::TenantId, tenant::Tenant},
     http::{ApiError, ProblemCode},
+    middleware::policy::{Policy, PolicyLayer},
 };
 
 tokio::task_local! {
@@ -120,22 +113,20 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for CurrentUser {
     }
 }
 
-/// Verifies bearer tokens and refuses a token of one tenant on another.
-#[derive(Clone)]
-pub(crate) struct AuthLayer {
-    state: Arc<State>,
-}
+/// Verifies each request's bearer token and sets its [`CurrentUser`].
+pub(crate) type AuthLayer = PolicyLayer<Auth>;
 
-struct State {
+/// The policy of [`AuthLayer`].
+pub(crate) struct Auth {
     keys: Option<TokenVerifier>,
     audit: Option<AuditLogger>,
 }
 
-impl std::fmt::Debug for AuthLayer {
+impl std::fmt::Debug for Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuthLayer")
-            .field("verifies", &self.state.keys.is_some())
-            .field("audits", &self.state.audit.is_some())
+            .field("verifies", &self.keys.is_some())
+            .field("audits", &self.audit.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -145,9 +136,7 @@ impl AuthLayer {
     /// cross-tenant attempts to `audit`. The tenant a token names is its `jwt_claim`
     /// (`tenant_id` by default), as the verifier was configured.
     pub(crate) fn new(keys: Option<TokenVerifier>, audit: Option<AuditLogger>) -> Self {
-        Self {
-            state: Arc::new(State { keys, audit }),
-        }
+        Self::of(Auth { keys, audit })
     }
 }
 
@@ -179,7 +168,7 @@ enum Checked {
     NeedsKeys(String),
 }
 
-impl State {
+impl Auth {
     fn check<B>(&self, request: &Request<B>) -> Checked {
         let (Some(keys), Some(token)) = (&self.keys, bearer_token(request.headers())) else {
             return Checked::Anonymous;
@@ -208,97 +197,67 @@ impl State {
     }
 }
 
-impl<S> Layer<S> for AuthLayer {
-    type Service = AuthService<S>;
+impl Policy for Auth {
+    /// The signed-in user, when the token names one.
+    type Admitted = Option<CurrentUser>;
 
-    fn layer(&self, inner: S) -> Self::Service {
-        AuthService {
-            inner,
-            state: self.state.clone(),
+    async fn admit<B: Send>(&self, request: &mut Request<B>) -> Result<Self::Admitted, Response> {
+        let verified = match self.check(request) {
+            Checked::Verified(verified) => verified,
+            Checked::Anonymous => return Ok(None),
+            Checked::Refused(error) => return Err(error.into_response()),
+            Checked::NeedsKeys(token) => self
+                .check_fetching(&token)
+                .await
+                .map_err(IntoResponse::into_response)?,
+        };
+        let tenant = request.extensions().get::<Tenant>().map(|t| t.id().clone());
+        if let (Ok(Some(claimed)), Some(tenant)) = (&verified.tenant_id, &tenant)
+            && claimed != tenant
+        {
+            let path = request.uri().path().to_owned();
+            let ip = request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip().to_string())
+                .unwrap_or_default();
+            if let Some(audit) = &self.audit {
+                // One durable alert per attempt (DESIGN §6.4): the caller holds a verified
+                // token, so every attempt is someone's, and each is worth its record.
+                audit
+                    .report(
+                        CROSS_TENANT_ACCESS_ATTEMPT,
+                        Severity::High,
+                        json!({
+                            "source_tenant": claimed,
+                            "target_tenant": tenant,
+                            "endpoint": path,
+                            "ip_address": ip,
+                            "user": verified.sub,
+                        }),
+                    )
+                    .await;
+            }
+            return Err(ApiError::new(ProblemCode::CrossTenantAccess)
+                .param("tenant_id", tenant.to_string())
+                .param("token_tenant", claimed.to_string())
+                .into_response());
         }
-    }
-}
-
-/// The service of [`AuthLayer`].
-#[derive(Clone)]
-pub(crate) struct AuthService<S> {
-    inner: S,
-    state: Arc<State>,
-}
-
-impl<S> std::fmt::Debug for AuthService<S> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuthService").finish_non_exhaustive()
-    }
-}
-
-impl<S, B> Service<Request<B>> for AuthService<S>
-where
-    S: Service<Request<B>, Response = Response, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    B: Send + 'static,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+        if verified.sub.is_none() {
+            return Ok(None);
+        }
+        let user = CurrentUser(verified);
+        request.extensions_mut().insert(user.clone());
+        Ok(Some(user))
     }
 
-    fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let state = self.state.clone();
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let checked = state.check(&request);
-        Box::pin(async move {
-            let verified = match checked {
-                Checked::Verified(verified) => verified,
-                Checked::Anonymous => return inner.call(request).await,
-                Checked::Refused(error) => return Ok(error.into_response()),
-                Checked::NeedsKeys(token) => match state.check_fetching(&token).await {
-                    Ok(verified) => verified,
-                    Err(error) => return Ok(error.into_response()),
-                },
-            };
-            let tenant = request.extensions().get::<Tenant>().map(|t| t.id().clone());
-            if let (Ok(Some(claimed)), Some(tenant)) = (&verified.tenant_id, &tenant)
-                && claimed != tenant
-            {
-                let path = request.uri().path().to_owned();
-                let ip = request
-                    .extensions()
-                    .get::<ConnectInfo<SocketAddr>>()
-                    .map(|c| c.0.ip().to_string())
-                    .unwrap_or_default();
-                if let Some(audit) = &state.audit {
-                    // One durable alert per attempt (DESIGN §6.4): the caller holds a verified
-                    // token, so every attempt is someone's, and each is worth its record.
-                    audit
-                        .report(
-                            CROSS_TENANT_ACCESS_ATTEMPT,
-                            Severity::High,
-                            json!({
-                                "source_tenant": claimed,
-                                "target_tenant": tenant,
-                                "endpoint": path,
-                                "ip_address": ip,
-                                "user": verified.sub,
-                            }),
-                        )
-                        .await;
-                }
-                return Ok(ApiError::new(ProblemCode::CrossTenantAccess)
-                    .param("tenant_id", tenant.to_string())
-                    .param("token_tenant", claimed.to_string())
-                    .into_response());
-            }
-            if verified.sub.is_none() {
-                return inner.call(request).await;
-            }
-            let user = CurrentUser(verified);
-            request.extensions_mut().insert(user.clone());
-            CURRENT_USER.scope(user, inner.call(request)).await
-        })
+    async fn serve<F>(&self, user: &Self::Admitted, route: F) -> F::Output
+    where
+        F: Future<Output = Result<Response, Infallible>> + Send,
+    {
+        match user {
+            Some(user) => CURRENT_USER.scope(user.clone(), route).await,
+            None => route.await,
+        }
     }
 }

@@ -1,0 +1,146 @@
+//! One way to write a layer of the request pipeline (the tower-http pattern): a [`Policy`]
+//! says what happens before the route (admit the request, or answer it), around it (a
+//! task-local scope) and after it (headers, counts); [`PolicyLayer`] is the tower plumbing,
+//! written once for every policy.
+
+use std::{
+    convert::Infallible,
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use axum::response::Response;
+use http::Request;
+use tower::{Layer, Service};
+
+/// What one layer of the pipeline decides.
+pub(crate) trait Policy: Send + Sync + 'static {
+    /// What admitting a request learned that serving and answering it need.
+    type Admitted: Send + 'static;
+
+    /// Admits `request` (and may add to its extensions), or answers it: `Err` is the answer,
+    /// and the route never runs.
+    fn admit<B: Send>(
+        &self,
+        request: &mut Request<B>,
+    ) -> impl Future<Output = Result<Self::Admitted, Response>> + Send;
+
+    /// Runs the route's future: as it is, unless the policy scopes it (a task-local).
+    fn serve<F>(
+        &self,
+        admitted: &Self::Admitted,
+        route: F,
+    ) -> impl Future<Output = F::Output> + Send
+    where
+        F: Future<Output = Result<Response, Infallible>> + Send,
+    {
+        let _ = admitted;
+        route
+    }
+
+    /// Adjusts the route's answer (headers, counts).
+    fn answered(
+        &self,
+        admitted: Self::Admitted,
+        response: &mut Response,
+    ) -> impl Future<Output = ()> + Send {
+        let _ = (admitted, response);
+        async {}
+    }
+}
+
+/// The layer of a [`Policy`].
+pub(crate) struct PolicyLayer<P> {
+    policy: Arc<P>,
+}
+
+impl<P> PolicyLayer<P> {
+    /// A layer applying `policy`.
+    pub(crate) fn of(policy: P) -> Self {
+        Self {
+            policy: Arc::new(policy),
+        }
+    }
+}
+
+impl<P> Clone for PolicyLayer<P> {
+    fn clone(&self) -> Self {
+        Self {
+            policy: self.policy.clone(),
+        }
+    }
+}
+
+impl<P: std::fmt::Debug> std::fmt::Debug for PolicyLayer<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.policy.fmt(f)
+    }
+}
+
+impl<P, S> Layer<S> for PolicyLayer<P> {
+    type Service = PolicyService<P, S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        PolicyService {
+            policy: self.policy.clone(),
+            inner,
+        }
+    }
+}
+
+/// The service of a [`PolicyLayer`].
+pub(crate) struct PolicyService<P, S> {
+    policy: Arc<P>,
+    inner: S,
+}
+
+impl<P, S: Clone> Clone for PolicyService<P, S> {
+    fn clone(&self) -> Self {
+        Self {
+            policy: self.policy.clone(),
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<P, S> std::fmt::Debug for PolicyService<P, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyService")
+            .field("policy", &std::any::type_name::<P>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<P, S, B> Service<Request<B>> for PolicyService<P, S>
+where
+    P: Policy,
+    S: Service<Request<B>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let policy = self.policy.clone();
+        // The clone is not ready; the ready one (self.inner) serves this call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            let admitted = match policy.admit(&mut request).await {
+                Ok(admitted) => admitted,
+                Err(answer) => return Ok(answer),
+            };
+            let mut response = policy.serve(&admitted, inner.call(request)).await?;
+            policy.answered(admitted, &mut response).await;
+            Ok(response)
+        })
+    }
+}
