@@ -75,7 +75,7 @@ pub use crate::{
     middleware::{
         app_router::{RoutedCaller, RoutedContext, RouterRefusal, RouterVerifier},
         auth::{
-            guard::{require_feature, require_user},
+            guard::{GuardLayer, require_feature, require_user},
             jwt::{Claims, JwtKeys, TokenError, TokenVerifier},
             layer::{CurrentUser, current_user},
         },
