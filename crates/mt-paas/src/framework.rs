@@ -41,7 +41,7 @@ use crate::{
     },
     outbox::{LrsClient, Outbox, Sinks},
     provisioning::{ProvisionError, Provisioner},
-    vectors::{VectorError, VectorStore},
+    vectors::VectorStore,
 };
 use backon::{ConstantBuilder, Retryable};
 use mt_paas_protocol::webhook::Verifier;
@@ -117,6 +117,7 @@ struct Inner {
     central: CentralDb,
     tenants: TenantManager,
     databases: DatabaseRouter,
+    #[cfg_attr(not(feature = "vectors"), allow(dead_code))]
     vectors: Option<VectorStore>,
     provisioner: Provisioner,
     tenant_layer: TenantLayer,
@@ -189,6 +190,7 @@ impl ServiceMarketFramework {
         let vectors = VectorStore::from_config(config.clone(), databases.clone());
         let mut tenant_layer =
             TenantLayer::new(&config, tenants.clone())?.with_databases(databases.clone());
+        #[cfg(feature = "vectors")]
         if let Some(vectors) = &vectors {
             tenant_layer = tenant_layer.with_vectors(vectors.clone());
         }
@@ -542,7 +544,9 @@ impl ServiceMarketFramework {
 
     /// The current request's tenant's vector collections (`database.vector`). The
     /// [`TenantVectors`](crate::TenantVectors) extractor is the same thing for handlers.
-    pub fn get_tenant_vectors(&self) -> Result<crate::TenantVectors, VectorError> {
+    #[cfg(feature = "vectors")]
+    pub fn get_tenant_vectors(&self) -> Result<crate::TenantVectors, crate::vectors::VectorError> {
+        use crate::vectors::VectorError;
         let tenant = crate::current_tenant().ok_or(VectorError::NoTenant)?;
         let store = self
             .inner
@@ -553,6 +557,7 @@ impl ServiceMarketFramework {
     }
 
     /// The configured vector store, shared by every tenant.
+    #[cfg(feature = "vectors")]
     pub fn vectors(&self) -> Option<&VectorStore> {
         self.inner.vectors.as_ref()
     }

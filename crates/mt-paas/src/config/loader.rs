@@ -914,6 +914,12 @@ fn compiled_without(config: &Config) -> Vec<(&'static str, &'static str, bool)> 
             "redis",
             config.security.rate_limit.enabled && config.security.rate_limit.redis_url.is_some(),
         ),
+        #[cfg(not(feature = "vectors"))]
+        (
+            "database.vector",
+            "vectors",
+            config.database.vector.is_some(),
+        ),
         #[cfg(not(feature = "sso"))]
         (
             "auth.marketplace_sso.enabled",
@@ -1525,7 +1531,7 @@ mod tests {
         let path = dir.path().join("mt_paas_config.yaml");
         std::fs::write(
             &path,
-            "service:\n  id: svc\nsecurity:\n  rate_limit:\n    redis_url: redis://127.0.0.1:6379\n",
+            "service:\n  id: svc\ndatabase:\n  tenant:\n    migrations: null\nsecurity:\n  rate_limit:\n    redis_url: redis://127.0.0.1:6379\n",
         )
         .unwrap();
         let loaded = ConfigLoader::new(&path).vars(vars(&[])).load();

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use mt_paas::config::{ConfigError, IdentificationMethod, IsolationMode, JwtAlgorithm, LogLevel};
+use mt_paas::config::{ConfigError, IsolationMode, JwtAlgorithm, LogLevel};
 use serde::Deserialize;
 
 use crate::helpers::{load, loader};
@@ -65,8 +65,12 @@ struct RagConfig {
     overlap: u32,
 }
 
+// The seed's example has a vector store and SSO.
+#[cfg(all(feature = "vectors", feature = "sso"))]
 #[test]
 fn the_seed_example_loads_as_is() {
+    use mt_paas::config::IdentificationMethod;
+
     let config = load(&example_path(), EXAMPLE_VARS);
     assert_eq!(config.service.id, "keli_tutor");
     assert_eq!(config.service.name, "KELI TUTOR");
@@ -150,6 +154,8 @@ fn the_seed_example_loads_as_is() {
     );
 }
 
+// The seed's example has a vector store and SSO.
+#[cfg(all(feature = "vectors", feature = "sso"))]
 #[test]
 fn the_seed_example_without_its_variables_names_each_one() {
     let err = problems(loader(&example_path(), &[]).load());

@@ -93,6 +93,7 @@ impl TenantLayer {
         }
     }
 
+    #[cfg(feature = "vectors")]
     /// Makes `store` available to the [`TenantVectors`](crate::TenantVectors) extractor.
     pub fn with_vectors(self, store: VectorStore) -> Self {
         let state = &self.state;
