@@ -25,9 +25,13 @@
 //! database ([`TenantDb`], [`with_db!`]), the signed-in [`CurrentUser`], the guards
 //! ([`require_user`], [`require_feature`]), the [`Activity`] log, [`FieldCipher`] — and in a
 //! few modules: [`config`] (the YAML's types), [`http`] (problem+json errors, [`http::Locale`]),
-//! [`vectors`] (per-tenant collections), [`provisioning`] (the tenant lifecycle and its
-//! manifests), [`control`] (kill switch, alerts, usage, metrics), [`outbox`] (telemetry
-//! delivery and its dead letters) and, with the `testing` feature, `testing`.
+//! [`provisioning`] (the tenant lifecycle and its manifests), [`control`] (kill switch,
+//! alerts, usage, metrics), [`outbox`] (telemetry delivery and its dead letters) and, with
+//! their features, `vectors` (per-tenant collections) and `testing`.
+//!
+//! Cargo features: `sso` (on by default), `vectors`, `redis` (rate limits across replicas),
+//! `testing`. A configuration that needs a feature the build lacks is refused at start,
+//! naming the key and the feature.
 
 mod activity;
 pub mod config;
