@@ -27,6 +27,15 @@ pub(crate) trait Policy: Send + Sync + 'static {
         request: &mut Request<B>,
     ) -> impl Future<Output = Result<Self::Admitted, Response>> + Send;
 
+    /// Decides at once when the policy can without waiting, so the route's future is made
+    /// without a clone of the inner service. `None` (the default) takes [`admit`](Self::admit),
+    /// which then decides from scratch: an `admit_now` that answers `None` must have had no
+    /// effect on the request or elsewhere.
+    fn admit_now<B>(&self, request: &mut Request<B>) -> Option<Result<Self::Admitted, Response>> {
+        let _ = request;
+        None
+    }
+
     /// Runs the route's future: as it is, unless the policy scopes it (a task-local).
     fn serve<F>(
         &self,
@@ -130,6 +139,18 @@ where
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         let policy = self.policy.clone();
+        if let Some(decided) = policy.admit_now(&mut request) {
+            let admitted = match decided {
+                Ok(admitted) => admitted,
+                Err(answer) => return Box::pin(std::future::ready(Ok(answer))),
+            };
+            let route = self.inner.call(request);
+            return Box::pin(async move {
+                let mut response = policy.serve(&admitted, route).await?;
+                policy.answered(admitted, &mut response).await;
+                Ok(response)
+            });
+        }
         // The clone is not ready; the ready one (self.inner) serves this call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);

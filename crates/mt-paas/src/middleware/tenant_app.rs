@@ -44,6 +44,7 @@ pub(crate) struct TenantApp {
     app: TenantAppConfig,
     verifier: RouterVerifier,
     databases: DatabaseRouter,
+    #[cfg_attr(not(feature = "vectors"), allow(dead_code))]
     vectors: Option<VectorStore>,
 }
 
@@ -108,11 +109,12 @@ impl TenantApp {
     }
 }
 
-impl Policy for TenantApp {
-    /// The tenant and the user the router vouches for.
-    type Admitted = (Tenant, Option<CurrentUser>);
-
-    async fn admit<B: Send>(&self, request: &mut Request<B>) -> Result<Self::Admitted, Response> {
+impl TenantApp {
+    /// Verifies the router's signature and gives the request its tenant and user.
+    fn decide<B>(
+        &self,
+        request: &mut Request<B>,
+    ) -> Result<(Tenant, Option<CurrentUser>), ApiError> {
         // The path the router signed: the request's own, before any nesting stripped it.
         let uri = request
             .extensions()
@@ -129,14 +131,14 @@ impl Policy for TenantApp {
             Err(refusal) => {
                 tracing::warn!(%refusal, path, "refused a request its tenant router did not sign");
                 return Err(ApiError::new(ProblemCode::InvalidSignature)
-                    .localized_detail(refusal.korean(), refusal.to_string())
-                    .into_response());
+                    .localized_detail(refusal.korean(), refusal.to_string()));
             }
         };
         let (tenant, user) = self.vouched(caller);
         let extensions = request.extensions_mut();
         extensions.insert(tenant.clone());
         extensions.insert(self.databases.clone());
+        #[cfg(feature = "vectors")]
         if let Some(vectors) = &self.vectors {
             extensions.insert(vectors.clone());
         }
@@ -144,6 +146,19 @@ impl Policy for TenantApp {
             extensions.insert(user.clone());
         }
         Ok((tenant, user))
+    }
+}
+
+impl Policy for TenantApp {
+    /// The tenant and the user the router vouches for.
+    type Admitted = (Tenant, Option<CurrentUser>);
+
+    async fn admit<B: Send>(&self, request: &mut Request<B>) -> Result<Self::Admitted, Response> {
+        self.decide(request).map_err(IntoResponse::into_response)
+    }
+
+    fn admit_now<B>(&self, request: &mut Request<B>) -> Option<Result<Self::Admitted, Response>> {
+        Some(self.decide(request).map_err(IntoResponse::into_response))
     }
 
     async fn serve<F>(&self, (tenant, user): &Self::Admitted, route: F) -> F::Output

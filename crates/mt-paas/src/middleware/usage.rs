@@ -36,11 +36,11 @@ impl Policy for Usage {
     type Admitted = Option<(TenantId, Option<String>)>;
 
     async fn admit<B: Send>(&self, request: &mut Request<B>) -> Result<Self::Admitted, Response> {
-        let extensions = request.extensions();
-        Ok(extensions.get::<Tenant>().map(|tenant| {
-            let user = extensions.get::<CurrentUser>().map(|u| u.sub().to_owned());
-            (tenant.id().clone(), user)
-        }))
+        Ok(seen(request))
+    }
+
+    fn admit_now<B>(&self, request: &mut Request<B>) -> Option<Result<Self::Admitted, Response>> {
+        Some(Ok(seen(request)))
     }
 
     async fn answered(&self, admitted: Self::Admitted, response: &mut Response) {
@@ -54,6 +54,15 @@ impl Policy for Usage {
             );
         }
     }
+}
+
+/// The request's tenant and user, if it has a tenant.
+fn seen<B>(request: &Request<B>) -> Option<(TenantId, Option<String>)> {
+    let extensions = request.extensions();
+    extensions.get::<Tenant>().map(|tenant| {
+        let user = extensions.get::<CurrentUser>().map(|u| u.sub().to_owned());
+        (tenant.id().clone(), user)
+    })
 }
 
 /// Whether the tenant was served: not a refusal for want of a user, a feature or allowance

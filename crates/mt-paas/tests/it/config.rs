@@ -10,7 +10,9 @@ use crate::helpers::{load, loader};
 
 /// The seed's example, copied into a directory with the migrations directory it names.
 /// The example, copied once beside its migrations directory. (Copied once: tests run in
-/// parallel, and a copy truncates the file another test may be reading.)
+/// parallel, and a copy truncates the file another test may be reading.) The example needs
+/// the `vectors` and `sso` features.
+#[cfg(all(feature = "vectors", feature = "sso"))]
 fn example_path() -> PathBuf {
     static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
     let dir = DIR.get_or_init(|| {
@@ -29,6 +31,7 @@ fn example_path() -> PathBuf {
     dir.path().join("mt_paas_config.example.yaml")
 }
 
+#[cfg(all(feature = "vectors", feature = "sso"))]
 const EXAMPLE_VARS: &[(&str, &str)] = &[
     ("MARKETPLACE_API_KEY", "mk_live_0123456789"),
     ("JWT_SECRET", "jwt-secret-value-xyz"),
@@ -531,6 +534,8 @@ fn invalid_yaml_names_the_line() {
     assert!(err.problems[0].message.contains("cannot read"), "{err}");
 }
 
+// The seed's example has a vector store and SSO.
+#[cfg(all(feature = "vectors", feature = "sso"))]
 #[test]
 fn secrets_never_appear_in_debug_output_or_the_redacted_config() {
     let dir = tempfile::tempdir().unwrap();

@@ -251,6 +251,29 @@ impl Policy for Auth {
         Ok(Some(user))
     }
 
+    /// At once unless the market's keys must be fetched or a cross-tenant attempt reported
+    /// (then `admit` decides, from scratch: verification is cached).
+    fn admit_now<B>(&self, request: &mut Request<B>) -> Option<Result<Self::Admitted, Response>> {
+        let verified = match self.check(request) {
+            Checked::Verified(verified) => verified,
+            Checked::Anonymous => return Some(Ok(None)),
+            Checked::Refused(error) => return Some(Err(error.into_response())),
+            Checked::NeedsKeys(_) => return None,
+        };
+        let tenant = request.extensions().get::<Tenant>().map(Tenant::id);
+        if let (Ok(Some(claimed)), Some(tenant)) = (&verified.tenant_id, tenant)
+            && claimed != tenant
+        {
+            return None;
+        }
+        if verified.sub.is_none() {
+            return Some(Ok(None));
+        }
+        let user = CurrentUser(verified);
+        request.extensions_mut().insert(user.clone());
+        Some(Ok(Some(user)))
+    }
+
     async fn serve<F>(&self, user: &Self::Admitted, route: F) -> F::Output
     where
         F: Future<Output = Result<Response, Infallible>> + Send,
