@@ -145,11 +145,7 @@ where
                 Err(answer) => return Box::pin(std::future::ready(Ok(answer))),
             };
             let route = self.inner.call(request);
-            return Box::pin(async move {
-                let mut response = policy.serve(&admitted, route).await?;
-                policy.answered(admitted, &mut response).await;
-                Ok(response)
-            });
+            return Box::pin(respond(policy, admitted, route));
         }
         // The clone is not ready; the ready one (self.inner) serves this call.
         let clone = self.inner.clone();
@@ -159,9 +155,18 @@ where
                 Ok(admitted) => admitted,
                 Err(answer) => return Ok(answer),
             };
-            let mut response = policy.serve(&admitted, inner.call(request)).await?;
-            policy.answered(admitted, &mut response).await;
-            Ok(response)
+            respond(policy, admitted, inner.call(request)).await
         })
     }
+}
+
+/// Runs an admitted request's route as the policy serves it, then lets it adjust the answer.
+async fn respond<P: Policy>(
+    policy: Arc<P>,
+    admitted: P::Admitted,
+    route: impl Future<Output = Result<Response, Infallible>> + Send,
+) -> Result<Response, Infallible> {
+    let mut response = policy.serve(&admitted, route).await?;
+    policy.answered(admitted, &mut response).await;
+    Ok(response)
 }

@@ -197,11 +197,38 @@ impl Auth {
     }
 }
 
+impl Auth {
+    /// The user a verified token makes for `request` (set in its extensions), or the tenant
+    /// it claims when that is not the request's tenant.
+    fn user_of<B>(
+        request: &mut Request<B>,
+        verified: Arc<Verified>,
+    ) -> Result<Option<CurrentUser>, (TenantId, TenantId, Arc<Verified>)> {
+        let tenant = request.extensions().get::<Tenant>().map(|t| t.id().clone());
+        if let (Ok(Some(claimed)), Some(tenant)) = (&verified.tenant_id, tenant)
+            && *claimed != tenant
+        {
+            return Err((claimed.clone(), tenant, verified));
+        }
+        if verified.sub.is_none() {
+            return Ok(None);
+        }
+        let user = CurrentUser(verified);
+        request.extensions_mut().insert(user.clone());
+        Ok(Some(user))
+    }
+}
+
 impl Policy for Auth {
     /// The signed-in user, when the token names one.
     type Admitted = Option<CurrentUser>;
 
+    /// Only when the market's keys must be fetched or a cross-tenant attempt reported:
+    /// everything else is decided by [`admit_now`](Policy::admit_now).
     async fn admit<B: Send>(&self, request: &mut Request<B>) -> Result<Self::Admitted, Response> {
+        if let Some(decided) = self.admit_now(request) {
+            return decided;
+        }
         let verified = match self.check(request) {
             Checked::Verified(verified) => verified,
             Checked::Anonymous => return Ok(None),
@@ -211,67 +238,48 @@ impl Policy for Auth {
                 .await
                 .map_err(IntoResponse::into_response)?,
         };
-        let tenant = request.extensions().get::<Tenant>().map(|t| t.id().clone());
-        if let (Ok(Some(claimed)), Some(tenant)) = (&verified.tenant_id, &tenant)
-            && claimed != tenant
-        {
-            let path = request.uri().path().to_owned();
-            let ip = request
-                .extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| c.0.ip().to_string())
-                .unwrap_or_default();
-            if let Some(audit) = &self.audit {
-                // One durable alert per attempt (DESIGN §6.4): the caller holds a verified
-                // token, so every attempt is someone's, and each is worth its record.
-                audit
-                    .report(
-                        CROSS_TENANT_ACCESS_ATTEMPT,
-                        Severity::High,
-                        json!({
-                            "source_tenant": claimed,
-                            "target_tenant": tenant,
-                            "endpoint": path,
-                            "ip_address": ip,
-                            "user": verified.sub,
-                        }),
-                    )
-                    .await;
-            }
-            return Err(ApiError::new(ProblemCode::CrossTenantAccess)
-                .param("tenant_id", tenant.to_string())
-                .param("token_tenant", claimed.to_string())
-                .into_response());
+        let (claimed, tenant, verified) = match Self::user_of(request, verified) {
+            Ok(user) => return Ok(user),
+            Err(other) => other,
+        };
+        let path = request.uri().path().to_owned();
+        let ip = request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip().to_string())
+            .unwrap_or_default();
+        if let Some(audit) = &self.audit {
+            // One durable alert per attempt (DESIGN §6.4): the caller holds a verified
+            // token, so every attempt is someone's, and each is worth its record.
+            audit
+                .report(
+                    CROSS_TENANT_ACCESS_ATTEMPT,
+                    Severity::High,
+                    json!({
+                        "source_tenant": claimed,
+                        "target_tenant": tenant,
+                        "endpoint": path,
+                        "ip_address": ip,
+                        "user": verified.sub,
+                    }),
+                )
+                .await;
         }
-        if verified.sub.is_none() {
-            return Ok(None);
-        }
-        let user = CurrentUser(verified);
-        request.extensions_mut().insert(user.clone());
-        Ok(Some(user))
+        Err(ApiError::new(ProblemCode::CrossTenantAccess)
+            .param("tenant_id", tenant.to_string())
+            .param("token_tenant", claimed.to_string())
+            .into_response())
     }
 
     /// At once unless the market's keys must be fetched or a cross-tenant attempt reported
     /// (then `admit` decides, from scratch: verification is cached).
     fn admit_now<B>(&self, request: &mut Request<B>) -> Option<Result<Self::Admitted, Response>> {
-        let verified = match self.check(request) {
-            Checked::Verified(verified) => verified,
-            Checked::Anonymous => return Some(Ok(None)),
-            Checked::Refused(error) => return Some(Err(error.into_response())),
-            Checked::NeedsKeys(_) => return None,
-        };
-        let tenant = request.extensions().get::<Tenant>().map(Tenant::id);
-        if let (Ok(Some(claimed)), Some(tenant)) = (&verified.tenant_id, tenant)
-            && claimed != tenant
-        {
-            return None;
+        match self.check(request) {
+            Checked::Verified(verified) => Self::user_of(request, verified).ok().map(Ok),
+            Checked::Anonymous => Some(Ok(None)),
+            Checked::Refused(error) => Some(Err(error.into_response())),
+            Checked::NeedsKeys(_) => None,
         }
-        if verified.sub.is_none() {
-            return Some(Ok(None));
-        }
-        let user = CurrentUser(verified);
-        request.extensions_mut().insert(user.clone());
-        Some(Ok(Some(user)))
     }
 
     async fn serve<F>(&self, user: &Self::Admitted, route: F) -> F::Output
