@@ -202,6 +202,8 @@ for mode in $MODES; do
   stop "bare-$mode"; stop "full-$mode"; stop "min-$mode"
   for name in "bare-$mode" "min-$mode" "full-$mode"; do
     errors=$(grep -c -E '^tenant |ERROR' "$work/$name.log" || true)
-    [ "$errors" -gt 0 ] && echo "$name logged $errors errors, the first: $(grep -m1 -E '^tenant |ERROR' "$work/$name.log")"
+    if [ "$errors" -gt 0 ]; then
+      echo "$name logged $errors errors, the first: $(grep -m1 -E '^tenant |ERROR' "$work/$name.log")"
+    fi
   done
 done
