@@ -138,8 +138,10 @@ struct Inner {
     rate_limit_layer: Option<RateLimitLayer>,
     /// DOCKER_PER_TENANT with an app image: what the service's routes do not answer goes to
     /// the tenant's own app.
+    #[cfg(feature = "docker")]
     app_router: Option<crate::middleware::app_router::AppRouter>,
     /// A tenant's own app: the router's signed requests only, in place of the guard.
+    #[cfg(feature = "docker")]
     tenant_app: Option<crate::middleware::tenant_app::TenantAppLayer>,
     cipher: Option<FieldCipher>,
     #[cfg(feature = "sso")]
@@ -377,7 +379,23 @@ impl ServiceMarketFramework {
         let instance_id: Arc<str> = instance_id()
             .map_err(|e| Error::Serve(std::io::Error::other(e)))?
             .into();
-        let metrics = Arc::new(Metrics::default());
+        let metrics = Arc::new(Metrics::new());
+        // The vendor's own series show at /metrics; a recorder the vendor installed first
+        // keeps them instead.
+        if !metrics.install_global() {
+            tracing::debug!(
+                "a metrics recorder was installed before: the service's own series go to it; /metrics shows mt-paas's"
+            );
+        }
+        {
+            let metrics = metrics.clone();
+            let bg = background.clone();
+            background.spawn(async move {
+                while bg.sleep(Duration::from_secs(5)).await {
+                    metrics.upkeep();
+                }
+            });
+        }
         let usage = Arc::new(UsageMeter::default());
         let usage_reporter = UsageReporter::new(
             usage.clone(),
@@ -419,12 +437,14 @@ impl ServiceMarketFramework {
             }
             CentralDb::Sqlite(pool) => spawn_change_poller(pool.clone(), feed, &background),
         }
+        #[cfg(feature = "docker")]
         let tenant_app = config.tenant_app.clone().map(|app| {
             tracing::info!(tenant = %app.tenant, "serving one tenant as its own app, behind its tenant router");
             crate::middleware::tenant_app::TenantAppLayer::new(app, databases.clone(), vectors.clone())
         });
         // The tenants' own apps exist only where their stacks do (an overlay that runs the
         // service on files keeps its routes here).
+        #[cfg(feature = "docker")]
         let app_router = if config.isolation.mode == crate::config::IsolationMode::DockerPerTenant
             && config.isolation.docker.images.app.is_some()
         {
@@ -439,7 +459,9 @@ impl ServiceMarketFramework {
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
+                #[cfg(feature = "docker")]
                 app_router,
+                #[cfg(feature = "docker")]
                 tenant_app,
                 central,
                 tenants,
@@ -571,7 +593,10 @@ impl ServiceMarketFramework {
     /// (DOCKER_PER_TENANT with `isolation.docker.images.app`): a service whose routes all
     /// run in the tenants' apps gives [`create_app`](Self::create_app) no routes of its own.
     pub fn routes_to_tenant_apps(&self) -> bool {
-        self.inner.app_router.is_some()
+        #[cfg(feature = "docker")]
+        return self.inner.app_router.is_some();
+        #[cfg(not(feature = "docker"))]
+        false
     }
 
     /// The tenant this process serves as its own app (`MT_PAAS_TENANT_ID`), if it is one.
@@ -608,6 +633,13 @@ impl ServiceMarketFramework {
             // Inside the limiter: a refused request is not the tenant's usage.
             .layer(UsageLayer::new(self.inner.usage.clone()));
         // route_layer panics on a router without routes; such a router has nothing to guard.
+        #[cfg(not(feature = "docker"))]
+        let tenant_routes = if router.has_routes() {
+            router.route_layer(guard)
+        } else {
+            router
+        };
+        #[cfg(feature = "docker")]
         let tenant_routes = match &self.inner.tenant_app {
             _ if !router.has_routes() => router,
             // A tenant's own app: its router has run the guard; what it signed is admitted.
@@ -620,6 +652,7 @@ impl ServiceMarketFramework {
         };
         // What the service's routes do not answer goes, through the same guard, to the
         // tenant's own app container.
+        #[cfg(feature = "docker")]
         let tenant_routes = match &self.inner.app_router {
             Some(app_router) => {
                 let app_router = app_router.clone();

@@ -66,6 +66,10 @@ mod vectors;
 #[doc = include_str!("../../../docs/DEVELOPER_GUIDE.md")]
 pub struct DeveloperGuide;
 
+#[cfg(feature = "docker")]
+pub use crate::middleware::app_router::{
+    RoutedCaller, RoutedContext, RouterRefusal, RouterVerifier,
+};
 #[cfg(feature = "vectors")]
 pub use crate::vectors::TenantVectors;
 pub use crate::{
@@ -85,7 +89,6 @@ pub use crate::{
     framework::{Error, ServiceMarketFramework, shutdown_signal},
     integrations::marketplace::MarketError,
     middleware::{
-        app_router::{RoutedCaller, RoutedContext, RouterRefusal, RouterVerifier},
         auth::{
             guard::{GuardLayer, require_feature, require_user},
             jwt::{Claims, JwtKeys, TokenError, TokenVerifier},
@@ -95,3 +98,6 @@ pub use crate::{
     },
     names::{InvalidTenantId, IsolationMode, TENANT_ID_MAX_LEN, TenantId, UnknownValue},
 };
+/// The `metrics` facade: a series recorded with its macros shows at `/metrics`
+/// (`mt_paas::metrics::counter!("quiz_submissions_total").increment(1)`).
+pub use metrics;

@@ -162,6 +162,16 @@ impl ConfigLoader {
         let Some(tenant) = var("MT_PAAS_TENANT_ID") else {
             return Ok(None);
         };
+        // A tenant's app stands behind its tenant router, which only a docker build has.
+        if cfg!(not(feature = "docker")) {
+            return Err(ConfigError {
+                problems: vec![ConfigProblem {
+                    file: base.display().to_string(),
+                    key: "MT_PAAS_TENANT_ID".to_owned(),
+                    message: "this build of mt-paas has no docker support (a tenant's own app): enable the mt-paas feature \"docker\" in Cargo.toml".to_owned(),
+                }],
+            });
+        }
         let mut problems = Vec::new();
         let mut problem = |key: &str, message: String| {
             problems.push(ConfigProblem {
@@ -920,6 +930,12 @@ fn compiled_without(config: &Config) -> Vec<(&'static str, &'static str, bool)> 
             "vectors",
             config.database.vector.is_some(),
         ),
+        #[cfg(not(feature = "docker"))]
+        (
+            "isolation.mode",
+            "docker",
+            config.isolation.mode == crate::names::IsolationMode::DockerPerTenant,
+        ),
         #[cfg(not(feature = "sso"))]
         (
             "auth.marketplace_sso.enabled",
@@ -1543,6 +1559,46 @@ mod tests {
                 error.contains("security.rate_limit.redis_url") && error.contains("\"redis\""),
                 "{error}"
             );
+        }
+    }
+
+    #[test]
+    fn docker_per_tenant_needs_the_docker_feature() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mt_paas_config.yaml");
+        std::fs::write(
+            &path,
+            "service:\n  id: svc\ndatabase:\n  tenant:\n    migrations: null\nisolation:\n  mode: DOCKER_PER_TENANT\n",
+        )
+        .unwrap();
+        let refused = |error: &ConfigError, key: &str| {
+            error
+                .problems
+                .iter()
+                .any(|p| p.key == key && p.message.contains("feature \"docker\""))
+        };
+        let mode = ConfigLoader::new(&path).vars(vars(&[])).load();
+        // A tenant's app, on a configuration of any mode.
+        let plain = dir.path().join("plain.yaml");
+        std::fs::write(
+            &plain,
+            "service:\n  id: svc\ndatabase:\n  tenant:\n    migrations: null\n",
+        )
+        .unwrap();
+        let app = ConfigLoader::new(&plain)
+            .vars(vars(&[("MT_PAAS_TENANT_ID", "korea")]))
+            .load();
+        if cfg!(feature = "docker") {
+            mode.unwrap();
+            // A tenant's app is refused only for what it lacks, never for the feature.
+            let error = app.unwrap_err();
+            assert!(!refused(&error, "MT_PAAS_TENANT_ID"), "{error}");
+            assert!(error.problems.iter().any(|p| p.key == "MT_PAAS_ROUTER_KEY"));
+        } else {
+            let error = mode.unwrap_err();
+            assert!(refused(&error, "isolation.mode"), "{error}");
+            let error = app.unwrap_err();
+            assert!(refused(&error, "MT_PAAS_TENANT_ID"), "{error}");
         }
     }
 

@@ -1,6 +1,9 @@
 //! DOCKER_PER_TENANT (DESIGN §5.6): each tenant a compose project rendered from
 //! `templates/docker-compose.template.yml` and `templates/.env.template`, with a block of
 //! `port_range_size` ports at `port_range_start + index × port_range_size`.
+//!
+//! Rendering needs the `docker` feature; a build without it refuses the mode
+//! ([`compiled`]): the configuration names `isolation.mode`, provisioning the tenant.
 
 use std::{
     path::{Path, PathBuf},
@@ -8,25 +11,30 @@ use std::{
     time::Duration,
 };
 
+#[cfg(feature = "docker")]
 use minijinja::{Environment, UndefinedBehavior, context};
 use tokio::process::Command;
 
 use super::ProvisionError;
+#[cfg(feature = "docker")]
 use crate::{
-    config::{ComposeCli, Config, DockerConfig, DockerNetwork},
-    core::{
-        database::{db_port, docker_database_url, router_key},
-        models::TenantRecord,
-    },
+    config::DockerNetwork,
+    core::database::{db_port, docker_database_url, router_key},
+};
+use crate::{
+    config::{ComposeCli, Config, DockerConfig},
+    core::models::TenantRecord,
 };
 
 /// Offsets of the services inside a port block.
 pub const APP_PORT_OFFSET: u16 = 0;
 /// The vector store's offset in a block.
+#[cfg(feature = "docker")]
 pub(crate) const VECTOR_PORT_OFFSET: u16 = 3;
 
 /// The port of the app container of port block `block` (where the tenant router sends the
 /// tenant's requests).
+#[cfg(feature = "docker")]
 pub(crate) fn app_port(config: &Config, block: u32) -> Option<u16> {
     let db = db_port(config, block)?;
     Some(db - config.isolation.docker.db_port_offset + APP_PORT_OFFSET)
@@ -57,8 +65,24 @@ pub fn project_name(service: &str, tenant: &str) -> String {
     format!("{}-{service}-{tenant}", service.len())
 }
 
+/// Whether this build runs DOCKER_PER_TENANT stacks: the error names the feature to enable.
+pub(crate) fn compiled() -> Result<(), ProvisionError> {
+    if cfg!(feature = "docker") {
+        Ok(())
+    } else {
+        Err(not_compiled())
+    }
+}
+
+fn not_compiled() -> ProvisionError {
+    ProvisionError::Docker(
+        "this build of mt-paas has no docker support (DOCKER_PER_TENANT): enable the mt-paas feature \"docker\" in Cargo.toml".to_owned(),
+    )
+}
+
 /// A value as it may appear in a compose file: escaped for a YAML double-quoted scalar, with
 /// `$` doubled (no compose interpolation). Templates quote every string value.
+#[cfg(feature = "docker")]
 fn yaml_value(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
@@ -81,6 +105,7 @@ fn yaml_value(value: &str) -> String {
 /// Whether `value` may appear in `.env` as is, meaning the same in compose v1 and v2: no
 /// quote, `$` (interpolation), `#` (a comment), backslash or backtick, no control character,
 /// no white space at either end.
+#[cfg(feature = "docker")]
 fn env_safe(value: &str) -> bool {
     value.trim() == value
         && !value
@@ -91,6 +116,17 @@ fn env_safe(value: &str) -> bool {
 /// Renders the templates for `record` (which must hold a port block). Every string value is
 /// escaped for the compose file and checked for `.env`: a display name or a password cannot
 /// add keys, comments or `${VAR}` expansions to either.
+///
+/// Without the `docker` feature, the error of [`compiled`].
+#[cfg(not(feature = "docker"))]
+pub fn render(_: &Config, _: &TenantRecord) -> Result<RenderedStack, ProvisionError> {
+    Err(not_compiled())
+}
+
+/// Renders the templates for `record` (which must hold a port block). Every string value is
+/// escaped for the compose file and checked for `.env`: a display name or a password cannot
+/// add keys, comments or `${VAR}` expansions to either.
+#[cfg(feature = "docker")]
 pub fn render(config: &Config, record: &TenantRecord) -> Result<RenderedStack, ProvisionError> {
     let docker = &config.isolation.docker;
     let id = &record.id;

@@ -361,10 +361,12 @@ impl Provisioner {
                 if let Some(mode) = mode.filter(|m| *m != config.isolation.mode) {
                     new = new.isolation(mode);
                 }
-                // A name Postgres cannot hold, or a mode without a database, fails here,
-                // before anything is made.
-                if new.isolation.unwrap_or(config.isolation.mode) != IsolationMode::DockerPerTenant
+                // A name Postgres cannot hold, a mode without a database, or a stack this
+                // build cannot run fails here, before anything is made.
+                if new.isolation.unwrap_or(config.isolation.mode) == IsolationMode::DockerPerTenant
                 {
+                    docker::compiled()?;
+                } else {
                     Target::of(config, &TenantRecord::probe(&new))?;
                 }
                 self.step(&id, Step::Register { resumed: false });
@@ -429,6 +431,7 @@ impl Provisioner {
         let mut record = record.clone();
         let mut in_stack = None;
         if record.isolation_or(config.isolation.mode) == IsolationMode::DockerPerTenant {
+            docker::compiled()?;
             let block = tenants.allocate_port_block(id).await?;
             record.port_block = Some(block);
             let stack = docker::render(config, &record)?;
@@ -654,6 +657,10 @@ impl Provisioner {
             .await?
             .ok_or_else(|| ProvisionError::NotFound(id.clone()))?;
         let mode = record.isolation_or(config.isolation.mode);
+        // A stack this build cannot take down is not forgotten.
+        if mode == IsolationMode::DockerPerTenant {
+            docker::compiled()?;
+        }
         let target = match Target::of(config, &record) {
             Ok(target) => Some(target),
             // A docker tenant whose block is gone has no storage left to archive.
@@ -778,6 +785,12 @@ impl Provisioner {
                 }
                 Some(_) => {}
             }
+        }
+        if manifest
+            .as_ref()
+            .is_some_and(|m| m.isolation == IsolationMode::DockerPerTenant)
+        {
+            docker::compiled()?;
         }
         let tenants = &self.inner.tenants;
         let record = match tenants.get(id).await? {

@@ -4,6 +4,7 @@
 
 mod config;
 mod connections;
+#[cfg(feature = "docker")]
 mod docker;
 mod guard;
 mod helpers;

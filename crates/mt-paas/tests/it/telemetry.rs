@@ -290,6 +290,9 @@ async fn metrics_are_exposed_without_tenant_labels() {
         app.get("/x", &[("x-tenant-id", b"hallym")]).await;
     }
     app.get("/x", &[("x-tenant-id", b"nobody")]).await;
+    // A path no route matches is counted, but never becomes a label of its own.
+    app.get("/no/such/path-4f2a", &[("x-tenant-id", b"hallym")])
+        .await;
     let answer = app
         .send(
             axum::http::Request::get("/metrics")
@@ -299,14 +302,25 @@ async fn metrics_are_exposed_without_tenant_labels() {
         .await;
     assert_eq!(answer.status, 200);
     let text = answer.body.as_str().unwrap().to_owned();
+    let has = |line: &str| text.lines().any(|l| l == line);
+    // Labelled by the matched route: the unknown tenant's 404 is the same route's.
     assert!(
-        text.contains("mt_paas_requests_total{class=\"2xx\"} 3"),
+        has("mt_paas_requests_total{route=\"/x\",class=\"2xx\"} 3"),
         "{text}"
     );
     assert!(
-        text.contains("mt_paas_requests_total{class=\"4xx\"} 1"),
+        has("mt_paas_requests_total{route=\"/x\",class=\"4xx\"} 1"),
         "{text}"
     );
+    assert!(
+        has("mt_paas_request_duration_seconds_count{route=\"/x\"} 4"),
+        "{text}"
+    );
+    assert!(
+        has("mt_paas_requests_total{route=\"<unmatched>\",class=\"4xx\"} 1"),
+        "{text}"
+    );
+    assert!(!text.contains("path-4f2a"), "{text}");
     assert!(text.contains("mt_paas_tenants_active 1"), "{text}");
     assert!(!text.contains("hallym"), "no tenant label: {text}");
     db.cleanup().await;

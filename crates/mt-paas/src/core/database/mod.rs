@@ -55,9 +55,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub(crate) use self::budget::AnyConn;
 use self::budget::{Budget, BudgetError, Lease};
-pub(crate) use self::target::{
-    Target, TargetError, db_port, docker_database_url, quote_ident, router_key,
-};
+pub(crate) use self::target::{Target, TargetError, docker_database_url, quote_ident};
+#[cfg(feature = "docker")]
+pub(crate) use self::target::{db_port, router_key};
 use crate::{
     config::{Config, DatabaseKind},
     core::{

@@ -245,6 +245,7 @@ fn tenant_password(secret: &str, service: &str, id: &TenantId) -> String {
 /// The key that signs the tenant router's headers to `id`'s app container
 /// (`MT_PAAS_ROUTER_KEY` in its environment): its own, so that one tenant's app can never
 /// forge a request as another tenant.
+#[cfg(feature = "docker")]
 pub(crate) fn router_key(config: &Config, id: &TenantId) -> String {
     derive(
         config.isolation.docker.password_secret.expose(),

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use super::{
     Claims, TokenError, TokenVerifier, bearer_token,
-    jwt::{TenantClaimError, Verified, Window, token_problem},
+    jwt::{TenantClaimError, Verified, token_problem},
 };
 use crate::{
     control::{AuditLogger, audit::CROSS_TENANT_ACCESS_ATTEMPT},
@@ -56,6 +56,7 @@ impl CurrentUser {
     }
 }
 
+#[cfg(feature = "docker")]
 impl CurrentUser {
     /// The user a tenant router vouches for to `tenant`'s own app: the claims of the token
     /// the router verified. `None` without a subject or a usable `exp`.
@@ -65,7 +66,7 @@ impl CurrentUser {
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
             .map(str::to_owned)?;
-        let window = Window::of(&claims).ok()?;
+        let window = super::jwt::Window::of(&claims).ok()?;
         Some(Self(Arc::new(Verified {
             sub: Some(sub),
             tenant_id: Ok(Some(tenant)),
@@ -76,6 +77,7 @@ impl CurrentUser {
 }
 
 /// Runs `future` with `user` as its [`current_user`].
+#[cfg(feature = "docker")]
 pub(crate) async fn as_user<F: Future>(user: CurrentUser, future: F) -> F::Output {
     CURRENT_USER.scope(user, future).await
 }
