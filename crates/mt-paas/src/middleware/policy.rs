@@ -72,6 +72,11 @@ impl<P> PolicyLayer<P> {
             policy: Arc::new(policy),
         }
     }
+
+    /// The policy.
+    pub(crate) fn policy(&self) -> &P {
+        &self.policy
+    }
 }
 
 impl<P> Clone for PolicyLayer<P> {

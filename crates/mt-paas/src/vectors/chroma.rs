@@ -4,9 +4,11 @@
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use futures_util::future::BoxFuture;
+
 use super::{
-    Hit, PAGE, TenantVectors, VectorError, VectorRecord, read, same_dimension, send, store_error,
-    unreachable_store,
+    Backend, Exported, Hit, PAGE, TenantVectors, VectorError, VectorRecord, read, same_dimension,
+    send, store_error, unreachable_store,
 };
 
 const BASE: &str = "/api/v2/tenants/default_tenant/databases/default_database/collections";
@@ -83,7 +85,7 @@ async fn on_records(
     .await
 }
 
-pub(super) async fn create(
+async fn create(
     v: &TenantVectors,
     stored: &str,
     name: &str,
@@ -104,7 +106,7 @@ pub(super) async fn create(
     }
 }
 
-pub(super) async fn list(v: &TenantVectors) -> Result<Vec<String>, VectorError> {
+async fn list(v: &TenantVectors) -> Result<Vec<String>, VectorError> {
     let what = "chroma: list collections";
     let mut names = Vec::new();
     loop {
@@ -121,7 +123,7 @@ pub(super) async fn list(v: &TenantVectors) -> Result<Vec<String>, VectorError> 
     }
 }
 
-pub(super) async fn drop(v: &TenantVectors, stored: &str) -> Result<bool, VectorError> {
+async fn drop(v: &TenantVectors, stored: &str) -> Result<bool, VectorError> {
     let what = "chroma: delete collection";
     if get(v, stored).await?.is_none() {
         return Ok(false);
@@ -139,7 +141,7 @@ pub(super) async fn drop(v: &TenantVectors, stored: &str) -> Result<bool, Vector
     }
 }
 
-pub(super) async fn upsert(
+async fn upsert(
     v: &TenantVectors,
     stored: &str,
     name: &str,
@@ -187,7 +189,7 @@ fn first<T>(field: PerQuery<T>) -> Vec<Option<T>> {
     field.and_then(|f| f.into_iter().next()).unwrap_or_default()
 }
 
-pub(super) async fn search(
+async fn search(
     v: &TenantVectors,
     stored: &str,
     name: &str,
@@ -220,7 +222,7 @@ pub(super) async fn search(
         .collect())
 }
 
-pub(super) async fn delete(
+async fn delete(
     v: &TenantVectors,
     stored: &str,
     name: &str,
@@ -232,7 +234,7 @@ pub(super) async fn delete(
         .map(|_| ())
 }
 
-pub(super) async fn count(v: &TenantVectors, stored: &str, name: &str) -> Result<u64, VectorError> {
+async fn count(v: &TenantVectors, stored: &str, name: &str) -> Result<u64, VectorError> {
     let what = "chroma: count";
     let (id, _) = existing(v, stored, name).await?;
     let response = send(
@@ -244,7 +246,7 @@ pub(super) async fn count(v: &TenantVectors, stored: &str, name: &str) -> Result
 }
 
 /// The dimension and every record of `stored`, page by page.
-pub(super) async fn export(
+async fn export(
     v: &TenantVectors,
     stored: &str,
     name: &str,
@@ -283,5 +285,81 @@ pub(super) async fn export(
         if count < PAGE {
             return Ok((dimension, records));
         }
+    }
+}
+
+/// The `chroma` backend.
+pub(super) struct Chroma;
+
+impl Backend for Chroma {
+    fn create<'a>(
+        &'a self,
+        v: &'a TenantVectors,
+        stored: &'a str,
+        name: &'a str,
+        dimension: usize,
+    ) -> BoxFuture<'a, Result<(), VectorError>> {
+        Box::pin(create(v, stored, name, dimension))
+    }
+
+    fn list<'a>(&'a self, v: &'a TenantVectors) -> BoxFuture<'a, Result<Vec<String>, VectorError>> {
+        Box::pin(list(v))
+    }
+
+    fn drop<'a>(
+        &'a self,
+        v: &'a TenantVectors,
+        stored: &'a str,
+    ) -> BoxFuture<'a, Result<bool, VectorError>> {
+        Box::pin(drop(v, stored))
+    }
+
+    fn upsert<'a>(
+        &'a self,
+        v: &'a TenantVectors,
+        stored: &'a str,
+        name: &'a str,
+        records: &'a [VectorRecord],
+    ) -> BoxFuture<'a, Result<(), VectorError>> {
+        Box::pin(upsert(v, stored, name, records))
+    }
+
+    fn search<'a>(
+        &'a self,
+        v: &'a TenantVectors,
+        stored: &'a str,
+        name: &'a str,
+        query: &'a [f32],
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<Hit>, VectorError>> {
+        Box::pin(search(v, stored, name, query, limit))
+    }
+
+    fn delete<'a>(
+        &'a self,
+        v: &'a TenantVectors,
+        stored: &'a str,
+        name: &'a str,
+        ids: &'a [&'a str],
+    ) -> BoxFuture<'a, Result<(), VectorError>> {
+        Box::pin(delete(v, stored, name, ids))
+    }
+
+    fn count<'a>(
+        &'a self,
+        v: &'a TenantVectors,
+        stored: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<u64, VectorError>> {
+        Box::pin(count(v, stored, name))
+    }
+
+    fn export<'a>(
+        &'a self,
+        v: &'a TenantVectors,
+        stored: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Exported>, VectorError>> {
+        Box::pin(async move { export(v, stored, name).await.map(Some) })
     }
 }

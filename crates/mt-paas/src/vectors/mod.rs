@@ -36,6 +36,7 @@ mod qdrant;
 use std::{fmt, sync::Arc, time::Duration};
 
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
+use futures_util::future::BoxFuture;
 use http::{HeaderValue, header, request::Parts};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -220,6 +221,87 @@ pub(crate) struct ExportedCollection {
     pub(crate) records: Vec<VectorRecord>,
 }
 
+/// A collection's dimension and records, as a backend exports them.
+type Exported = (usize, Vec<VectorRecord>);
+
+/// What a store does with one tenant's collections: one implementation per
+/// `database.vector.type`. `stored` is the collection's name in the store (already scoped to
+/// the tenant and checked), `name` the tenant's own for errors; [`TenantVectors`] checks the
+/// arguments once, before any backend sees them.
+trait Backend: Sync {
+    /// Creates `stored` for `dimension`; an existing one of that dimension is kept, another
+    /// dimension is an error.
+    fn create<'a>(
+        &'a self,
+        v: &'a TenantVectors,
+        stored: &'a str,
+        name: &'a str,
+        dimension: usize,
+    ) -> BoxFuture<'a, Result<(), VectorError>>;
+    /// Every stored name the store lists (the tenant's and others'; the caller filters).
+    fn list<'a>(&'a self, v: &'a TenantVectors) -> BoxFuture<'a, Result<Vec<String>, VectorError>>;
+    /// Drops `stored`; `false` when there was none.
+    fn drop<'a>(
+        &'a self,
+        v: &'a TenantVectors,
+        stored: &'a str,
+    ) -> BoxFuture<'a, Result<bool, VectorError>>;
+    /// Inserts or replaces `records` (not empty).
+    fn upsert<'a>(
+        &'a self,
+        v: &'a TenantVectors,
+        stored: &'a str,
+        name: &'a str,
+        records: &'a [VectorRecord],
+    ) -> BoxFuture<'a, Result<(), VectorError>>;
+    /// The `limit` (1-1000) records most similar to `query` (finite), best first.
+    fn search<'a>(
+        &'a self,
+        v: &'a TenantVectors,
+        stored: &'a str,
+        name: &'a str,
+        query: &'a [f32],
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<Hit>, VectorError>>;
+    /// Deletes the records `ids` (not empty).
+    fn delete<'a>(
+        &'a self,
+        v: &'a TenantVectors,
+        stored: &'a str,
+        name: &'a str,
+        ids: &'a [&'a str],
+    ) -> BoxFuture<'a, Result<(), VectorError>>;
+    /// How many records `stored` holds.
+    fn count<'a>(
+        &'a self,
+        v: &'a TenantVectors,
+        stored: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<u64, VectorError>>;
+    /// The dimension and every record of `stored`, for the archive; `None` when the vectors
+    /// live in the tenant's database and travel in its dump (pgvector).
+    fn export<'a>(
+        &'a self,
+        v: &'a TenantVectors,
+        stored: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Exported>, VectorError>>;
+    /// Whether the vectors live in the tenant's own database (dropped with it).
+    fn in_tenant_database(&self) -> bool {
+        false
+    }
+}
+
+/// The backend of `kind`; `None` for a type mt-paas has none for (Milvus).
+fn backend(kind: VectorStoreKind) -> Option<&'static dyn Backend> {
+    match kind {
+        VectorStoreKind::Chroma => Some(&chroma::Chroma),
+        VectorStoreKind::Qdrant => Some(&qdrant::Qdrant),
+        VectorStoreKind::Pgvector => Some(&pgvector::Pgvector),
+        VectorStoreKind::Milvus => None,
+    }
+}
+
 /// Records read or written per request when a collection is exported or imported.
 const PAGE: usize = 500;
 
@@ -283,10 +365,7 @@ impl VectorStore {
     /// Whether the vectors live in a store of their own (Qdrant, Chroma) rather than in the
     /// tenant's database (pgvector), and so need dropping when the tenant goes.
     pub(crate) fn keeps_vectors_outside_the_database(&self) -> bool {
-        matches!(
-            self.inner.vector.kind,
-            VectorStoreKind::Qdrant | VectorStoreKind::Chroma
-        )
+        backend(self.inner.vector.kind).is_some_and(|b| !b.in_tenant_database())
     }
 
     /// `tenant`'s collections.
@@ -391,8 +470,9 @@ impl TenantVectors {
         check_collection_name(rest).ok().map(|()| rest)
     }
 
-    fn kind(&self) -> VectorStoreKind {
-        self.store.inner.vector.kind
+    /// The store's backend (`NotConfigured` for a type mt-paas has none for).
+    fn backend(&self) -> Result<&'static dyn Backend, VectorError> {
+        backend(self.store.inner.vector.kind).ok_or(VectorError::NotConfigured)
     }
 
     /// Creates the collection `name` for vectors of `dimension`; nothing happens when it
@@ -406,22 +486,12 @@ impl TenantVectors {
                 got: dimension,
             });
         }
-        match self.kind() {
-            VectorStoreKind::Chroma => chroma::create(self, &stored, name, dimension).await,
-            VectorStoreKind::Qdrant => qdrant::create(self, &stored, name, dimension).await,
-            VectorStoreKind::Pgvector => pgvector::create(self, &stored, name, dimension).await,
-            VectorStoreKind::Milvus => Err(VectorError::NotConfigured),
-        }
+        self.backend()?.create(self, &stored, name, dimension).await
     }
 
     /// The tenant's collections, sorted.
     pub async fn collections(&self) -> Result<Vec<String>, VectorError> {
-        let stored = match self.kind() {
-            VectorStoreKind::Chroma => chroma::list(self).await?,
-            VectorStoreKind::Qdrant => qdrant::list(self).await?,
-            VectorStoreKind::Pgvector => pgvector::list(self).await?,
-            VectorStoreKind::Milvus => return Err(VectorError::NotConfigured),
-        };
+        let stored = self.backend()?.list(self).await?;
         let mut own: Vec<String> = stored
             .iter()
             .filter_map(|s| self.own_name(s).map(str::to_owned))
@@ -433,12 +503,7 @@ impl TenantVectors {
     /// Drops the collection `name`; `false` when the tenant has none of that name.
     pub async fn drop_collection(&self, name: &str) -> Result<bool, VectorError> {
         let stored = self.stored_name(name)?;
-        match self.kind() {
-            VectorStoreKind::Chroma => chroma::drop(self, &stored).await,
-            VectorStoreKind::Qdrant => qdrant::drop(self, &stored).await,
-            VectorStoreKind::Pgvector => pgvector::drop(self, &stored).await,
-            VectorStoreKind::Milvus => Err(VectorError::NotConfigured),
-        }
+        self.backend()?.drop(self, &stored).await
     }
 
     /// Every collection of the tenant with all its records (the archive of a store of its
@@ -447,10 +512,9 @@ impl TenantVectors {
         let mut out = Vec::new();
         for name in self.collections().await? {
             let stored = self.stored_name(&name)?;
-            let (dimension, records) = match self.kind() {
-                VectorStoreKind::Chroma => chroma::export(self, &stored, &name).await?,
-                VectorStoreKind::Qdrant => qdrant::export(self, &stored, &name).await?,
-                VectorStoreKind::Pgvector | VectorStoreKind::Milvus => continue,
+            let Some((dimension, records)) = self.backend()?.export(self, &stored, &name).await?
+            else {
+                continue;
             };
             out.push(ExportedCollection {
                 name,
@@ -491,12 +555,7 @@ impl TenantVectors {
         if records.is_empty() {
             return Ok(());
         }
-        match self.kind() {
-            VectorStoreKind::Chroma => chroma::upsert(self, &stored, name, records).await,
-            VectorStoreKind::Qdrant => qdrant::upsert(self, &stored, name, records).await,
-            VectorStoreKind::Pgvector => pgvector::upsert(self, &stored, name, records).await,
-            VectorStoreKind::Milvus => Err(VectorError::NotConfigured),
-        }
+        self.backend()?.upsert(self, &stored, name, records).await
     }
 
     /// The `limit` records of the collection `name` most similar to `query`, best first.
@@ -514,12 +573,9 @@ impl TenantVectors {
             });
         }
         let limit = limit.clamp(1, 1000);
-        match self.kind() {
-            VectorStoreKind::Chroma => chroma::search(self, &stored, name, query, limit).await,
-            VectorStoreKind::Qdrant => qdrant::search(self, &stored, name, query, limit).await,
-            VectorStoreKind::Pgvector => pgvector::search(self, &stored, name, query, limit).await,
-            VectorStoreKind::Milvus => Err(VectorError::NotConfigured),
-        }
+        self.backend()?
+            .search(self, &stored, name, query, limit)
+            .await
     }
 
     /// Deletes the records `ids` from the collection `name`.
@@ -528,23 +584,13 @@ impl TenantVectors {
         if ids.is_empty() {
             return Ok(());
         }
-        match self.kind() {
-            VectorStoreKind::Chroma => chroma::delete(self, &stored, name, ids).await,
-            VectorStoreKind::Qdrant => qdrant::delete(self, &stored, name, ids).await,
-            VectorStoreKind::Pgvector => pgvector::delete(self, &stored, name, ids).await,
-            VectorStoreKind::Milvus => Err(VectorError::NotConfigured),
-        }
+        self.backend()?.delete(self, &stored, name, ids).await
     }
 
     /// How many records the collection `name` holds.
     pub async fn count(&self, name: &str) -> Result<u64, VectorError> {
         let stored = self.stored_name(name)?;
-        match self.kind() {
-            VectorStoreKind::Chroma => chroma::count(self, &stored, name).await,
-            VectorStoreKind::Qdrant => qdrant::count(self, &stored, name).await,
-            VectorStoreKind::Pgvector => pgvector::count(self, &stored, name).await,
-            VectorStoreKind::Milvus => Err(VectorError::NotConfigured),
-        }
+        self.backend()?.count(self, &stored, name).await
     }
 
     /// A connection to the tenant's database (pgvector).

@@ -6,7 +6,9 @@
 use serde_json::{Map, Value};
 use sqlx::{Connection as _, PgConnection};
 
-use super::{Hit, TenantVectors, VectorError, VectorRecord, same_dimension};
+use futures_util::future::BoxFuture;
+
+use super::{Backend, Exported, Hit, TenantVectors, VectorError, VectorRecord, same_dimension};
 use crate::core::database::{DbConn, TenantDb};
 
 /// id, score, text, metadata.
@@ -71,7 +73,7 @@ async fn ensure_extension(conn: &mut PgConnection) -> Result<(), VectorError> {
     Ok(())
 }
 
-pub(super) async fn create(
+async fn create(
     v: &TenantVectors,
     stored: &str,
     name: &str,
@@ -97,7 +99,7 @@ pub(super) async fn create(
     Ok(())
 }
 
-pub(super) async fn list(v: &TenantVectors) -> Result<Vec<String>, VectorError> {
+async fn list(v: &TenantVectors) -> Result<Vec<String>, VectorError> {
     let mut db = v.database().await?;
     let conn = postgres(&mut db, v.id.as_str())?;
     let names: Vec<String> = sqlx::query_scalar(
@@ -111,7 +113,7 @@ pub(super) async fn list(v: &TenantVectors) -> Result<Vec<String>, VectorError> 
     Ok(names)
 }
 
-pub(super) async fn drop(v: &TenantVectors, stored: &str) -> Result<bool, VectorError> {
+async fn drop(v: &TenantVectors, stored: &str) -> Result<bool, VectorError> {
     let mut db = v.database().await?;
     let conn = postgres(&mut db, v.id.as_str())?;
     if dimension(conn, stored).await?.is_none() {
@@ -126,7 +128,7 @@ pub(super) async fn drop(v: &TenantVectors, stored: &str) -> Result<bool, Vector
     Ok(true)
 }
 
-pub(super) async fn upsert(
+async fn upsert(
     v: &TenantVectors,
     stored: &str,
     name: &str,
@@ -159,7 +161,7 @@ pub(super) async fn upsert(
     Ok(())
 }
 
-pub(super) async fn search(
+async fn search(
     v: &TenantVectors,
     stored: &str,
     name: &str,
@@ -193,7 +195,7 @@ pub(super) async fn search(
         .collect())
 }
 
-pub(super) async fn delete(
+async fn delete(
     v: &TenantVectors,
     stored: &str,
     name: &str,
@@ -210,7 +212,7 @@ pub(super) async fn delete(
     Ok(())
 }
 
-pub(super) async fn count(v: &TenantVectors, stored: &str, name: &str) -> Result<u64, VectorError> {
+async fn count(v: &TenantVectors, stored: &str, name: &str) -> Result<u64, VectorError> {
     let mut db = v.database().await?;
     let conn = postgres(&mut db, v.id.as_str())?;
     existing(conn, stored, name).await?;
@@ -221,4 +223,84 @@ pub(super) async fn count(v: &TenantVectors, stored: &str, name: &str) -> Result
     .fetch_one(&mut *conn)
     .await?;
     Ok(u64::try_from(n).unwrap_or_default())
+}
+
+/// The `pgvector` backend: its tables travel in the tenant database's dump.
+pub(super) struct Pgvector;
+
+impl Backend for Pgvector {
+    fn create<'a>(
+        &'a self,
+        v: &'a TenantVectors,
+        stored: &'a str,
+        name: &'a str,
+        dimension: usize,
+    ) -> BoxFuture<'a, Result<(), VectorError>> {
+        Box::pin(create(v, stored, name, dimension))
+    }
+
+    fn list<'a>(&'a self, v: &'a TenantVectors) -> BoxFuture<'a, Result<Vec<String>, VectorError>> {
+        Box::pin(list(v))
+    }
+
+    fn drop<'a>(
+        &'a self,
+        v: &'a TenantVectors,
+        stored: &'a str,
+    ) -> BoxFuture<'a, Result<bool, VectorError>> {
+        Box::pin(drop(v, stored))
+    }
+
+    fn upsert<'a>(
+        &'a self,
+        v: &'a TenantVectors,
+        stored: &'a str,
+        name: &'a str,
+        records: &'a [VectorRecord],
+    ) -> BoxFuture<'a, Result<(), VectorError>> {
+        Box::pin(upsert(v, stored, name, records))
+    }
+
+    fn search<'a>(
+        &'a self,
+        v: &'a TenantVectors,
+        stored: &'a str,
+        name: &'a str,
+        query: &'a [f32],
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<Hit>, VectorError>> {
+        Box::pin(search(v, stored, name, query, limit))
+    }
+
+    fn delete<'a>(
+        &'a self,
+        v: &'a TenantVectors,
+        stored: &'a str,
+        name: &'a str,
+        ids: &'a [&'a str],
+    ) -> BoxFuture<'a, Result<(), VectorError>> {
+        Box::pin(delete(v, stored, name, ids))
+    }
+
+    fn count<'a>(
+        &'a self,
+        v: &'a TenantVectors,
+        stored: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<u64, VectorError>> {
+        Box::pin(count(v, stored, name))
+    }
+
+    fn export<'a>(
+        &'a self,
+        _v: &'a TenantVectors,
+        _stored: &'a str,
+        _name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Exported>, VectorError>> {
+        Box::pin(std::future::ready(Ok(None)))
+    }
+
+    fn in_tenant_database(&self) -> bool {
+        true
+    }
 }

@@ -5,9 +5,11 @@
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use futures_util::future::BoxFuture;
+
 use super::{
-    Hit, PAGE, TenantVectors, VectorError, VectorRecord, read, same_dimension, send, store_error,
-    unreachable_store,
+    Backend, Exported, Hit, PAGE, TenantVectors, VectorError, VectorRecord, read, same_dimension,
+    send, store_error, unreachable_store,
 };
 
 /// The point id of a record id: a UUID (version 8, RFC 9562) from its SHA-256.
@@ -94,7 +96,7 @@ fn unpack(payload: Option<Map<String, Value>>) -> (String, Option<String>, Map<S
     (id, text, metadata)
 }
 
-pub(super) async fn create(
+async fn create(
     v: &TenantVectors,
     stored: &str,
     name: &str,
@@ -122,7 +124,7 @@ pub(super) async fn create(
     }
 }
 
-pub(super) async fn list(v: &TenantVectors) -> Result<Vec<String>, VectorError> {
+async fn list(v: &TenantVectors) -> Result<Vec<String>, VectorError> {
     #[derive(Deserialize)]
     struct Listed {
         collections: Vec<Named>,
@@ -135,7 +137,7 @@ pub(super) async fn list(v: &TenantVectors) -> Result<Vec<String>, VectorError> 
     Ok(listed.collections.into_iter().map(|c| c.name).collect())
 }
 
-pub(super) async fn drop(v: &TenantVectors, stored: &str) -> Result<bool, VectorError> {
+async fn drop(v: &TenantVectors, stored: &str) -> Result<bool, VectorError> {
     if dimension(v, stored).await?.is_none() {
         return Ok(false);
     }
@@ -147,7 +149,7 @@ pub(super) async fn drop(v: &TenantVectors, stored: &str) -> Result<bool, Vector
     Ok(true)
 }
 
-pub(super) async fn upsert(
+async fn upsert(
     v: &TenantVectors,
     stored: &str,
     name: &str,
@@ -177,7 +179,7 @@ pub(super) async fn upsert(
     Ok(())
 }
 
-pub(super) async fn search(
+async fn search(
     v: &TenantVectors,
     stored: &str,
     name: &str,
@@ -213,7 +215,7 @@ pub(super) async fn search(
         .collect())
 }
 
-pub(super) async fn delete(
+async fn delete(
     v: &TenantVectors,
     stored: &str,
     name: &str,
@@ -231,7 +233,7 @@ pub(super) async fn delete(
     Ok(())
 }
 
-pub(super) async fn count(v: &TenantVectors, stored: &str, name: &str) -> Result<u64, VectorError> {
+async fn count(v: &TenantVectors, stored: &str, name: &str) -> Result<u64, VectorError> {
     #[derive(Deserialize)]
     struct Counted {
         count: u64,
@@ -248,7 +250,7 @@ pub(super) async fn count(v: &TenantVectors, stored: &str, name: &str) -> Result
 }
 
 /// The dimension and every record of `stored`, page by page (`points/scroll`).
-pub(super) async fn export(
+async fn export(
     v: &TenantVectors,
     stored: &str,
     name: &str,
@@ -294,6 +296,82 @@ pub(super) async fn export(
             Some(next) if !next.is_null() => offset = Some(next),
             _ => return Ok((dimension, records)),
         }
+    }
+}
+
+/// The `qdrant` backend.
+pub(super) struct Qdrant;
+
+impl Backend for Qdrant {
+    fn create<'a>(
+        &'a self,
+        v: &'a TenantVectors,
+        stored: &'a str,
+        name: &'a str,
+        dimension: usize,
+    ) -> BoxFuture<'a, Result<(), VectorError>> {
+        Box::pin(create(v, stored, name, dimension))
+    }
+
+    fn list<'a>(&'a self, v: &'a TenantVectors) -> BoxFuture<'a, Result<Vec<String>, VectorError>> {
+        Box::pin(list(v))
+    }
+
+    fn drop<'a>(
+        &'a self,
+        v: &'a TenantVectors,
+        stored: &'a str,
+    ) -> BoxFuture<'a, Result<bool, VectorError>> {
+        Box::pin(drop(v, stored))
+    }
+
+    fn upsert<'a>(
+        &'a self,
+        v: &'a TenantVectors,
+        stored: &'a str,
+        name: &'a str,
+        records: &'a [VectorRecord],
+    ) -> BoxFuture<'a, Result<(), VectorError>> {
+        Box::pin(upsert(v, stored, name, records))
+    }
+
+    fn search<'a>(
+        &'a self,
+        v: &'a TenantVectors,
+        stored: &'a str,
+        name: &'a str,
+        query: &'a [f32],
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<Hit>, VectorError>> {
+        Box::pin(search(v, stored, name, query, limit))
+    }
+
+    fn delete<'a>(
+        &'a self,
+        v: &'a TenantVectors,
+        stored: &'a str,
+        name: &'a str,
+        ids: &'a [&'a str],
+    ) -> BoxFuture<'a, Result<(), VectorError>> {
+        Box::pin(delete(v, stored, name, ids))
+    }
+
+    fn count<'a>(
+        &'a self,
+        v: &'a TenantVectors,
+        stored: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<u64, VectorError>> {
+        Box::pin(count(v, stored, name))
+    }
+
+    fn export<'a>(
+        &'a self,
+        v: &'a TenantVectors,
+        stored: &'a str,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Exported>, VectorError>> {
+        Box::pin(async move { export(v, stored, name).await.map(Some) })
     }
 }
 

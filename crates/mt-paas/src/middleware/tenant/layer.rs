@@ -4,7 +4,6 @@ use std::{
     convert::Infallible,
     future::Future,
     pin::Pin,
-    sync::Arc,
     task::{Context, Poll},
 };
 
@@ -22,7 +21,10 @@ use crate::{
         tenant::Tenant,
     },
     http::{ApiError, ProblemCode},
-    middleware::auth::{TokenError, TokenVerifier, jwt::token_problem},
+    middleware::{
+        auth::{TokenError, TokenVerifier, jwt::token_problem},
+        policy::{Policy, PolicyLayer, PolicyService},
+    },
     vectors::VectorStore,
 };
 
@@ -33,9 +35,10 @@ use crate::{
 /// tenant a 400; all are problem+json. There is never a default tenant.
 #[derive(Clone)]
 pub struct TenantLayer {
-    state: Arc<State>,
+    layer: PolicyLayer<State>,
 }
 
+/// The tenant policy: who the tenant is, and whether it may be served now.
 struct State {
     identifier: Identifier,
     manager: TenantManager,
@@ -46,7 +49,7 @@ struct State {
 impl std::fmt::Debug for TenantLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TenantLayer")
-            .field("identifier", &self.state.identifier)
+            .field("identifier", &self.layer.policy().identifier)
             .finish_non_exhaustive()
     }
 }
@@ -55,56 +58,54 @@ impl TenantLayer {
     /// A layer identifying tenants by `config.tenant_identification` and resolving them in
     /// `manager`'s registry.
     pub fn new(config: &Config, manager: TenantManager) -> Result<Self, ConfigError> {
-        Ok(Self {
-            state: Arc::new(State {
-                identifier: Identifier::from_config(config)?,
-                manager,
-                databases: None,
-                vectors: None,
-            }),
-        })
+        Ok(Self::of(State {
+            identifier: Identifier::from_config(config)?,
+            manager,
+            databases: None,
+            vectors: None,
+        }))
+    }
+
+    fn of(state: State) -> Self {
+        Self {
+            layer: PolicyLayer::of(state),
+        }
     }
 
     /// Verifies `jwt_claim` tokens with `verifier`, sharing its cache of the market's keys.
     pub(crate) fn with_verifier(self, verifier: &TokenVerifier) -> Self {
-        let state = &self.state;
+        let state = self.layer.policy();
         let mut identifier = state.identifier.clone();
         identifier.share_verifier(verifier);
-        Self {
-            state: Arc::new(State {
-                identifier,
-                manager: state.manager.clone(),
-                databases: state.databases.clone(),
-                vectors: state.vectors.clone(),
-            }),
-        }
+        Self::of(State {
+            identifier,
+            manager: state.manager.clone(),
+            databases: state.databases.clone(),
+            vectors: state.vectors.clone(),
+        })
     }
 
     /// Makes `router` available to the [`TenantDb`](crate::TenantDb) extractor.
     pub fn with_databases(self, router: DatabaseRouter) -> Self {
-        let state = &self.state;
-        Self {
-            state: Arc::new(State {
-                identifier: state.identifier.clone(),
-                manager: state.manager.clone(),
-                databases: Some(router),
-                vectors: state.vectors.clone(),
-            }),
-        }
+        let state = self.layer.policy();
+        Self::of(State {
+            identifier: state.identifier.clone(),
+            manager: state.manager.clone(),
+            databases: Some(router),
+            vectors: state.vectors.clone(),
+        })
     }
 
     #[cfg(feature = "vectors")]
     /// Makes `store` available to the [`TenantVectors`](crate::TenantVectors) extractor.
     pub fn with_vectors(self, store: VectorStore) -> Self {
-        let state = &self.state;
-        Self {
-            state: Arc::new(State {
-                identifier: state.identifier.clone(),
-                manager: state.manager.clone(),
-                databases: state.databases.clone(),
-                vectors: Some(store),
-            }),
-        }
+        let state = self.layer.policy();
+        Self::of(State {
+            identifier: state.identifier.clone(),
+            manager: state.manager.clone(),
+            databases: state.databases.clone(),
+            vectors: Some(store),
+        })
     }
 }
 
@@ -138,22 +139,60 @@ impl State {
     }
 }
 
+impl Policy for State {
+    type Admitted = Tenant;
+
+    async fn admit<B: Send>(&self, request: &mut Request<B>) -> Result<Tenant, Response> {
+        let id = match self.identify(request) {
+            Ok(id) => Ok(id),
+            Err(Unidentified::Problem(problem)) => Err(problem),
+            // A market token with a key not seen yet: fetch the keys, then try again.
+            Err(Unidentified::NeedsKeys) => match self.identifier.fetch_keys().await {
+                Err(problem) => Err(problem),
+                Ok(()) => match self.identify(request) {
+                    Ok(id) => Ok(id),
+                    Err(Unidentified::Problem(problem)) => Err(problem),
+                    Err(Unidentified::NeedsKeys) => Err(token_problem(TokenError::UnknownKey)),
+                },
+            },
+        };
+        let tenant = match async { self.tenant(id?).await }.await {
+            Ok(tenant) => tenant,
+            Err(error) => return Err(error.into_response()),
+        };
+        request.extensions_mut().insert(tenant.clone());
+        if let Some(databases) = &self.databases {
+            request.extensions_mut().insert(databases.clone());
+        }
+        if let Some(vectors) = &self.vectors {
+            request.extensions_mut().insert(vectors.clone());
+        }
+        Ok(tenant)
+    }
+
+    fn serve<F>(&self, tenant: &Tenant, route: F) -> impl Future<Output = F::Output> + Send
+    where
+        F: Future<Output = Result<Response, Infallible>> + Send,
+    {
+        crate::context::in_tenant(tenant.clone(), route)
+    }
+}
+
 impl<S> Layer<S> for TenantLayer {
     type Service = TenantService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        TenantService {
-            inner,
-            state: self.state.clone(),
-        }
+        TenantService(self.layer.layer(inner))
     }
 }
 
 /// The service of [`TenantLayer`].
-#[derive(Clone)]
-pub struct TenantService<S> {
-    inner: S,
-    state: Arc<State>,
+pub struct TenantService<S>(PolicyService<State, S>);
+
+impl<S: Clone> Clone for TenantService<S> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
 }
 
 impl<S> std::fmt::Debug for TenantService<S> {
@@ -173,42 +212,10 @@ where
     type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+        self.0.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        // Identification is synchronous: the request is not held across an await.
-        let id = self.state.identify(&request);
-        let state = self.state.clone();
-        // The clone is not ready; the ready one (self.inner) serves this call.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        Box::pin(async move {
-            let id = match id {
-                Ok(id) => Ok(id),
-                Err(Unidentified::Problem(problem)) => Err(problem),
-                // A market token with a key not seen yet: fetch the keys, then try again.
-                Err(Unidentified::NeedsKeys) => match state.identifier.fetch_keys().await {
-                    Err(problem) => Err(problem),
-                    Ok(()) => match state.identify(&request) {
-                        Ok(id) => Ok(id),
-                        Err(Unidentified::Problem(problem)) => Err(problem),
-                        Err(Unidentified::NeedsKeys) => Err(token_problem(TokenError::UnknownKey)),
-                    },
-                },
-            };
-            let tenant = match async { state.tenant(id?).await }.await {
-                Ok(tenant) => tenant,
-                Err(error) => return Ok(error.into_response()),
-            };
-            request.extensions_mut().insert(tenant.clone());
-            if let Some(databases) = &state.databases {
-                request.extensions_mut().insert(databases.clone());
-            }
-            if let Some(vectors) = &state.vectors {
-                request.extensions_mut().insert(vectors.clone());
-            }
-            crate::context::in_tenant(tenant, inner.call(request)).await
-        })
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        self.0.call(request)
     }
 }
