@@ -14,7 +14,7 @@ use std::{
     future::Future,
     pin::Pin,
     sync::{
-        Arc, PoisonError, RwLock,
+        Arc, OnceLock, PoisonError, RwLock,
         atomic::{AtomicI64, AtomicU64, Ordering},
     },
     task::{Context, Poll, ready},
@@ -177,7 +177,7 @@ impl Metrics {
     }
 
     /// The series of `route` (made on its first request).
-    fn route(&self, route: Option<&str>) -> Arc<RouteSeries> {
+    fn series(&self, route: Option<&str>) -> Arc<RouteSeries> {
         let Some(route) = route else {
             return self.unmatched.clone();
         };
@@ -201,8 +201,12 @@ impl Metrics {
 
     /// Counts one answered request of `route` (its matched path; `None` when none matched).
     pub fn record(&self, route: Option<&str>, status: u16, elapsed: Duration) {
+        self.count(&self.series(route), status, elapsed);
+    }
+
+    /// Counts one answered request into `series`.
+    fn count(&self, series: &RouteSeries, status: u16, elapsed: Duration) {
         let class = usize::from(status / 100).clamp(1, 5) - 1;
-        let series = self.route(route);
         series.by_class[class].increment(1);
         series.duration.record(elapsed.as_secs_f64());
         let window = &self.window;
@@ -281,15 +285,21 @@ impl<S> Layer<S> for MetricsLayer {
         MetricsService {
             inner,
             metrics: self.metrics.clone(),
+            route: Arc::default(),
         }
     }
 }
+
+/// The series of the route a [`MetricsService`] wraps (`Router::layer` wraps each route on
+/// its own), found on its first request and kept with the path it is for.
+type RouteCache = Arc<OnceLock<(MatchedPath, Arc<RouteSeries>)>>;
 
 /// The service of [`MetricsLayer`].
 #[derive(Debug, Clone)]
 pub(crate) struct MetricsService<S> {
     inner: S,
     metrics: Arc<Metrics>,
+    route: RouteCache,
 }
 
 impl<S, B> Service<Request<B>> for MetricsService<S>
@@ -307,11 +317,23 @@ where
     fn call(&mut self, request: Request<B>) -> Self::Future {
         self.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
         // Set by the router before the per-route layers run (`Router::layer`).
-        let route = request.extensions().get::<MatchedPath>().cloned();
+        let matched = request.extensions().get::<MatchedPath>();
+        let series = match (self.route.get(), matched) {
+            (Some((path, series)), Some(matched)) if path.as_str() == matched.as_str() => {
+                series.clone()
+            }
+            (_, matched) => {
+                let series = self.metrics.series(matched.map(MatchedPath::as_str));
+                if let Some(matched) = matched {
+                    let _ = self.route.set((matched.clone(), series.clone()));
+                }
+                series
+            }
+        };
         MetricsFuture {
             future: self.inner.call(request),
             metrics: self.metrics.clone(),
-            route,
+            series,
             started: Instant::now(),
         }
     }
@@ -323,7 +345,7 @@ pin_project! {
         #[pin]
         future: F,
         metrics: Arc<Metrics>,
-        route: Option<MatchedPath>,
+        series: Arc<RouteSeries>,
         started: Instant,
     }
 }
@@ -341,8 +363,8 @@ impl<F: Future<Output = Result<Response, Infallible>>> Future for MetricsFuture<
         let this = self.project();
         let Ok(response) = ready!(this.future.poll(cx));
         this.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
-        this.metrics.record(
-            this.route.as_ref().map(MatchedPath::as_str),
+        this.metrics.count(
+            this.series,
             response.status().as_u16(),
             this.started.elapsed(),
         );
@@ -428,5 +450,38 @@ mod tests {
             text.lines()
                 .any(|l| l == "mt_paas_requests_total{route=\"/r0\",class=\"2xx\"} 2")
         );
+    }
+
+    #[tokio::test]
+    async fn the_layer_labels_each_route_by_its_matched_path() {
+        use tower::ServiceExt as _;
+        let metrics = Arc::new(Metrics::new());
+        let app = axum::Router::new()
+            .route("/a", axum::routing::get(|| async { "a" }))
+            .route("/b/{id}", axum::routing::get(|| async { "b" }))
+            .layer(MetricsLayer::new(metrics.clone()));
+        for path in ["/a", "/b/1", "/b/2", "/a", "/b/3", "/nothing/here"] {
+            let request = Request::get(path).body(axum::body::Body::empty()).unwrap();
+            app.clone().oneshot(request).await.unwrap();
+        }
+        let text = metrics.render(&[]);
+        let has = |line: &str| text.lines().any(|l| l == line);
+        assert!(
+            has("mt_paas_requests_total{route=\"/a\",class=\"2xx\"} 2"),
+            "{text}"
+        );
+        assert!(
+            has("mt_paas_requests_total{route=\"/b/{id}\",class=\"2xx\"} 3"),
+            "{text}"
+        );
+        assert!(
+            has("mt_paas_requests_total{route=\"<unmatched>\",class=\"4xx\"} 1"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("/b/1") && !text.contains("nothing"),
+            "{text}"
+        );
+        assert_eq!(metrics.snapshot().requests(), 6);
     }
 }
