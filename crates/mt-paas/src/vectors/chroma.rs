@@ -4,11 +4,9 @@
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use futures_util::future::BoxFuture;
-
 use super::{
-    Backend, Exported, Hit, PAGE, TenantVectors, VectorError, VectorRecord, read, same_dimension,
-    send, store_error, unreachable_store,
+    Exported, Hit, PAGE, TenantVectors, VectorError, VectorRecord, read, same_dimension, send,
+    store_error, unreachable_store,
 };
 
 const BASE: &str = "/api/v2/tenants/default_tenant/databases/default_database/collections";
@@ -250,7 +248,7 @@ async fn export(
     v: &TenantVectors,
     stored: &str,
     name: &str,
-) -> Result<(usize, Vec<VectorRecord>), VectorError> {
+) -> Result<Option<Exported>, VectorError> {
     #[derive(Deserialize)]
     struct Page {
         ids: Vec<String>,
@@ -283,7 +281,7 @@ async fn export(
             });
         }
         if count < PAGE {
-            return Ok((dimension, records));
+            return Ok(Some((dimension, records)));
         }
     }
 }
@@ -291,75 +289,7 @@ async fn export(
 /// The `chroma` backend.
 pub(super) struct Chroma;
 
-impl Backend for Chroma {
-    fn create<'a>(
-        &'a self,
-        v: &'a TenantVectors,
-        stored: &'a str,
-        name: &'a str,
-        dimension: usize,
-    ) -> BoxFuture<'a, Result<(), VectorError>> {
-        Box::pin(create(v, stored, name, dimension))
-    }
+/// Chroma keeps the vectors in a store of its own.
+const IN_TENANT_DATABASE: bool = false;
 
-    fn list<'a>(&'a self, v: &'a TenantVectors) -> BoxFuture<'a, Result<Vec<String>, VectorError>> {
-        Box::pin(list(v))
-    }
-
-    fn drop<'a>(
-        &'a self,
-        v: &'a TenantVectors,
-        stored: &'a str,
-    ) -> BoxFuture<'a, Result<bool, VectorError>> {
-        Box::pin(drop(v, stored))
-    }
-
-    fn upsert<'a>(
-        &'a self,
-        v: &'a TenantVectors,
-        stored: &'a str,
-        name: &'a str,
-        records: &'a [VectorRecord],
-    ) -> BoxFuture<'a, Result<(), VectorError>> {
-        Box::pin(upsert(v, stored, name, records))
-    }
-
-    fn search<'a>(
-        &'a self,
-        v: &'a TenantVectors,
-        stored: &'a str,
-        name: &'a str,
-        query: &'a [f32],
-        limit: usize,
-    ) -> BoxFuture<'a, Result<Vec<Hit>, VectorError>> {
-        Box::pin(search(v, stored, name, query, limit))
-    }
-
-    fn delete<'a>(
-        &'a self,
-        v: &'a TenantVectors,
-        stored: &'a str,
-        name: &'a str,
-        ids: &'a [&'a str],
-    ) -> BoxFuture<'a, Result<(), VectorError>> {
-        Box::pin(delete(v, stored, name, ids))
-    }
-
-    fn count<'a>(
-        &'a self,
-        v: &'a TenantVectors,
-        stored: &'a str,
-        name: &'a str,
-    ) -> BoxFuture<'a, Result<u64, VectorError>> {
-        Box::pin(count(v, stored, name))
-    }
-
-    fn export<'a>(
-        &'a self,
-        v: &'a TenantVectors,
-        stored: &'a str,
-        name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Exported>, VectorError>> {
-        Box::pin(async move { export(v, stored, name).await.map(Some) })
-    }
-}
+super::backend_of_this_module!(Chroma);

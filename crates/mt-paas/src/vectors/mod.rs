@@ -29,6 +29,91 @@
 //! }
 //! ```
 
+/// Implements [`Backend`] for `$backend` with the functions of the module it is invoked in
+/// (`create`, `list`, `drop`, `upsert`, `search`, `delete`, `count`, `export`, each taking the
+/// trait method's arguments) and its `IN_TENANT_DATABASE`: a backend module is its functions.
+macro_rules! backend_of_this_module {
+    ($backend:ident) => {
+        impl super::Backend for $backend {
+            fn create<'a>(
+                &'a self,
+                v: &'a super::TenantVectors,
+                stored: &'a str,
+                name: &'a str,
+                dimension: usize,
+            ) -> super::Answer<'a, ()> {
+                Box::pin(create(v, stored, name, dimension))
+            }
+
+            fn list<'a>(&'a self, v: &'a super::TenantVectors) -> super::Answer<'a, Vec<String>> {
+                Box::pin(list(v))
+            }
+
+            fn drop<'a>(
+                &'a self,
+                v: &'a super::TenantVectors,
+                stored: &'a str,
+            ) -> super::Answer<'a, bool> {
+                Box::pin(drop(v, stored))
+            }
+
+            fn upsert<'a>(
+                &'a self,
+                v: &'a super::TenantVectors,
+                stored: &'a str,
+                name: &'a str,
+                records: &'a [super::VectorRecord],
+            ) -> super::Answer<'a, ()> {
+                Box::pin(upsert(v, stored, name, records))
+            }
+
+            fn search<'a>(
+                &'a self,
+                v: &'a super::TenantVectors,
+                stored: &'a str,
+                name: &'a str,
+                query: &'a [f32],
+                limit: usize,
+            ) -> super::Answer<'a, Vec<super::Hit>> {
+                Box::pin(search(v, stored, name, query, limit))
+            }
+
+            fn delete<'a>(
+                &'a self,
+                v: &'a super::TenantVectors,
+                stored: &'a str,
+                name: &'a str,
+                ids: &'a [&'a str],
+            ) -> super::Answer<'a, ()> {
+                Box::pin(delete(v, stored, name, ids))
+            }
+
+            fn count<'a>(
+                &'a self,
+                v: &'a super::TenantVectors,
+                stored: &'a str,
+                name: &'a str,
+            ) -> super::Answer<'a, u64> {
+                Box::pin(count(v, stored, name))
+            }
+
+            fn export<'a>(
+                &'a self,
+                v: &'a super::TenantVectors,
+                stored: &'a str,
+                name: &'a str,
+            ) -> super::Answer<'a, Option<super::Exported>> {
+                Box::pin(export(v, stored, name))
+            }
+
+            fn in_tenant_database(&self) -> bool {
+                IN_TENANT_DATABASE
+            }
+        }
+    };
+}
+use backend_of_this_module;
+
 mod chroma;
 mod pgvector;
 mod qdrant;
@@ -224,6 +309,9 @@ pub(crate) struct ExportedCollection {
 /// A collection's dimension and records, as a backend exports them.
 type Exported = (usize, Vec<VectorRecord>);
 
+/// What a backend's operation answers, in time.
+type Answer<'a, T> = BoxFuture<'a, Result<T, VectorError>>;
+
 /// What a store does with one tenant's collections: one implementation per
 /// `database.vector.type`. `stored` is the collection's name in the store (already scoped to
 /// the tenant and checked), `name` the tenant's own for errors; [`TenantVectors`] checks the
@@ -237,15 +325,11 @@ trait Backend: Sync {
         stored: &'a str,
         name: &'a str,
         dimension: usize,
-    ) -> BoxFuture<'a, Result<(), VectorError>>;
+    ) -> Answer<'a, ()>;
     /// Every stored name the store lists (the tenant's and others'; the caller filters).
-    fn list<'a>(&'a self, v: &'a TenantVectors) -> BoxFuture<'a, Result<Vec<String>, VectorError>>;
+    fn list<'a>(&'a self, v: &'a TenantVectors) -> Answer<'a, Vec<String>>;
     /// Drops `stored`; `false` when there was none.
-    fn drop<'a>(
-        &'a self,
-        v: &'a TenantVectors,
-        stored: &'a str,
-    ) -> BoxFuture<'a, Result<bool, VectorError>>;
+    fn drop<'a>(&'a self, v: &'a TenantVectors, stored: &'a str) -> Answer<'a, bool>;
     /// Inserts or replaces `records` (not empty).
     fn upsert<'a>(
         &'a self,
@@ -253,7 +337,7 @@ trait Backend: Sync {
         stored: &'a str,
         name: &'a str,
         records: &'a [VectorRecord],
-    ) -> BoxFuture<'a, Result<(), VectorError>>;
+    ) -> Answer<'a, ()>;
     /// The `limit` (1-1000) records most similar to `query` (finite), best first.
     fn search<'a>(
         &'a self,
@@ -262,7 +346,7 @@ trait Backend: Sync {
         name: &'a str,
         query: &'a [f32],
         limit: usize,
-    ) -> BoxFuture<'a, Result<Vec<Hit>, VectorError>>;
+    ) -> Answer<'a, Vec<Hit>>;
     /// Deletes the records `ids` (not empty).
     fn delete<'a>(
         &'a self,
@@ -270,14 +354,10 @@ trait Backend: Sync {
         stored: &'a str,
         name: &'a str,
         ids: &'a [&'a str],
-    ) -> BoxFuture<'a, Result<(), VectorError>>;
+    ) -> Answer<'a, ()>;
     /// How many records `stored` holds.
-    fn count<'a>(
-        &'a self,
-        v: &'a TenantVectors,
-        stored: &'a str,
-        name: &'a str,
-    ) -> BoxFuture<'a, Result<u64, VectorError>>;
+    fn count<'a>(&'a self, v: &'a TenantVectors, stored: &'a str, name: &'a str)
+    -> Answer<'a, u64>;
     /// The dimension and every record of `stored`, for the archive; `None` when the vectors
     /// live in the tenant's database and travel in its dump (pgvector).
     fn export<'a>(
@@ -285,11 +365,9 @@ trait Backend: Sync {
         v: &'a TenantVectors,
         stored: &'a str,
         name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Exported>, VectorError>>;
+    ) -> Answer<'a, Option<Exported>>;
     /// Whether the vectors live in the tenant's own database (dropped with it).
-    fn in_tenant_database(&self) -> bool {
-        false
-    }
+    fn in_tenant_database(&self) -> bool;
 }
 
 /// The backend of `kind`; `None` for a type mt-paas has none for (Milvus).

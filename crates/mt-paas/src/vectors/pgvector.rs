@@ -6,9 +6,7 @@
 use serde_json::{Map, Value};
 use sqlx::{Connection as _, PgConnection};
 
-use futures_util::future::BoxFuture;
-
-use super::{Backend, Exported, Hit, TenantVectors, VectorError, VectorRecord, same_dimension};
+use super::{Exported, Hit, TenantVectors, VectorError, VectorRecord, same_dimension};
 use crate::core::database::{DbConn, TenantDb};
 
 /// id, score, text, metadata.
@@ -225,82 +223,15 @@ async fn count(v: &TenantVectors, stored: &str, name: &str) -> Result<u64, Vecto
     Ok(u64::try_from(n).unwrap_or_default())
 }
 
+/// No export of its own: the tables travel in the tenant database's dump.
+async fn export(_: &TenantVectors, _: &str, _: &str) -> Result<Option<Exported>, VectorError> {
+    Ok(None)
+}
+
 /// The `pgvector` backend: its tables travel in the tenant database's dump.
 pub(super) struct Pgvector;
 
-impl Backend for Pgvector {
-    fn create<'a>(
-        &'a self,
-        v: &'a TenantVectors,
-        stored: &'a str,
-        name: &'a str,
-        dimension: usize,
-    ) -> BoxFuture<'a, Result<(), VectorError>> {
-        Box::pin(create(v, stored, name, dimension))
-    }
+/// The tables live in the tenant's own database.
+const IN_TENANT_DATABASE: bool = true;
 
-    fn list<'a>(&'a self, v: &'a TenantVectors) -> BoxFuture<'a, Result<Vec<String>, VectorError>> {
-        Box::pin(list(v))
-    }
-
-    fn drop<'a>(
-        &'a self,
-        v: &'a TenantVectors,
-        stored: &'a str,
-    ) -> BoxFuture<'a, Result<bool, VectorError>> {
-        Box::pin(drop(v, stored))
-    }
-
-    fn upsert<'a>(
-        &'a self,
-        v: &'a TenantVectors,
-        stored: &'a str,
-        name: &'a str,
-        records: &'a [VectorRecord],
-    ) -> BoxFuture<'a, Result<(), VectorError>> {
-        Box::pin(upsert(v, stored, name, records))
-    }
-
-    fn search<'a>(
-        &'a self,
-        v: &'a TenantVectors,
-        stored: &'a str,
-        name: &'a str,
-        query: &'a [f32],
-        limit: usize,
-    ) -> BoxFuture<'a, Result<Vec<Hit>, VectorError>> {
-        Box::pin(search(v, stored, name, query, limit))
-    }
-
-    fn delete<'a>(
-        &'a self,
-        v: &'a TenantVectors,
-        stored: &'a str,
-        name: &'a str,
-        ids: &'a [&'a str],
-    ) -> BoxFuture<'a, Result<(), VectorError>> {
-        Box::pin(delete(v, stored, name, ids))
-    }
-
-    fn count<'a>(
-        &'a self,
-        v: &'a TenantVectors,
-        stored: &'a str,
-        name: &'a str,
-    ) -> BoxFuture<'a, Result<u64, VectorError>> {
-        Box::pin(count(v, stored, name))
-    }
-
-    fn export<'a>(
-        &'a self,
-        _v: &'a TenantVectors,
-        _stored: &'a str,
-        _name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Exported>, VectorError>> {
-        Box::pin(std::future::ready(Ok(None)))
-    }
-
-    fn in_tenant_database(&self) -> bool {
-        true
-    }
-}
+super::backend_of_this_module!(Pgvector);

@@ -5,11 +5,9 @@
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use futures_util::future::BoxFuture;
-
 use super::{
-    Backend, Exported, Hit, PAGE, TenantVectors, VectorError, VectorRecord, read, same_dimension,
-    send, store_error, unreachable_store,
+    Exported, Hit, PAGE, TenantVectors, VectorError, VectorRecord, read, same_dimension, send,
+    store_error, unreachable_store,
 };
 
 /// The point id of a record id: a UUID (version 8, RFC 9562) from its SHA-256.
@@ -254,7 +252,7 @@ async fn export(
     v: &TenantVectors,
     stored: &str,
     name: &str,
-) -> Result<(usize, Vec<VectorRecord>), VectorError> {
+) -> Result<Option<Exported>, VectorError> {
     #[derive(Deserialize)]
     struct Point {
         #[serde(default)]
@@ -294,7 +292,7 @@ async fn export(
         }
         match page.next_page_offset {
             Some(next) if !next.is_null() => offset = Some(next),
-            _ => return Ok((dimension, records)),
+            _ => return Ok(Some((dimension, records))),
         }
     }
 }
@@ -302,78 +300,10 @@ async fn export(
 /// The `qdrant` backend.
 pub(super) struct Qdrant;
 
-impl Backend for Qdrant {
-    fn create<'a>(
-        &'a self,
-        v: &'a TenantVectors,
-        stored: &'a str,
-        name: &'a str,
-        dimension: usize,
-    ) -> BoxFuture<'a, Result<(), VectorError>> {
-        Box::pin(create(v, stored, name, dimension))
-    }
+/// Qdrant keeps the vectors in a store of its own.
+const IN_TENANT_DATABASE: bool = false;
 
-    fn list<'a>(&'a self, v: &'a TenantVectors) -> BoxFuture<'a, Result<Vec<String>, VectorError>> {
-        Box::pin(list(v))
-    }
-
-    fn drop<'a>(
-        &'a self,
-        v: &'a TenantVectors,
-        stored: &'a str,
-    ) -> BoxFuture<'a, Result<bool, VectorError>> {
-        Box::pin(drop(v, stored))
-    }
-
-    fn upsert<'a>(
-        &'a self,
-        v: &'a TenantVectors,
-        stored: &'a str,
-        name: &'a str,
-        records: &'a [VectorRecord],
-    ) -> BoxFuture<'a, Result<(), VectorError>> {
-        Box::pin(upsert(v, stored, name, records))
-    }
-
-    fn search<'a>(
-        &'a self,
-        v: &'a TenantVectors,
-        stored: &'a str,
-        name: &'a str,
-        query: &'a [f32],
-        limit: usize,
-    ) -> BoxFuture<'a, Result<Vec<Hit>, VectorError>> {
-        Box::pin(search(v, stored, name, query, limit))
-    }
-
-    fn delete<'a>(
-        &'a self,
-        v: &'a TenantVectors,
-        stored: &'a str,
-        name: &'a str,
-        ids: &'a [&'a str],
-    ) -> BoxFuture<'a, Result<(), VectorError>> {
-        Box::pin(delete(v, stored, name, ids))
-    }
-
-    fn count<'a>(
-        &'a self,
-        v: &'a TenantVectors,
-        stored: &'a str,
-        name: &'a str,
-    ) -> BoxFuture<'a, Result<u64, VectorError>> {
-        Box::pin(count(v, stored, name))
-    }
-
-    fn export<'a>(
-        &'a self,
-        v: &'a TenantVectors,
-        stored: &'a str,
-        name: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Exported>, VectorError>> {
-        Box::pin(async move { export(v, stored, name).await.map(Some) })
-    }
-}
+super::backend_of_this_module!(Qdrant);
 
 #[cfg(test)]
 mod tests {
