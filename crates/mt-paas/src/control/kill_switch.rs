@@ -166,6 +166,11 @@ impl KillSwitch {
 
     /// A tenant's state.
     pub async fn state(&self, id: &TenantId) -> Option<SwitchState> {
+        self.current(id)
+    }
+
+    /// [`state`](Self::state), for a caller that cannot wait (it never does).
+    pub(crate) fn current(&self, id: &TenantId) -> Option<SwitchState> {
         self.inner.read().get(id).cloned()
     }
 

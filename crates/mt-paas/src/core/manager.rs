@@ -402,6 +402,15 @@ impl TenantManager {
         inner.cache.try_get_with_by_ref(id, load).await
     }
 
+    /// What [`resolve`](Self::resolve) answers for `id` when the cache holds it (a tenant,
+    /// or `Some(None)`: known to be missing), without waiting; `None` when it does not, or
+    /// when the cache's upkeep is busy (then `resolve` decides). A dropped lookup is safe:
+    /// moka resumes an interrupted upkeep on its next call.
+    pub(crate) fn resolve_now(&self, id: &TenantId) -> Option<Option<Tenant>> {
+        use futures_util::FutureExt;
+        self.inner.cache.get(id).now_or_never().flatten()
+    }
+
     /// Forgets what the cache holds for `id`, here and (through the central DB) in the
     /// other replicas.
     pub async fn invalidate(&self, id: &TenantId) {

@@ -165,6 +165,26 @@ impl Entitlements {
         Box::pin(self.refresh(id)).await
     }
 
+    /// What [`get`](Self::get) answers for `id` when memory holds a fresh enough entry, without
+    /// waiting (a stale one within the grace is refreshed in the background, as `get` does);
+    /// `None` when only the database or the market can say.
+    pub(crate) fn get_now(&self, id: &TenantId) -> Option<Lookup> {
+        use futures_util::FutureExt;
+        let cached = match self.inner.memory.get(id).now_or_never()?? {
+            None => return Some(Lookup::NotSubscribed),
+            Some(cached) => cached,
+        };
+        let age = cached.age();
+        if age < self.inner.ttl {
+            return Some(Lookup::Subscribed(cached));
+        }
+        if age < self.inner.grace {
+            self.refresh_in_background(id);
+            return Some(Lookup::Subscribed(cached));
+        }
+        None
+    }
+
     async fn load(&self, id: &TenantId) -> Result<Entry, EntitlementError> {
         let row: Option<Row> = on_pool!(&self.inner.db, pool => {
             sqlx::query_as("SELECT body, etag, fetched_at FROM entitlements WHERE tenant_id = $1")

@@ -12,6 +12,7 @@ use std::{
 };
 
 use axum::response::Response;
+use futures_util::future::Either;
 use http::Request;
 use tower::{Layer, Service};
 
@@ -136,32 +137,58 @@ where
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+    type Future = BoxedAnswer;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let policy = self.policy.clone();
-        if let Some(decided) = policy.admit_now(&mut request) {
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        match self.answer(request) {
+            Either::Left(refused) => Box::pin(refused),
+            Either::Right(answer) => answer,
+        }
+    }
+}
+
+/// The future of a policy's answer.
+pub(crate) type BoxedAnswer = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+/// A policy's answer: a refusal decided at once (no allocation), or the request's way
+/// through the policy and the route. Only the outermost layer answers so: inside another
+/// policy's future the wide `Left` would be moved with every future around it.
+pub(crate) type Answer = Either<std::future::Ready<Result<Response, Infallible>>, BoxedAnswer>;
+
+impl<P, S> PolicyService<P, S>
+where
+    P: Policy,
+{
+    /// Answers `request` (what [`Service::call`] boxes).
+    pub(crate) fn answer<B>(&mut self, mut request: Request<B>) -> Answer
+    where
+        S: Service<Request<B>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        B: Send + 'static,
+    {
+        if let Some(decided) = self.policy.admit_now(&mut request) {
             let admitted = match decided {
                 Ok(admitted) => admitted,
-                Err(answer) => return Box::pin(std::future::ready(Ok(answer))),
+                Err(answer) => return Either::Left(std::future::ready(Ok(answer))),
             };
             let route = self.inner.call(request);
-            return Box::pin(respond(policy, admitted, route));
+            return Either::Right(Box::pin(respond(self.policy.clone(), admitted, route)));
         }
+        let policy = self.policy.clone();
         // The clone is not ready; the ready one (self.inner) serves this call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        Box::pin(async move {
+        Either::Right(Box::pin(async move {
             let admitted = match policy.admit(&mut request).await {
                 Ok(admitted) => admitted,
                 Err(answer) => return Ok(answer),
             };
             respond(policy, admitted, inner.call(request)).await
-        })
+        }))
     }
 }
 
@@ -174,4 +201,153 @@ async fn respond<P: Policy>(
     let mut response = policy.serve(&admitted, route).await?;
     policy.answered(admitted, &mut response).await;
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::body::Body;
+    use http::StatusCode;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// A route that counts its clones and calls.
+    #[derive(Default)]
+    struct Counted {
+        clones: Arc<AtomicUsize>,
+        calls: Arc<AtomicUsize>,
+    }
+
+    impl Clone for Counted {
+        fn clone(&self) -> Self {
+            self.clones.fetch_add(1, Ordering::SeqCst);
+            Self {
+                clones: self.clones.clone(),
+                calls: self.calls.clone(),
+            }
+        }
+    }
+
+    impl Service<Request<Body>> for Counted {
+        type Response = Response;
+        type Error = Infallible;
+        type Future = std::future::Ready<Result<Response, Infallible>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: Request<Body>) -> Self::Future {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(Ok(Response::new(Body::empty())))
+        }
+    }
+
+    /// Decides by the request's `decide` header: `now` admits at once, `refuse` refuses at
+    /// once, anything else waits for `admit` (which admits). Answers carry who decided.
+    struct ByHeader;
+
+    fn decision<B>(request: &Request<B>) -> &str {
+        request
+            .headers()
+            .get("decide")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+
+    fn refused() -> Response {
+        let mut response = Response::new(Body::empty());
+        *response.status_mut() = StatusCode::FORBIDDEN;
+        response
+    }
+
+    impl Policy for ByHeader {
+        type Admitted = &'static str;
+
+        async fn admit<B: Send>(&self, _: &mut Request<B>) -> Result<&'static str, Response> {
+            Ok("admit")
+        }
+
+        fn admit_now<B>(&self, request: &mut Request<B>) -> Option<Result<&'static str, Response>> {
+            match decision(request) {
+                "now" => Some(Ok("admit_now")),
+                "refuse" => Some(Err(refused())),
+                _ => None,
+            }
+        }
+
+        async fn answered(&self, admitted: &'static str, response: &mut Response) {
+            response
+                .headers_mut()
+                .insert("decided-by", http::HeaderValue::from_static(admitted));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_decision_made_at_once_clones_nothing_and_a_refusal_never_reaches_the_route() {
+        let route = Counted::default();
+        let (clones, calls) = (route.clones.clone(), route.calls.clone());
+        let mut service = PolicyLayer::of(ByHeader).layer(route);
+        let request = |decide: &'static str| {
+            Request::get("/")
+                .header("decide", decide)
+                .body(Body::empty())
+                .unwrap()
+        };
+        let decided_by = |response: &Response| {
+            response
+                .headers()
+                .get("decided-by")
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+
+        let response = service
+            .ready()
+            .await
+            .unwrap()
+            .call(request("now"))
+            .await
+            .unwrap();
+        assert_eq!(decided_by(&response).as_deref(), Some("admit_now"));
+        assert_eq!(
+            (clones.load(Ordering::SeqCst), calls.load(Ordering::SeqCst)),
+            (0, 1)
+        );
+
+        let response = service
+            .ready()
+            .await
+            .unwrap()
+            .call(request("refuse"))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        assert_eq!(decided_by(&response), None, "answered ran on a refusal");
+        assert_eq!(
+            (clones.load(Ordering::SeqCst), calls.load(Ordering::SeqCst)),
+            (0, 1)
+        );
+
+        // Waiting for `admit` takes the ready service and leaves a clone in its place.
+        let response = service
+            .ready()
+            .await
+            .unwrap()
+            .call(request("wait"))
+            .await
+            .unwrap();
+        assert_eq!(decided_by(&response).as_deref(), Some("admit"));
+        assert_eq!(
+            (clones.load(Ordering::SeqCst), calls.load(Ordering::SeqCst)),
+            (1, 2)
+        );
+
+        // The outermost layer's unboxed answer decides alike.
+        let answer = service.answer(request("refuse"));
+        assert!(matches!(answer, Either::Left(_)));
+        assert_eq!(answer.await.unwrap().status(), StatusCode::FORBIDDEN);
+        assert!(matches!(service.answer(request("now")), Either::Right(_)));
+    }
 }

@@ -149,7 +149,7 @@ fn refund(tat: &AtomicU64, limit: u32) {
 
 impl MemoryLimiter {
     /// Counts one request of `tenant` against `limit` per minute.
-    pub(crate) async fn check(&self, tenant: &TenantId, limit: u32) -> Decision {
+    pub(crate) fn check(&self, tenant: &TenantId, limit: u32) -> Decision {
         spend(
             &self.tats.get_or_insert_with(tenant, || AtomicU64::new(0)),
             limit,
@@ -157,7 +157,7 @@ impl MemoryLimiter {
     }
 
     /// Counts one request without a user from `client` to `tenant` against `limit`.
-    pub(crate) async fn check_anonymous(
+    pub(crate) fn check_anonymous(
         &self,
         tenant: &TenantId,
         client: Option<IpAddr>,
@@ -422,14 +422,19 @@ pub(crate) enum Spender {
 }
 
 impl RateLimit {
-    async fn decide(&self, tenant: &Tenant, spender: Spender) -> (Decision, u32) {
-        let limit = match spender {
+    /// The allowance per minute of `spender`'s requests to `tenant`.
+    fn limit(&self, tenant: &Tenant, spender: Spender) -> u32 {
+        match spender {
             Spender::Tenant => tenant
                 .entitlement()
                 .and_then(|e| e.entitlement.limits.requests_per_minute)
                 .unwrap_or(self.default_rpm),
             Spender::Anonymous(_) => self.anonymous_rpm,
-        };
+        }
+    }
+
+    async fn decide(&self, tenant: &Tenant, spender: Spender) -> (Decision, u32) {
+        let limit = self.limit(tenant, spender);
         if let Some(redis) = &self.redis {
             // Boxed: the Redis round trip is a large future; the in-memory path stays small.
             let decided = match spender {
@@ -445,15 +450,24 @@ impl RateLimit {
                 }
             }
         }
-        let decision = match spender {
-            Spender::Tenant => self.memory.check(tenant.id(), limit).await,
-            Spender::Anonymous(client) => {
-                self.memory
-                    .check_anonymous(tenant.id(), client, limit)
-                    .await
-            }
-        };
-        (decision, limit)
+        (self.in_memory(tenant, spender, limit), limit)
+    }
+
+    /// Counts the request in this replica's memory.
+    fn in_memory(&self, tenant: &Tenant, spender: Spender, limit: u32) -> Decision {
+        match spender {
+            Spender::Tenant => self.memory.check(tenant.id(), limit),
+            Spender::Anonymous(client) => self.memory.check_anonymous(tenant.id(), client, limit),
+        }
+    }
+
+    /// Whose allowance `request` spends.
+    fn spender<B>(&self, request: &Request<B>) -> Spender {
+        if request.extensions().get::<CurrentUser>().is_some() {
+            Spender::Tenant
+        } else {
+            Spender::Anonymous(self.clients.of(request.headers(), request.extensions()))
+        }
     }
 
     /// An anonymous request the route refused for want of a user costs nothing.
@@ -507,11 +521,7 @@ impl Policy for RateLimit {
         let Some(tenant) = request.extensions().get::<Tenant>().cloned() else {
             return Ok(None);
         };
-        let spender = if request.extensions().get::<CurrentUser>().is_some() {
-            Spender::Tenant
-        } else {
-            Spender::Anonymous(self.clients.of(request.headers(), request.extensions()))
-        };
+        let spender = self.spender(request);
         let (decision, limit) = self.decide(&tenant, spender).await;
         if !decision.allowed {
             self.refused(tenant.id(), decision.limit).await;
@@ -526,6 +536,24 @@ impl Policy for RateLimit {
             return Err(response);
         }
         Ok(Some((decision, limit, spender, tenant.id().clone())))
+    }
+
+    /// In memory, an admitted request decides at once. A refusal changes no allowance
+    /// (GCRA spends only on admission), so `admit` counts and reports it from scratch.
+    fn admit_now<B>(&self, request: &mut Request<B>) -> Option<Result<Self::Admitted, Response>> {
+        if self.redis.is_some() {
+            return None;
+        }
+        let Some(tenant) = request.extensions().get::<Tenant>() else {
+            return Some(Ok(None));
+        };
+        let spender = self.spender(request);
+        let limit = self.limit(tenant, spender);
+        let decision = self.in_memory(tenant, spender, limit);
+        if !decision.allowed {
+            return None;
+        }
+        Some(Ok(Some((decision, limit, spender, tenant.id().clone()))))
     }
 
     async fn answered(&self, admitted: Self::Admitted, response: &mut Response) {

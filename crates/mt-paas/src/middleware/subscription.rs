@@ -27,7 +27,7 @@ use crate::{
     control::{Access, KillSwitch, kill_switch::access},
     core::tenant::Tenant,
     http::{ApiError, ProblemCode},
-    integrations::{Entitlements, Lookup},
+    integrations::{Entitlements, Lookup, entitlements::EntitlementError},
 };
 
 /// Checks each request's tenant against its entitlement.
@@ -82,13 +82,37 @@ pub(crate) struct Notice {
 
 impl Subscription {
     async fn decide(&self, tenant: &Tenant) -> Result<(Tenant, Option<Notice>), ApiError> {
+        let lookup = match &self.entitlements {
+            Some(entitlements) => Some(entitlements.get(tenant.id()).await),
+            None => None,
+        };
+        self.judge(tenant, lookup)
+    }
+
+    /// [`decide`](Self::decide) when it need not wait: subscriptions unchecked, or the
+    /// entitlement fresh in memory.
+    fn decide_now(&self, tenant: &Tenant) -> Option<Result<(Tenant, Option<Notice>), ApiError>> {
+        let lookup = match &self.entitlements {
+            Some(entitlements) => Some(Ok(entitlements.get_now(tenant.id())?)),
+            None => None,
+        };
+        Some(self.judge(tenant, lookup))
+    }
+
+    /// What the market's word (`None`: subscriptions are not checked) and the kill switch
+    /// make of `tenant`'s request.
+    fn judge(
+        &self,
+        tenant: &Tenant,
+        lookup: Option<Result<Lookup, EntitlementError>>,
+    ) -> Result<(Tenant, Option<Notice>), ApiError> {
         let id = tenant.id();
         let now = OffsetDateTime::now_utc();
         let refuse = |code| ApiError::new(code).param("tenant_id", id.to_string());
         let mut notice = None;
         let mut admitted = tenant.clone();
-        if let Some(entitlements) = &self.entitlements {
-            let lookup = entitlements.get(id).await.map_err(|e| {
+        if let Some(lookup) = lookup {
+            let lookup = lookup.map_err(|e| {
                 tracing::warn!(tenant = %id, error = %e, "no entitlement could be had");
                 ApiError::new(ProblemCode::MarketUnavailable)
                     .header(header::RETRY_AFTER, HeaderValue::from_static("5"))
@@ -126,7 +150,7 @@ impl Subscription {
             admitted = tenant.with_entitlement(entitlement, self.features_from_plan);
         }
         // The kill switch: the newest of the commands received and the entitlement's block.
-        let switch = self.kill_switch.state(id).await;
+        let switch = self.kill_switch.current(id);
         let mut block = switch.as_ref().and_then(|s| s.block.clone());
         let sequence = switch.map_or(0, |s| s.sequence);
         if let Some(overlay) = admitted
@@ -195,6 +219,19 @@ impl Policy for Subscription {
             .map_err(IntoResponse::into_response)?;
         request.extensions_mut().insert(tenant.clone());
         Ok((tenant, notice))
+    }
+
+    fn admit_now<B>(&self, request: &mut Request<B>) -> Option<Result<Self::Admitted, Response>> {
+        let Some(tenant) = request.extensions().get::<Tenant>() else {
+            // `admit` says why, once.
+            return None;
+        };
+        let (tenant, notice) = match self.decide_now(tenant)? {
+            Ok(admitted) => admitted,
+            Err(refused) => return Some(Err(refused.into_response())),
+        };
+        request.extensions_mut().insert(tenant.clone());
+        Some(Ok((tenant, notice)))
     }
 
     fn serve<F>(

@@ -318,6 +318,36 @@ async fn exactly_rpm_requests_pass_under_concurrency() {
     assert_eq!(passed, 10, "another tenant is unaffected");
 }
 
+/// A tenant refused 100 times in a minute is reported once, with its limit; a refusal is
+/// decided (and counted) like any other request, never skipped by a fast path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_over_its_limit_is_reported_once() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let app = Arc::new(app(&db, "security:\n  rate_limit:\n    default_rpm: 5\n").await);
+    let audits = || async {
+        let outbox = app.framework.outbox();
+        outbox.flush().await;
+        let items = outbox.list(Some("pending"), 100).await.unwrap();
+        items
+            .into_iter()
+            .filter(|i| i.kind == Kind::Audit.as_str())
+            .count()
+    };
+    assert_eq!(burst(&app, "hallym", 104).await, (5, 99));
+    assert_eq!(audits().await, 0, "99 refusals are not reported");
+    assert_eq!(burst(&app, "hallym", 11).await, (0, 11));
+    assert_eq!(audits().await, 1, "the 100th refusal is, once");
+    let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+    let text: String = sqlx::query_scalar("SELECT body FROM outbox WHERE kind = 'audit'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let body: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(body["alert_type"], "rate_limit_exceeded");
+    assert_eq!(body["details"]["tenant"], "hallym");
+    assert_eq!(body["details"]["limit_per_minute"], 5);
+}
+
 /// Requests without a user never spend the tenant's limit: they are limited per tenant and
 /// client address; a route for users answers them 401 every time, at no cost; usage counts
 /// only what was served.

@@ -8,6 +8,7 @@ use std::{
 };
 
 use axum::response::{IntoResponse, Response};
+use futures_util::future::Either;
 use http::{HeaderValue, Request, header};
 use tower::{Layer, Service};
 
@@ -122,6 +123,11 @@ impl State {
             .resolve(&id)
             .await
             .map_err(|e| ApiError::central(format!("looking up tenant {id}: {e}")))?;
+        Self::servable(id, tenant)
+    }
+
+    /// The registry's answer for `id` as the request's: an active tenant, or why not.
+    fn servable(id: TenantId, tenant: Option<Tenant>) -> Result<Tenant, ApiError> {
         let Some(tenant) = tenant else {
             return Err(
                 ApiError::new(ProblemCode::TenantNotFound).param("tenant_id", id.to_string())
@@ -136,6 +142,25 @@ impl State {
             TenantStatus::Suspended => refuse(ProblemCode::TenantSuspended),
             TenantStatus::Archived => refuse(ProblemCode::TenantArchived),
         }
+    }
+
+    /// Admits `tenant` for `request`: the extractors' parts go into its extensions.
+    fn admitted<B>(
+        &self,
+        request: &mut Request<B>,
+        tenant: Result<Tenant, ApiError>,
+    ) -> Result<Tenant, ApiError> {
+        let tenant = tenant?;
+        request.extensions_mut().insert(tenant.clone());
+        if let Some(databases) = &self.databases {
+            request.extensions_mut().insert(databases.clone());
+        }
+        // Without the feature a `VectorStore` cannot exist.
+        #[cfg(feature = "vectors")]
+        if let Some(vectors) = &self.vectors {
+            request.extensions_mut().insert(vectors.clone());
+        }
+        Ok(tenant)
     }
 }
 
@@ -156,18 +181,24 @@ impl Policy for State {
                 },
             },
         };
-        let tenant = match async { self.tenant(id?).await }.await {
-            Ok(tenant) => tenant,
-            Err(error) => return Err(error.into_response()),
+        let tenant = async { self.tenant(id?).await }.await;
+        self.admitted(request, tenant)
+            .map_err(IntoResponse::into_response)
+    }
+
+    /// The common case decides at once: an id from the request alone, and the registry's
+    /// answer for it (a tenant, or none) in the cache.
+    fn admit_now<B>(&self, request: &mut Request<B>) -> Option<Result<Tenant, Response>> {
+        let id = match self.identify(request) {
+            Ok(id) => id,
+            Err(Unidentified::Problem(problem)) => return Some(Err(problem.into_response())),
+            Err(Unidentified::NeedsKeys) => return None,
         };
-        request.extensions_mut().insert(tenant.clone());
-        if let Some(databases) = &self.databases {
-            request.extensions_mut().insert(databases.clone());
-        }
-        if let Some(vectors) = &self.vectors {
-            request.extensions_mut().insert(vectors.clone());
-        }
-        Ok(tenant)
+        let cached = self.manager.resolve_now(&id)?;
+        Some(
+            self.admitted(request, Self::servable(id, cached))
+                .map_err(IntoResponse::into_response),
+        )
     }
 
     fn serve<F>(&self, tenant: &Tenant, route: F) -> impl Future<Output = F::Output> + Send
@@ -209,13 +240,18 @@ where
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+    /// The answer when the request is refused at once (a malformed or unknown tenant),
+    /// else its way through the registry and the route.
+    type Future = Either<
+        std::future::Ready<Result<Response, Infallible>>,
+        Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>,
+    >;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.0.poll_ready(cx)
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        self.0.call(request)
+        self.0.answer(request)
     }
 }
