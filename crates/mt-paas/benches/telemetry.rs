@@ -65,7 +65,7 @@ async fn main() {
     std::fs::write(
         &path,
         format!(
-            "service:\n  id: bench\ndatabase:\n  central:\n    url: \"sqlite://{d}/central.db\"\n  tenant:\n    url_template: \"sqlite://{d}/{{tenant_id}}.db\"\nlogging:\n  level: WARN\n  activity_log:\n    enabled: true\n    endpoint: \"http://127.0.0.1:{lrs_port}/xapi\"\n",
+            "service:\n  id: bench\ndatabase:\n  central:\n    url: \"sqlite://{d}/central.db\"\n  tenant:\n    url_template: \"sqlite://{d}/{{tenant_id}}.db\"\n    migrations: null\nlogging:\n  level: WARN\n  activity_log:\n    enabled: true\n    endpoint: \"http://127.0.0.1:{lrs_port}/xapi\"\n",
             d = dir.path().display()
         ),
     )
@@ -80,6 +80,9 @@ async fn main() {
 
     // The request path: one call per activity, timed one by one.
     let mut costs = Vec::with_capacity(activities);
+    // A burst beyond the outbox's buffer, faster than the central DB takes it, is refused
+    // (backpressure, counted): what was accepted must all arrive.
+    let mut refused = 0usize;
     let started = Instant::now();
     for i in 0..activities {
         let tenant = &tenants[i % tenants.len()];
@@ -88,7 +91,9 @@ async fn main() {
         let t = Instant::now();
         let id = logger.log(tenant, Some(&user), "asked", "ai_tutor", result);
         costs.push(t.elapsed());
-        assert!(id.is_some());
+        if id.is_none() {
+            refused += 1;
+        }
         // Requests arrive over time, not in one burst: yield now and then, as handlers do.
         if i % 64 == 63 {
             tokio::task::yield_now().await;
@@ -103,14 +108,17 @@ async fn main() {
 
     // Delivery: until the LRS holds every statement.
     let deadline = Instant::now() + Duration::from_secs(300);
-    while stored.lock().unwrap().len() < activities && Instant::now() < deadline {
+    let accepted = activities - refused;
+    while stored.lock().unwrap().len() < accepted && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let delivered_in = started.elapsed();
     let delivered = stored.lock().unwrap().len();
-    assert_eq!(delivered, activities, "every statement delivered");
+    assert_eq!(delivered, accepted, "every accepted statement delivered");
 
-    println!("{activities} activities, 3 tenants, a local LRS");
+    println!(
+        "{activities} activities, 3 tenants, a local LRS; {refused} refused (the outbox's buffer full)"
+    );
     println!(
         "log_activity on the request path   median {:>6.2} µs   p99 {:>6.2} µs   max {:>8.2} µs",
         quantile(&costs, 0.5).as_secs_f64() * 1e6,
@@ -125,12 +133,12 @@ async fn main() {
     println!(
         "stored in the central DB           {:>8.1} ms from the first log ({:.0} items/s)",
         stored_in.as_secs_f64() * 1e3,
-        activities as f64 / stored_in.as_secs_f64()
+        accepted as f64 / stored_in.as_secs_f64()
     );
     println!(
         "stored and delivered to the LRS    {:>8.1} ms from the first log ({:.0} statements/s)",
         delivered_in.as_secs_f64() * 1e3,
-        activities as f64 / delivered_in.as_secs_f64()
+        accepted as f64 / delivered_in.as_secs_f64()
     );
     framework.shutdown_telemetry().await;
 }
