@@ -150,39 +150,34 @@ impl Entitlements {
             // futures, and this one is awaited inside every request's pipeline future.
             None => Box::pin(self.load(id)).await?,
         };
-        let Some(cached) = cached else {
-            return Box::pin(self.refresh(id)).await;
-        };
-        let age = cached.age();
-        if age < self.inner.ttl {
-            return Ok(Lookup::Subscribed(cached));
+        match cached.and_then(|cached| self.servable(id, cached)) {
+            Some(lookup) => Ok(lookup),
+            // Nothing held, or beyond the offline grace: only the market's word counts.
+            None => Box::pin(self.refresh(id)).await,
         }
-        if age < self.inner.grace {
-            self.refresh_in_background(id);
-            return Ok(Lookup::Subscribed(cached));
-        }
-        // Beyond the offline grace only the market's word counts.
-        Box::pin(self.refresh(id)).await
     }
 
     /// What [`get`](Self::get) answers for `id` when memory holds a fresh enough entry, without
-    /// waiting (a stale one within the grace is refreshed in the background, as `get` does);
-    /// `None` when only the database or the market can say.
+    /// waiting; `None` when only the database or the market can say.
     pub(crate) fn get_now(&self, id: &TenantId) -> Option<Lookup> {
         use futures_util::FutureExt;
-        let cached = match self.inner.memory.get(id).now_or_never()?? {
-            None => return Some(Lookup::NotSubscribed),
-            Some(cached) => cached,
-        };
+        match self.inner.memory.get(id).now_or_never()?? {
+            None => Some(Lookup::NotSubscribed),
+            Some(cached) => self.servable(id, cached),
+        }
+    }
+
+    /// `cached` as the answer for `id`: while fresh, and within the offline grace (refreshed
+    /// in the background meanwhile); `None` beyond it.
+    fn servable(&self, id: &TenantId, cached: Arc<CachedEntitlement>) -> Option<Lookup> {
         let age = cached.age();
-        if age < self.inner.ttl {
-            return Some(Lookup::Subscribed(cached));
-        }
-        if age < self.inner.grace {
+        if age >= self.inner.ttl {
+            if age >= self.inner.grace {
+                return None;
+            }
             self.refresh_in_background(id);
-            return Some(Lookup::Subscribed(cached));
         }
-        None
+        Some(Lookup::Subscribed(cached))
     }
 
     async fn load(&self, id: &TenantId) -> Result<Entry, EntitlementError> {

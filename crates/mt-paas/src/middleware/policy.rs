@@ -302,47 +302,26 @@ mod tests {
                 .get("decided-by")
                 .map(|v| v.to_str().unwrap().to_owned())
         };
+        // The route's (clones, calls) so far.
+        let counts = || (clones.load(Ordering::SeqCst), calls.load(Ordering::SeqCst));
+        let mut send = async |decide| {
+            let ready = service.ready().await.unwrap();
+            ready.call(request(decide)).await.unwrap()
+        };
 
-        let response = service
-            .ready()
-            .await
-            .unwrap()
-            .call(request("now"))
-            .await
-            .unwrap();
+        let response = send("now").await;
         assert_eq!(decided_by(&response).as_deref(), Some("admit_now"));
-        assert_eq!(
-            (clones.load(Ordering::SeqCst), calls.load(Ordering::SeqCst)),
-            (0, 1)
-        );
+        assert_eq!(counts(), (0, 1));
 
-        let response = service
-            .ready()
-            .await
-            .unwrap()
-            .call(request("refuse"))
-            .await
-            .unwrap();
+        let response = send("refuse").await;
         assert_eq!(response.status(), StatusCode::FORBIDDEN);
         assert_eq!(decided_by(&response), None, "answered ran on a refusal");
-        assert_eq!(
-            (clones.load(Ordering::SeqCst), calls.load(Ordering::SeqCst)),
-            (0, 1)
-        );
+        assert_eq!(counts(), (0, 1));
 
         // Waiting for `admit` takes the ready service and leaves a clone in its place.
-        let response = service
-            .ready()
-            .await
-            .unwrap()
-            .call(request("wait"))
-            .await
-            .unwrap();
+        let response = send("wait").await;
         assert_eq!(decided_by(&response).as_deref(), Some("admit"));
-        assert_eq!(
-            (clones.load(Ordering::SeqCst), calls.load(Ordering::SeqCst)),
-            (1, 2)
-        );
+        assert_eq!(counts(), (1, 2));
 
         // The outermost layer's unboxed answer decides alike.
         let answer = service.answer(request("refuse"));
